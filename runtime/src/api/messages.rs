@@ -1,0 +1,568 @@
+//! `/v1/messages`: send, send in batches, read, list, cancel.
+
+use std::collections::BTreeMap;
+
+use hyper::StatusCode;
+use hyper::body::Incoming;
+use rand::Rng;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::json::{Fields, parse_object, query_params, read_body};
+use super::{App, Response, json_response};
+use crate::auth::Principal;
+use crate::encoding;
+use crate::model::{MessageType, Status};
+use crate::numbers::{self, NumberError};
+use crate::store::messages::{self as stored, CancelOutcome, InsertOutcome, ListFilter};
+use crate::store::{EventRecord, MessageRecord, NewMessage, PartRecord};
+use crate::time::{now_ms, parse_rfc3339, to_rfc3339};
+
+/// Most parts one message may take.
+pub const MAX_SEGMENTS: usize = 10;
+/// Most messages in one batch request.
+pub const MAX_BATCH: usize = 1000;
+/// How far ahead a message may be scheduled (as Twilio: 35 days).
+const MAX_SCHEDULE_AHEAD_MS: i64 = 35 * 24 * 3600 * 1000;
+const MAX_VALIDITY_SECS: u64 = 7 * 24 * 3600;
+const MAX_METADATA_KEYS: usize = 50;
+const MAX_METADATA_KEY_LEN: usize = 40;
+const MAX_METADATA_VALUE_LEN: usize = 500;
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+const MAX_URL_LEN: usize = 2048;
+
+pub async fn create(
+    app: &App,
+    principal: &Principal,
+    idempotency_key: Option<String>,
+    body: Incoming,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body).await?;
+    let map = parse_object(&bytes)?;
+    let idempotency = match idempotency_key {
+        None => None,
+        Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN => {
+            return Err(ApiError::invalid(
+                "invalid_idempotency_key",
+                "Idempotency-Key",
+                format!(
+                    "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
+                ),
+            ));
+        }
+        // serde_json's map is sorted, so equal requests serialise equally.
+        Some(key) => Some((key, request_digest(&map))),
+    };
+    let message = parse_message(
+        Fields::new(map),
+        principal,
+        idempotency,
+        now_ms(),
+        app.default_validity_secs,
+    )?;
+    let outcome = app
+        .store
+        .write(move |conn| stored::insert_message(conn, &message))
+        .await?;
+    match outcome {
+        InsertOutcome::Created(record) => {
+            if record.status == Status::Queued {
+                app.dispatch_waker.notify_one();
+            }
+            Ok(json_response(StatusCode::ACCEPTED, &summary_json(&record)))
+        }
+        InsertOutcome::Replayed(record) => {
+            let mut response = json_response(StatusCode::ACCEPTED, &summary_json(&record));
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                hyper::header::HeaderValue::from_static("true"),
+            );
+            Ok(response)
+        }
+        InsertOutcome::KeyReused => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used with a different request",
+        )
+        .with_field("Idempotency-Key")),
+    }
+}
+
+pub async fn create_batch(
+    app: &App,
+    principal: &Principal,
+    body: Incoming,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body).await?;
+    let mut fields = Fields::new(parse_object(&bytes)?);
+    let items = fields.required_array("messages")?;
+    fields.finish()?;
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "invalid_batch_size",
+            "messages",
+            format!("a batch holds 1 to {MAX_BATCH} messages"),
+        ));
+    }
+    let now = now_ms();
+    let parsed: Vec<Result<NewMessage, ApiError>> = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let prefix = format!("messages[{i}].");
+            match item {
+                Value::Object(map) => parse_message(
+                    Fields::nested(map, prefix),
+                    principal,
+                    None,
+                    now,
+                    app.default_validity_secs,
+                ),
+                _ => Err(ApiError::invalid(
+                    "invalid_type",
+                    format!("messages[{i}]"),
+                    "each message must be an object",
+                )),
+            }
+        })
+        .collect();
+    let valid: Vec<NewMessage> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
+    let stored = app
+        .store
+        .write(move |conn| {
+            valid
+                .iter()
+                .map(|m| stored::insert_message(conn, m))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    let mut stored = stored.into_iter();
+    let mut accepted = 0;
+    let results: Vec<Value> = parsed
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| match item {
+            Ok(_) => match stored.next() {
+                Some(InsertOutcome::Created(record) | InsertOutcome::Replayed(record)) => {
+                    accepted += 1;
+                    json!({"index": index, "status": 202, "message": summary_json(&record)})
+                }
+                _ => json!({"index": index, "status": 500}),
+            },
+            Err(err) => json!({"index": index, "status": err.status.as_u16(), "error": err.to_json()["error"]}),
+        })
+        .collect();
+    if accepted > 0 {
+        app.dispatch_waker.notify_one();
+    }
+    let rejected = results.len() - accepted;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"accepted": accepted, "rejected": rejected, "results": results}),
+    ))
+}
+
+pub async fn get(app: &App, principal: &Principal, id: &str) -> Result<Response, ApiError> {
+    let account = principal.account_id.clone();
+    let id = id.to_owned();
+    let found = app
+        .store
+        .read(move |conn| {
+            let Some(message) = stored::get_message(conn, &account, &id)? else {
+                return Ok(None);
+            };
+            let parts = stored::get_parts(conn, &id)?;
+            let events = stored::get_events(conn, &id)?;
+            Ok(Some((message, parts, events)))
+        })
+        .await?;
+    let (message, parts, events) = found.ok_or_else(|| ApiError::not_found("message"))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &detail_json(&message, &parts, &events),
+    ))
+}
+
+pub async fn list(
+    app: &App,
+    principal: &Principal,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    let mut filter = ListFilter {
+        limit: 50,
+        ..ListFilter::default()
+    };
+    for (key, value) in query_params(query) {
+        match key.as_str() {
+            "status" => {
+                filter.status = Some(Status::parse(&value).ok_or_else(|| {
+                    ApiError::invalid(
+                        "invalid_status",
+                        "status",
+                        format!("unknown status `{value}`"),
+                    )
+                })?)
+            }
+            "to" => {
+                let recipient = numbers::normalize(&value, None)
+                    .map_err(|e| ApiError::invalid("invalid_number", "to", e.to_string()))?;
+                filter.to = Some(recipient.e164);
+            }
+            "since" => {
+                filter.since = Some(parse_rfc3339(&value).ok_or_else(|| {
+                    ApiError::invalid("invalid_time", "since", "`since` must be an RFC 3339 time")
+                })?)
+            }
+            "limit" => {
+                filter.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::invalid("invalid_limit", "limit", "`limit` must be 1 to 100")
+                    })?
+            }
+            "cursor" => {
+                if !value.starts_with("msg_") || value.len() != 30 {
+                    return Err(ApiError::invalid(
+                        "invalid_cursor",
+                        "cursor",
+                        "unknown cursor",
+                    ));
+                }
+                filter.before_id = Some(value)
+            }
+            other => {
+                return Err(ApiError::invalid(
+                    "unknown_parameter",
+                    other,
+                    format!("`{other}` is not a parameter of this request"),
+                ));
+            }
+        }
+    }
+    let account = principal.account_id.clone();
+    let limit = filter.limit;
+    let messages = app
+        .store
+        .read(move |conn| stored::list_messages(conn, &account, &filter))
+        .await?;
+    let next_cursor = (messages.len() == limit).then(|| messages.last().map(|m| m.id.clone()));
+    let data: Vec<Value> = messages.iter().map(message_json).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"data": data, "next_cursor": next_cursor.flatten()}),
+    ))
+}
+
+pub async fn cancel(app: &App, principal: &Principal, id: &str) -> Result<Response, ApiError> {
+    let account = principal.account_id.clone();
+    let id = id.to_owned();
+    let outcome = app
+        .store
+        .write(move |conn| stored::cancel_message(conn, &account, &id, now_ms()))
+        .await?;
+    match outcome {
+        CancelOutcome::Canceled(message) => {
+            Ok(json_response(StatusCode::OK, &message_json(&message)))
+        }
+        CancelOutcome::NotFound => Err(ApiError::not_found("message")),
+        CancelOutcome::NotCancelable(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_cancelable",
+            format!("a message that is {status} can no longer be canceled"),
+        )),
+    }
+}
+
+fn request_digest(map: &Map<String, Value>) -> [u8; 32] {
+    let canonical = serde_json::to_vec(map).unwrap_or_default();
+    Sha256::digest(&canonical).into()
+}
+
+/// Checks one message request and turns it into what the store writes.
+fn parse_message(
+    mut fields: Fields,
+    principal: &Principal,
+    idempotency: Option<(String, [u8; 32])>,
+    now: i64,
+    default_validity_secs: u64,
+) -> Result<NewMessage, ApiError> {
+    let to = fields.required_str("to")?;
+    let body = fields.required_str("body")?;
+    let from = fields.optional_str("from")?;
+    let country = fields.optional_str("country")?;
+    let message_type = fields.optional_str("type")?;
+    let callback_url = fields.optional_str("callback_url")?;
+    let send_at = fields.optional_str("send_at")?;
+    let validity_secs = fields.optional_u64("validity_secs")?;
+    let metadata = fields.optional_object("metadata")?;
+
+    let recipient = numbers::normalize(&to, country.as_deref()).map_err(|err| match err {
+        NumberError::UnknownCountry(_) => {
+            ApiError::invalid("invalid_country", fields.name("country"), err.to_string())
+        }
+        _ => ApiError::invalid(
+            "invalid_number",
+            fields.name("to"),
+            format!("`{to}`: {err}"),
+        ),
+    })?;
+    if body.is_empty() {
+        return Err(ApiError::invalid(
+            "empty_body",
+            fields.name("body"),
+            "`body` must not be empty",
+        ));
+    }
+    let analysis = encoding::analyze(&body);
+    if analysis.segments > MAX_SEGMENTS {
+        return Err(ApiError::invalid(
+            "body_too_long",
+            fields.name("body"),
+            format!(
+                "the body needs {} parts in {}; at most {MAX_SEGMENTS} are allowed",
+                analysis.segments,
+                analysis.encoding.as_str()
+            ),
+        ));
+    }
+    if let Some(from) = &from
+        && !valid_sender(from)
+    {
+        return Err(ApiError::invalid(
+            "invalid_sender",
+            fields.name("from"),
+            "`from` must be a phone number (+ and up to 15 digits) or an alphanumeric sender of 1 to 11 letters, digits and spaces",
+        ));
+    }
+    let message_type = match message_type {
+        None => MessageType::Transactional,
+        Some(t) => MessageType::parse(&t).ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_type",
+                fields.name("type"),
+                "`type` must be otp, transactional or marketing",
+            )
+        })?,
+    };
+    if let Some(url) = &callback_url
+        && !valid_callback_url(url)
+    {
+        return Err(ApiError::invalid(
+            "invalid_url",
+            fields.name("callback_url"),
+            "`callback_url` must be an http:// or https:// URL",
+        ));
+    }
+    let send_at = match send_at {
+        None => None,
+        Some(text) => {
+            let at = parse_rfc3339(&text).ok_or_else(|| {
+                ApiError::invalid(
+                    "invalid_time",
+                    fields.name("send_at"),
+                    "`send_at` must be an RFC 3339 time, e.g. 2026-12-01T09:00:00+07:00",
+                )
+            })?;
+            if at > now + MAX_SCHEDULE_AHEAD_MS {
+                return Err(ApiError::invalid(
+                    "send_at_too_far",
+                    fields.name("send_at"),
+                    "`send_at` may be at most 35 days ahead",
+                ));
+            }
+            Some(at)
+        }
+    };
+    let validity_secs = match validity_secs {
+        None => default_validity_secs,
+        Some(secs) if (1..=MAX_VALIDITY_SECS).contains(&secs) => secs,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_validity",
+                fields.name("validity_secs"),
+                format!("`validity_secs` must be 1 to {MAX_VALIDITY_SECS}"),
+            ));
+        }
+    };
+    let metadata = metadata
+        .map(|map| parse_metadata(map, &fields.name("metadata")))
+        .transpose()?;
+    fields.finish()?;
+
+    let starts = send_at.unwrap_or(now).max(now);
+    let expires_at = starts.saturating_add(validity_secs.saturating_mul(1000) as i64);
+    Ok(NewMessage {
+        id: crate::ids::new_id("msg"),
+        account_id: principal.account_id.clone(),
+        to: recipient.e164,
+        from,
+        country: recipient.country,
+        body,
+        message_type,
+        encoding: analysis.encoding,
+        segments: analysis.segments,
+        concat_ref: rand::rng().random(),
+        callback_url,
+        send_at,
+        expires_at,
+        metadata,
+        sandbox: principal.sandbox,
+        idempotency,
+        created_at: now,
+    })
+}
+
+fn parse_metadata(map: Map<String, Value>, field: &str) -> Result<String, ApiError> {
+    if map.len() > MAX_METADATA_KEYS {
+        return Err(ApiError::invalid(
+            "invalid_metadata",
+            field,
+            format!("`metadata` holds at most {MAX_METADATA_KEYS} keys"),
+        ));
+    }
+    let mut clean = BTreeMap::new();
+    for (key, value) in map {
+        let Value::String(value) = value else {
+            return Err(ApiError::invalid(
+                "invalid_metadata",
+                format!("{field}.{key}"),
+                "metadata values must be strings",
+            ));
+        };
+        if key.is_empty()
+            || key.chars().count() > MAX_METADATA_KEY_LEN
+            || value.chars().count() > MAX_METADATA_VALUE_LEN
+        {
+            return Err(ApiError::invalid(
+                "invalid_metadata",
+                format!("{field}.{key}"),
+                format!(
+                    "metadata keys are 1 to {MAX_METADATA_KEY_LEN} characters, values at most {MAX_METADATA_VALUE_LEN}"
+                ),
+            ));
+        }
+        clean.insert(key, value);
+    }
+    Ok(serde_json::to_string(&clean).unwrap_or_default())
+}
+
+fn valid_sender(from: &str) -> bool {
+    if let Some(digits) = from.strip_prefix('+') {
+        return (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+    }
+    (1..=11).contains(&from.len())
+        && from.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ')
+        && from.bytes().any(|b| b.is_ascii_alphanumeric())
+}
+
+fn valid_callback_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            url.len() <= MAX_URL_LEN
+                && !host.is_empty()
+                && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    }
+}
+
+/// What `202 Accepted` shows.
+fn summary_json(m: &MessageRecord) -> Value {
+    json!({
+        "id": m.id,
+        "status": m.status.as_str(),
+        "to": m.to,
+        "from": m.from,
+        "country": m.country,
+        "encoding": m.encoding.as_str(),
+        "segments": m.segments,
+        "type": m.message_type.as_str(),
+        "created_at": to_rfc3339(m.created_at),
+    })
+}
+
+fn message_json(m: &MessageRecord) -> Value {
+    let metadata: Value = m
+        .metadata
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_else(|| json!({}));
+    let mut value = summary_json(m);
+    let object = value.as_object_mut().expect("summary is an object");
+    object.insert("body".into(), json!(m.body));
+    object.insert("callback_url".into(), json!(m.callback_url));
+    object.insert("send_at".into(), json!(m.send_at.map(to_rfc3339)));
+    object.insert("expires_at".into(), json!(to_rfc3339(m.expires_at)));
+    object.insert("metadata".into(), metadata);
+    object.insert("sandbox".into(), json!(m.sandbox));
+    object.insert("updated_at".into(), json!(to_rfc3339(m.updated_at)));
+    value
+}
+
+fn detail_json(m: &MessageRecord, parts: &[PartRecord], events: &[EventRecord]) -> Value {
+    let mut value = message_json(m);
+    let object = value.as_object_mut().expect("message is an object");
+    let parts: Vec<Value> = parts
+        .iter()
+        .map(|p| {
+            json!({
+                "index": p.index,
+                "status": p.status.as_str(),
+                "attempts": p.attempts,
+                "carrier": p.carrier,
+                "carrier_message_id": p.carrier_message_id,
+                "error_code": p.error_code,
+            })
+        })
+        .collect();
+    let events: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "at": to_rfc3339(e.at),
+                "status": e.status.as_str(),
+                "part": e.part,
+                "carrier": e.carrier,
+                "detail": e.detail,
+            })
+        })
+        .collect();
+    object.insert("parts".into(), json!(parts));
+    object.insert("events".into(), json!(events));
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders() {
+        assert!(valid_sender("Pigeon"));
+        assert!(valid_sender("+84912345678"));
+        assert!(valid_sender("My Shop"));
+        assert!(!valid_sender("A very long sender"));
+        assert!(!valid_sender("   "));
+        assert!(!valid_sender("+84-91"));
+        assert!(!valid_sender(""));
+    }
+
+    #[test]
+    fn callback_urls() {
+        assert!(valid_callback_url("https://example.com/hooks/sms"));
+        assert!(valid_callback_url("http://127.0.0.1:9000"));
+        assert!(!valid_callback_url("ftp://example.com"));
+        assert!(!valid_callback_url("https://"));
+        assert!(!valid_callback_url("https://exa mple.com"));
+    }
+}

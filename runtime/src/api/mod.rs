@@ -1,0 +1,193 @@
+//! The HTTP API: routing, authentication and role checks. Each resource has
+//! its own file; every answer, errors included, is JSON.
+
+mod accounts;
+pub mod error;
+mod json;
+mod messages;
+mod tools;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use serde_json::json;
+use tokio::sync::Notify;
+
+pub use error::ApiError;
+pub use messages::{MAX_BATCH, MAX_SEGMENTS};
+
+use crate::auth::{Accounts, Permission, Principal};
+use crate::store::Store;
+
+pub type Response = hyper::Response<Full<Bytes>>;
+
+/// What request handlers share.
+pub struct App {
+    pub store: Store,
+    pub accounts: Accounts,
+    /// Wakes the dispatcher when a message is due now.
+    pub dispatch_waker: Arc<Notify>,
+    pub default_validity_secs: u64,
+}
+
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Routes one request. Never fails: every error becomes a JSON answer.
+pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    match route(&app, request).await {
+        Ok(response) => response,
+        Err(err) => {
+            if err.status.is_server_error() {
+                tracing::warn!(%method, %path, code = err.code, "request failed");
+            }
+            err.into_response()
+        }
+    }
+}
+
+async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    if let Some(length) = parts.headers.get(header::CONTENT_LENGTH)
+        && length
+            .to_str()
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+            .is_some_and(|l| l > json::MAX_BODY)
+    {
+        return Err(json::too_large());
+    }
+    let segments: Vec<&str> = parts.uri.path().trim_matches('/').split('/').collect();
+    let method = &parts.method;
+    let authed = |permission| authorize(app, &parts.headers, permission);
+
+    use Permission::*;
+    match (segments.as_slice(), method) {
+        (["healthz"], &Method::GET) => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+        (["readyz"], &Method::GET) => Ok(match app.store.check_writable().await {
+            Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
+            Err(err) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "reason": err.to_string()}),
+            ),
+        }),
+
+        (["v1", "accounts"], &Method::POST) => {
+            accounts::create_account(app, &authed(ManageAccounts)?, body).await
+        }
+        (["v1", "accounts", id], &Method::GET) => {
+            accounts::get_account(app, &authed(ManageKeys)?, id).await
+        }
+        (["v1", "accounts", id, "keys"], &Method::POST) => {
+            accounts::create_key(app, &authed(ManageKeys)?, id, body).await
+        }
+        (["v1", "keys", id], &Method::DELETE) => {
+            accounts::revoke_key(app, &authed(ManageKeys)?, id).await
+        }
+
+        (["v1", "messages"], &Method::POST) => {
+            let idempotency_key = parts
+                .headers
+                .get("idempotency-key")
+                .map(|v| v.to_str().map(str::to_owned))
+                .transpose()
+                .map_err(|_| {
+                    ApiError::invalid(
+                        "invalid_idempotency_key",
+                        "Idempotency-Key",
+                        "the Idempotency-Key header must be visible ASCII",
+                    )
+                })?;
+            messages::create(app, &authed(SendMessages)?, idempotency_key, body).await
+        }
+        (["v1", "messages"], &Method::GET) => {
+            messages::list(app, &authed(ReadMessages)?, parts.uri.query()).await
+        }
+        (["v1", "messages", "batch"], &Method::POST) => {
+            messages::create_batch(app, &authed(SendMessages)?, body).await
+        }
+        (["v1", "messages", id], &Method::GET) => {
+            messages::get(app, &authed(ReadMessages)?, id).await
+        }
+        (["v1", "messages", id, "cancel"], &Method::POST) => {
+            messages::cancel(app, &authed(SendMessages)?, id).await
+        }
+
+        (["v1", "encoding", "analyze"], &Method::POST) => {
+            authed(UseTools)?;
+            tools::analyze(body).await
+        }
+
+        (known, _) if allowed_methods(known).is_some() => {
+            let allow = allowed_methods(known).unwrap_or_default();
+            let mut response = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed here; use {allow}"),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            Ok(response)
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such endpoint: {}", parts.uri.path()),
+        )),
+    }
+}
+
+/// The methods a known path takes, for 405 answers.
+fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
+    Some(match segments {
+        ["healthz"] | ["readyz"] => "GET",
+        ["v1", "accounts"] => "POST",
+        ["v1", "accounts", _] => "GET",
+        ["v1", "accounts", _, "keys"] => "POST",
+        ["v1", "keys", _] => "DELETE",
+        ["v1", "messages"] => "GET, POST",
+        ["v1", "messages", "batch"] => "POST",
+        ["v1", "messages", _] => "GET",
+        ["v1", "messages", _, "cancel"] => "POST",
+        ["v1", "encoding", "analyze"] => "POST",
+        _ => return None,
+    })
+}
+
+fn authorize(
+    app: &App,
+    headers: &hyper::HeaderMap,
+    permission: Permission,
+) -> Result<Principal, ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::unauthorized("send your API key as `Authorization: Bearer <key>`")
+        })?;
+    let principal = app
+        .accounts
+        .authenticate(presented)
+        .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+    if !principal.role.allows(permission) {
+        return Err(ApiError::forbidden());
+    }
+    Ok(principal)
+}

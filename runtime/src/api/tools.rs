@@ -1,0 +1,28 @@
+//! `/v1/encoding/analyze`: what a body costs before it is sent.
+
+use hyper::StatusCode;
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::json::{Fields, parse_object, read_body};
+use super::{Response, json_response};
+use crate::encoding;
+
+pub async fn analyze(body: Incoming) -> Result<Response, ApiError> {
+    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+    let text = fields.required_str("body")?;
+    fields.finish()?;
+    let analysis = encoding::analyze(&text);
+    let non_gsm: Vec<String> = analysis.non_gsm.iter().map(|c| c.to_string()).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "encoding": analysis.encoding.as_str(),
+            "segments": analysis.segments,
+            "units": analysis.units,
+            "characters": analysis.characters,
+            "non_gsm": non_gsm,
+        }),
+    ))
+}

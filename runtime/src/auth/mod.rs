@@ -1,0 +1,339 @@
+//! Accounts, API keys and roles.
+//!
+//! Keys are long random strings shown once; only their SHA-256 is stored.
+//! Because keys carry 200 bits of randomness a fast hash is as safe as a
+//! slow one, and every request can be checked against an in-memory table.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use sha2::{Digest, Sha256};
+
+use crate::ids;
+use crate::store::accounts::{self, AccountRecord, KeyRecord};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Developer,
+    Compliance,
+    Viewer,
+}
+
+/// What a request wants to do; each route names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    SendMessages,
+    ReadMessages,
+    /// Create and revoke keys of one's own account.
+    ManageKeys,
+    /// Create accounts (operator admins only).
+    ManageAccounts,
+    /// Pure helpers such as encoding analysis.
+    UseTools,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Self::Admin, Self::Developer, Self::Compliance, Self::Viewer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Developer => "developer",
+            Self::Compliance => "compliance",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn allows(self, permission: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Self::Admin => true,
+            Self::Developer => matches!(permission, SendMessages | ReadMessages | UseTools),
+            Self::Compliance | Self::Viewer => matches!(permission, ReadMessages | UseTools),
+        }
+    }
+}
+
+/// Who is calling: the key's account and role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub key_id: String,
+    pub account_id: String,
+    pub role: Role,
+    pub sandbox: bool,
+    /// The key belongs to the operator account.
+    pub operator: bool,
+}
+
+impl Principal {
+    /// Admins of the operator account may act on any account; everyone
+    /// else only on their own.
+    pub fn may_manage(&self, account_id: &str) -> bool {
+        self.role == Role::Admin && (self.operator || self.account_id == account_id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored key {0} has an unknown role")]
+    UnknownRole(String),
+    #[error("PIGEON_ADMIN_KEY must be at least {MIN_KEY_LEN} characters")]
+    WeakAdminKey,
+}
+
+const MIN_KEY_LEN: usize = 24;
+
+pub fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// A fresh key: a prefix saying what it is, then 40 base32 characters.
+pub fn generate_key(sandbox: bool) -> String {
+    let prefix = if sandbox { "pgn_test_" } else { "pgn_live_" };
+    format!("{prefix}{}", ids::random_secret(40))
+}
+
+/// The active keys, by hash, kept in memory so that authenticating a request
+/// costs one hash and one map look-up.
+#[derive(Default)]
+pub struct KeyRing {
+    by_hash: RwLock<HashMap<[u8; 32], Principal>>,
+}
+
+impl KeyRing {
+    pub async fn load(store: &Store) -> Result<Self, AuthError> {
+        let keys = store.read(accounts::active_keys).await?;
+        let ring = Self::default();
+        for (key, operator) in keys {
+            ring.insert(&key, operator)?;
+        }
+        Ok(ring)
+    }
+
+    pub fn authenticate(&self, presented: &str) -> Option<Principal> {
+        let hash = hash_key(presented);
+        self.read().get(&hash).cloned()
+    }
+
+    fn insert(&self, key: &KeyRecord, operator: bool) -> Result<(), AuthError> {
+        let role = Role::parse(&key.role).ok_or_else(|| AuthError::UnknownRole(key.id.clone()))?;
+        let principal = Principal {
+            key_id: key.id.clone(),
+            account_id: key.account_id.clone(),
+            role,
+            sandbox: key.sandbox,
+            operator,
+        };
+        self.write().insert(key.key_hash, principal);
+        Ok(())
+    }
+
+    fn remove(&self, key_id: &str) {
+        self.write().retain(|_, p| p.key_id != key_id);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<[u8; 32], Principal>> {
+        self.by_hash.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<[u8; 32], Principal>> {
+        self.by_hash.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A key as created: the only time the plain key exists.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub record: KeyRecord,
+    pub plain: String,
+}
+
+/// Accounts and keys, kept in the store and mirrored in the key ring.
+pub struct Accounts {
+    store: Store,
+    ring: KeyRing,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no such account")]
+    NoAccount,
+    #[error("no such key")]
+    NoKey,
+}
+
+impl Accounts {
+    pub async fn load(store: Store) -> Result<Self, AuthError> {
+        let ring = KeyRing::load(&store).await?;
+        Ok(Self { store, ring })
+    }
+
+    pub fn authenticate(&self, presented: &str) -> Option<Principal> {
+        self.ring.authenticate(presented)
+    }
+
+    /// On an empty database, creates the operator account and its first
+    /// admin key: `preset` if given (from `PIGEON_ADMIN_KEY`), else a new
+    /// one, which is returned so it can be shown once.
+    pub async fn bootstrap(&self, preset: Option<String>) -> Result<Option<String>, AuthError> {
+        if let Some(key) = &preset
+            && key.len() < MIN_KEY_LEN
+        {
+            return Err(AuthError::WeakAdminKey);
+        }
+        let generated = preset.is_none();
+        let plain = preset.unwrap_or_else(|| generate_key(false));
+        let now = crate::time::now_ms();
+        let account = AccountRecord {
+            id: ids::new_id("acc"),
+            name: "operator".into(),
+            operator: true,
+            created_at: now,
+        };
+        let key = KeyRecord {
+            id: ids::new_id("key"),
+            account_id: account.id.clone(),
+            key_hash: hash_key(&plain),
+            role: Role::Admin.as_str().into(),
+            sandbox: false,
+            created_at: now,
+            revoked_at: None,
+        };
+        let created = {
+            let key = key.clone();
+            self.store
+                .write(move |conn| {
+                    if accounts::count_accounts(conn)? > 0 {
+                        return Ok(false);
+                    }
+                    accounts::insert_account(conn, &account)?;
+                    accounts::insert_key(conn, &key)?;
+                    Ok(true)
+                })
+                .await?
+        };
+        if !created {
+            return Ok(None);
+        }
+        self.ring.insert(&key, true)?;
+        Ok(generated.then_some(plain))
+    }
+
+    pub async fn create_account(&self, name: String) -> Result<AccountRecord, StoreError> {
+        let account = AccountRecord {
+            id: ids::new_id("acc"),
+            name,
+            operator: false,
+            created_at: crate::time::now_ms(),
+        };
+        let stored = account.clone();
+        self.store
+            .write(move |conn| accounts::insert_account(conn, &stored))
+            .await?;
+        Ok(account)
+    }
+
+    pub async fn get_account(&self, id: String) -> Result<Option<AccountRecord>, StoreError> {
+        self.store
+            .read(move |conn| accounts::get_account(conn, &id))
+            .await
+    }
+
+    pub async fn create_key(
+        &self,
+        account_id: String,
+        role: Role,
+        sandbox: bool,
+    ) -> Result<NewKey, KeyError> {
+        let plain = generate_key(sandbox);
+        let record = KeyRecord {
+            id: ids::new_id("key"),
+            account_id,
+            key_hash: hash_key(&plain),
+            role: role.as_str().into(),
+            sandbox,
+            created_at: crate::time::now_ms(),
+            revoked_at: None,
+        };
+        let stored = record.clone();
+        let operator = self
+            .store
+            .write(move |conn| {
+                let Some(account) = accounts::get_account(conn, &stored.account_id)? else {
+                    return Ok(None);
+                };
+                accounts::insert_key(conn, &stored)?;
+                Ok(Some(account.operator))
+            })
+            .await?
+            .ok_or(KeyError::NoAccount)?;
+        self.ring
+            .insert(&record, operator)
+            .map_err(|_| KeyError::NoKey)?;
+        Ok(NewKey { record, plain })
+    }
+
+    pub async fn get_key(&self, id: String) -> Result<Option<KeyRecord>, StoreError> {
+        self.store
+            .read(move |conn| accounts::get_key(conn, &id))
+            .await
+    }
+
+    /// Revokes a key; requests with it fail from the moment this returns.
+    pub async fn revoke_key(&self, id: String) -> Result<(), KeyError> {
+        let at = crate::time::now_ms();
+        let key_id = id.clone();
+        let existed = self
+            .store
+            .write(move |conn| {
+                if accounts::get_key(conn, &key_id)?.is_none() {
+                    return Ok(false);
+                }
+                accounts::revoke_key(conn, &key_id, at)?;
+                Ok(true)
+            })
+            .await?;
+        if !existed {
+            return Err(KeyError::NoKey);
+        }
+        self.ring.remove(&id);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_allow_what_they_should() {
+        use Permission::*;
+        assert!(Role::Admin.allows(ManageAccounts));
+        assert!(Role::Developer.allows(SendMessages));
+        assert!(!Role::Developer.allows(ManageKeys));
+        assert!(!Role::Viewer.allows(SendMessages));
+        assert!(Role::Viewer.allows(ReadMessages));
+        assert!(!Role::Compliance.allows(SendMessages));
+    }
+
+    #[test]
+    fn keys_are_long_random_and_hash_stably() {
+        let a = generate_key(false);
+        let b = generate_key(true);
+        assert!(a.starts_with("pgn_live_") && a.len() == 49);
+        assert!(b.starts_with("pgn_test_"));
+        assert_ne!(a, generate_key(false));
+        assert_eq!(hash_key(&a), hash_key(&a));
+        assert_ne!(hash_key(&a), hash_key(&b));
+    }
+}

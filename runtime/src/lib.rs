@@ -1,0 +1,22 @@
+//! Pigeon: an SMS aggregator runtime. Applications submit messages over
+//! HTTP; Pigeon encodes them, stores them durably, dispatches their parts to
+//! a carrier and tracks them to the handset's delivery report.
+//!
+//! The binary is a thin wrapper over [`cli::main`]; tests start the same
+//! server in-process with [`runtime::Pigeon`] on a port-0 listener.
+
+pub mod api;
+pub mod auth;
+pub mod carriers;
+pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod encoding;
+pub mod ids;
+pub mod model;
+pub mod numbers;
+pub mod runtime;
+pub mod server;
+pub mod store;
+pub mod time;
+pub mod tracking;

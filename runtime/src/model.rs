@@ -1,0 +1,193 @@
+//! The message model shared by the API, the store and the dispatcher.
+
+use std::fmt;
+
+/// Why a message is sent; decides dispatch priority (lower is sooner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageType {
+    Otp,
+    Transactional,
+    Marketing,
+}
+
+impl MessageType {
+    pub const ALL: [MessageType; 3] = [Self::Otp, Self::Transactional, Self::Marketing];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Otp => "otp",
+            Self::Transactional => "transactional",
+            Self::Marketing => "marketing",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Dispatch priority: OTPs go before alerts, alerts before campaigns.
+    pub fn priority(self) -> i64 {
+        match self {
+            Self::Otp => 0,
+            Self::Transactional => 1,
+            Self::Marketing => 2,
+        }
+    }
+}
+
+/// The state of a message or of one of its parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Queued,
+    Scheduled,
+    Sending,
+    Sent,
+    Delivered,
+    Undelivered,
+    Failed,
+    Rejected,
+    Expired,
+    Canceled,
+}
+
+impl Status {
+    pub const ALL: [Status; 10] = [
+        Self::Queued,
+        Self::Scheduled,
+        Self::Sending,
+        Self::Sent,
+        Self::Delivered,
+        Self::Undelivered,
+        Self::Failed,
+        Self::Rejected,
+        Self::Expired,
+        Self::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Scheduled => "scheduled",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Undelivered => "undelivered",
+            Self::Failed => "failed",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// A final state never changes again.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            Self::Queued | Self::Scheduled | Self::Sending | Self::Sent
+        )
+    }
+
+    /// How far along the way to the handset a state is; used to aggregate
+    /// parts into one message state and to refuse regressions.
+    fn progress(self) -> u8 {
+        match self {
+            Self::Queued | Self::Scheduled => 0,
+            Self::Sending => 1,
+            Self::Sent => 2,
+            _ => 3,
+        }
+    }
+
+    /// Among final states, how bad an outcome is (the message takes the worst).
+    fn badness(self) -> u8 {
+        match self {
+            Self::Delivered => 0,
+            Self::Canceled => 1,
+            Self::Undelivered => 2,
+            Self::Expired => 3,
+            Self::Rejected => 4,
+            Self::Failed => 5,
+            _ => 0,
+        }
+    }
+
+    /// Whether a part in state `self` may move to `next`. Final states stay
+    /// final, and a late or duplicated report never moves a part backwards,
+    /// except that a retry puts a `sending` part back in the queue.
+    pub fn may_become(self, next: Status) -> bool {
+        if self.is_final() || self == next {
+            return false;
+        }
+        next.progress() >= self.progress() || (self == Self::Sending && next == Self::Queued)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state of a message, from the states of its parts: while any part is
+/// under way the message is as far along as its slowest part; once all are
+/// final it is `delivered` only if every part is, else the worst outcome.
+pub fn aggregate_status(parts: impl IntoIterator<Item = Status>) -> Option<Status> {
+    let mut slowest_open: Option<Status> = None;
+    let mut worst_final: Option<Status> = None;
+    for status in parts {
+        if status.is_final() {
+            if worst_final.is_none_or(|w| status.badness() > w.badness()) {
+                worst_final = Some(status);
+            }
+        } else if slowest_open.is_none_or(|s| status.progress() < s.progress()) {
+            slowest_open = Some(status);
+        }
+    }
+    slowest_open.or(worst_final)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_takes_the_slowest_open_part_then_the_worst_final_one() {
+        use Status::*;
+        assert_eq!(aggregate_status([Sent, Sending]), Some(Sending));
+        assert_eq!(aggregate_status([Delivered, Sent]), Some(Sent));
+        assert_eq!(aggregate_status([Delivered, Delivered]), Some(Delivered));
+        assert_eq!(
+            aggregate_status([Delivered, Undelivered]),
+            Some(Undelivered)
+        );
+        assert_eq!(aggregate_status([Failed, Undelivered]), Some(Failed));
+        assert_eq!(aggregate_status([Scheduled]), Some(Scheduled));
+        assert_eq!(aggregate_status([]), None);
+    }
+
+    #[test]
+    fn final_states_never_regress() {
+        use Status::*;
+        assert!(Sending.may_become(Sent));
+        assert!(Sent.may_become(Delivered));
+        assert!(Sending.may_become(Queued), "a retry requeues");
+        assert!(!Sent.may_become(Sending));
+        assert!(!Delivered.may_become(Undelivered));
+        assert!(!Undelivered.may_become(Delivered));
+        assert!(!Sent.may_become(Sent));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        for t in MessageType::ALL {
+            assert_eq!(MessageType::parse(t.as_str()), Some(t));
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Phone numbers: parsing E.164 or national numbers with a country hint,
+//! validating them against libphonenumber's metadata, and naming the country.
+
+use std::str::FromStr;
+
+use phonenumber::{Mode, country};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NumberError {
+    #[error("`{0}` is not a known ISO 3166 alpha-2 country code")]
+    UnknownCountry(String),
+    #[error("a national number needs a `country` hint, or write it in E.164 (+CC...)")]
+    NeedsCountry,
+    #[error("not a phone number")]
+    Unparseable,
+    #[error("not a valid number for its country")]
+    Invalid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// The number in E.164, e.g. `+84912345678`.
+    pub e164: String,
+    /// ISO 3166 alpha-2 of the number's country, when the number maps to one.
+    pub country: Option<String>,
+}
+
+/// Parses a country hint (`"VN"`, `"hk"`).
+pub fn parse_country(hint: &str) -> Result<country::Id, NumberError> {
+    country::Id::from_str(&hint.to_ascii_uppercase())
+        .map_err(|_| NumberError::UnknownCountry(hint.to_owned()))
+}
+
+/// Normalises `raw` to E.164. A number starting with `+` stands alone;
+/// any other needs `country`.
+pub fn normalize(raw: &str, country: Option<&str>) -> Result<Recipient, NumberError> {
+    let hint = country.map(parse_country).transpose()?;
+    let trimmed = raw.trim();
+    if trimmed.is_empty() || trimmed.len() > 32 {
+        return Err(NumberError::Unparseable);
+    }
+    if !trimmed.starts_with('+') && hint.is_none() {
+        return Err(NumberError::NeedsCountry);
+    }
+    let number = phonenumber::parse(hint, trimmed).map_err(|_| NumberError::Unparseable)?;
+    if !phonenumber::is_valid(&number) {
+        return Err(NumberError::Invalid);
+    }
+    Ok(Recipient {
+        e164: number.format().mode(Mode::E164).to_string(),
+        country: number.country().id().map(|id| id.as_ref().to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e164_numbers_stand_alone() {
+        let r = normalize("+84912345678", None).unwrap();
+        assert_eq!(r.e164, "+84912345678");
+        assert_eq!(r.country.as_deref(), Some("VN"));
+        let r = normalize("+852 6123 4567", None).unwrap();
+        assert_eq!(r.e164, "+85261234567");
+        assert_eq!(r.country.as_deref(), Some("HK"));
+    }
+
+    #[test]
+    fn national_numbers_use_the_hint() {
+        let r = normalize("0912 345 678", Some("vn")).unwrap();
+        assert_eq!(r.e164, "+84912345678");
+        assert_eq!(r.country.as_deref(), Some("VN"));
+        let r = normalize("6123 4567", Some("HK")).unwrap();
+        assert_eq!(r.e164, "+85261234567");
+        let r = normalize("07400 123456", Some("GB")).unwrap();
+        assert_eq!(r.e164, "+447400123456");
+    }
+
+    #[test]
+    fn bad_numbers_are_refused() {
+        assert_eq!(
+            normalize("0912345678", None),
+            Err(NumberError::NeedsCountry)
+        );
+        assert_eq!(normalize("+8412", None), Err(NumberError::Invalid));
+        assert_eq!(
+            normalize("hello", Some("VN")),
+            Err(NumberError::Unparseable)
+        );
+        assert_eq!(normalize("", None), Err(NumberError::Unparseable));
+        assert!(matches!(
+            normalize("+84912345678", Some("XX")),
+            Err(NumberError::UnknownCountry(_))
+        ));
+    }
+}

@@ -1,0 +1,121 @@
+//! Accounts and API keys. Only a key's hash is stored.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub id: String,
+    pub name: String,
+    /// The operator account runs the platform: its admins manage all accounts.
+    pub operator: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub account_id: String,
+    pub key_hash: [u8; 32],
+    pub role: String,
+    pub sandbox: bool,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+pub fn insert_account(conn: &Connection, account: &AccountRecord) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO accounts (id, name, operator, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        account.id,
+        account.name,
+        account.operator,
+        account.created_at
+    ])?;
+    Ok(())
+}
+
+pub fn get_account(conn: &Connection, id: &str) -> Result<Option<AccountRecord>> {
+    Ok(conn
+        .prepare_cached("SELECT id, name, operator, created_at FROM accounts WHERE id = ?1")?
+        .query_row([id], |row| {
+            Ok(AccountRecord {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                operator: row.get(2)?,
+                created_at: row.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+pub fn count_accounts(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))?)
+}
+
+pub fn insert_key(conn: &Connection, key: &KeyRecord) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO api_keys (id, account_id, key_hash, role, sandbox, created_at, revoked_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        key.id,
+        key.account_id,
+        key.key_hash.as_slice(),
+        key.role,
+        key.sandbox,
+        key.created_at,
+        key.revoked_at
+    ])?;
+    Ok(())
+}
+
+pub fn get_key(conn: &Connection, id: &str) -> Result<Option<KeyRecord>> {
+    Ok(conn
+        .prepare_cached(&format!("{KEY_COLUMNS} WHERE id = ?1"))?
+        .query_row([id], key_from_row)
+        .optional()?)
+}
+
+/// Marks a key revoked; returns false when it already was.
+pub fn revoke_key(conn: &Connection, id: &str, at: i64) -> Result<bool> {
+    let changed = conn
+        .prepare_cached("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
+        .execute(params![id, at])?;
+    Ok(changed == 1)
+}
+
+const KEY_COLUMNS: &str =
+    "SELECT id, account_id, key_hash, role, sandbox, created_at, revoked_at FROM api_keys";
+
+fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
+    let hash: Vec<u8> = row.get(2)?;
+    let key_hash = hash.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            2,
+            rusqlite::types::Type::Blob,
+            "key hash is not 32 bytes".into(),
+        )
+    })?;
+    Ok(KeyRecord {
+        id: row.get(0)?,
+        account_id: row.get(1)?,
+        key_hash,
+        role: row.get(3)?,
+        sandbox: row.get(4)?,
+        created_at: row.get(5)?,
+        revoked_at: row.get(6)?,
+    })
+}
+
+/// Every key that is not revoked, with whether its account is the operator.
+pub fn active_keys(conn: &Connection) -> Result<Vec<(KeyRecord, bool)>> {
+    let mut stmt = conn.prepare(
+        "SELECT k.id, k.account_id, k.key_hash, k.role, k.sandbox, k.created_at, k.revoked_at, a.operator \
+         FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.revoked_at IS NULL",
+    )?;
+    let rows = stmt.query_map([], |row| Ok((key_from_row(row)?, row.get::<_, bool>(7)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

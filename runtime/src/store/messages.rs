@@ -1,0 +1,476 @@
+//! Messages, their parts and their event history.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{Result, StoreError};
+use crate::encoding::Encoding;
+use crate::model::{MessageType, Status, aggregate_status};
+
+/// A message as accepted by the API, ready to be written.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub account_id: String,
+    pub to: String,
+    pub from: Option<String>,
+    pub country: Option<String>,
+    pub body: String,
+    pub message_type: MessageType,
+    pub encoding: Encoding,
+    pub segments: usize,
+    pub concat_ref: u8,
+    pub callback_url: Option<String>,
+    pub send_at: Option<i64>,
+    pub expires_at: i64,
+    /// JSON object of string values.
+    pub metadata: Option<String>,
+    pub sandbox: bool,
+    /// The client's `Idempotency-Key` and a digest of the request it came with.
+    pub idempotency: Option<(String, [u8; 32])>,
+    pub created_at: i64,
+}
+
+impl NewMessage {
+    pub fn initial_status(&self) -> Status {
+        match self.send_at {
+            Some(at) if at > self.created_at => Status::Scheduled,
+            _ => Status::Queued,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub id: String,
+    pub account_id: String,
+    pub status: Status,
+    pub to: String,
+    pub from: Option<String>,
+    pub country: Option<String>,
+    pub body: String,
+    pub message_type: MessageType,
+    pub encoding: Encoding,
+    pub segments: i64,
+    pub concat_ref: u8,
+    pub callback_url: Option<String>,
+    pub send_at: Option<i64>,
+    pub expires_at: i64,
+    pub metadata: Option<String>,
+    pub sandbox: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRecord {
+    pub index: i64,
+    pub status: Status,
+    pub attempts: i64,
+    pub carrier: Option<String>,
+    pub carrier_message_id: Option<String>,
+    pub error_code: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub at: i64,
+    pub status: Status,
+    pub part: Option<i64>,
+    pub carrier: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum InsertOutcome {
+    Created(MessageRecord),
+    /// The idempotency key was used before with the same request.
+    Replayed(MessageRecord),
+    /// The idempotency key was used before with a different request.
+    KeyReused,
+}
+
+#[derive(Debug)]
+pub enum CancelOutcome {
+    Canceled(Box<MessageRecord>),
+    NotFound,
+    NotCancelable(Status),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<Status>,
+    pub to: Option<String>,
+    pub since: Option<i64>,
+    /// Return messages older than this id (the previous page's last).
+    pub before_id: Option<String>,
+    pub limit: usize,
+}
+
+const MESSAGE_COLUMNS: &str = "SELECT id, account_id, status, to_number, sender, country, body, type, \
+     encoding, segments, concat_ref, callback_url, send_at, expires_at, metadata, sandbox, \
+     created_at, updated_at FROM messages";
+
+pub fn insert_message(conn: &Connection, msg: &NewMessage) -> Result<InsertOutcome> {
+    if let Some((key, hash)) = &msg.idempotency {
+        let existing = conn
+            .prepare_cached(
+                "SELECT id, request_hash FROM messages WHERE account_id = ?1 AND idempotency_key = ?2",
+            )?
+            .query_row(params![msg.account_id, key], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })
+            .optional()?;
+        if let Some((id, stored_hash)) = existing {
+            if stored_hash.as_slice() != hash.as_slice() {
+                return Ok(InsertOutcome::KeyReused);
+            }
+            let record = get_message(conn, &msg.account_id, &id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("message {id} vanished")))?;
+            return Ok(InsertOutcome::Replayed(record));
+        }
+    }
+    let status = msg.initial_status();
+    let (idempotency_key, request_hash) = match &msg.idempotency {
+        Some((key, hash)) => (Some(key.as_str()), Some(hash.as_slice())),
+        None => (None, None),
+    };
+    conn.prepare_cached(
+        "INSERT INTO messages (id, account_id, status, to_number, sender, country, body, type, \
+         encoding, segments, concat_ref, callback_url, send_at, expires_at, metadata, sandbox, \
+         idempotency_key, request_hash, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19)",
+    )?
+    .execute(params![
+        msg.id,
+        msg.account_id,
+        status.as_str(),
+        msg.to,
+        msg.from,
+        msg.country,
+        msg.body,
+        msg.message_type.as_str(),
+        msg.encoding.as_str(),
+        msg.segments as i64,
+        msg.concat_ref,
+        msg.callback_url,
+        msg.send_at,
+        msg.expires_at,
+        msg.metadata,
+        msg.sandbox,
+        idempotency_key,
+        request_hash,
+        msg.created_at,
+    ])?;
+    let due_at = msg.send_at.unwrap_or(msg.created_at).max(msg.created_at);
+    let mut insert_part = conn.prepare_cached(
+        "INSERT INTO parts (message_id, idx, status, priority, due_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for idx in 0..msg.segments as i64 {
+        insert_part.execute(params![
+            msg.id,
+            idx,
+            status.as_str(),
+            msg.message_type.priority(),
+            due_at
+        ])?;
+    }
+    insert_event(conn, &msg.id, msg.created_at, status, None, None, None)?;
+    Ok(InsertOutcome::Created(MessageRecord {
+        id: msg.id.clone(),
+        account_id: msg.account_id.clone(),
+        status,
+        to: msg.to.clone(),
+        from: msg.from.clone(),
+        country: msg.country.clone(),
+        body: msg.body.clone(),
+        message_type: msg.message_type,
+        encoding: msg.encoding,
+        segments: msg.segments as i64,
+        concat_ref: msg.concat_ref,
+        callback_url: msg.callback_url.clone(),
+        send_at: msg.send_at,
+        expires_at: msg.expires_at,
+        metadata: msg.metadata.clone(),
+        sandbox: msg.sandbox,
+        created_at: msg.created_at,
+        updated_at: msg.created_at,
+    }))
+}
+
+/// A message by id alone, for the runtime's own use (never for API callers).
+pub(super) fn get_message_by_id(conn: &Connection, id: &str) -> Result<Option<MessageRecord>> {
+    conn.prepare_cached(&format!("{MESSAGE_COLUMNS} WHERE id = ?1"))?
+        .query_row(params![id], message_from_row)
+        .optional()?
+        .transpose()
+}
+
+/// A message of `account_id`; another account's message is simply not found.
+pub fn get_message(conn: &Connection, account_id: &str, id: &str) -> Result<Option<MessageRecord>> {
+    conn.prepare_cached(&format!(
+        "{MESSAGE_COLUMNS} WHERE id = ?1 AND account_id = ?2"
+    ))?
+    .query_row(params![id, account_id], message_from_row)
+    .optional()?
+    .transpose()
+}
+
+pub fn list_messages(
+    conn: &Connection,
+    account_id: &str,
+    filter: &ListFilter,
+) -> Result<Vec<MessageRecord>> {
+    let mut sql = format!("{MESSAGE_COLUMNS} WHERE account_id = ?1");
+    let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(account_id.to_owned())];
+    let mut bind = |clause: &str, value: Box<dyn rusqlite::ToSql>, sql: &mut String| {
+        args.push(value);
+        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    if let Some(status) = filter.status {
+        bind("status =", Box::new(status.as_str()), &mut sql);
+    }
+    if let Some(to) = &filter.to {
+        bind("to_number =", Box::new(to.clone()), &mut sql);
+    }
+    if let Some(since) = filter.since {
+        bind("created_at >=", Box::new(since), &mut sql);
+    }
+    if let Some(before) = &filter.before_id {
+        bind("id <", Box::new(before.clone()), &mut sql);
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.limit));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), message_from_row)?;
+    rows.map(|row| row?).collect()
+}
+
+pub fn get_parts(conn: &Connection, message_id: &str) -> Result<Vec<PartRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT idx, status, attempts, carrier, carrier_message_id, error_code FROM parts \
+         WHERE message_id = ?1 ORDER BY idx",
+    )?;
+    let rows = stmt.query_map([message_id], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (index, status, attempts, carrier, carrier_message_id, error_code) = row?;
+        Ok(PartRecord {
+            index,
+            status: parse_status(&status)?,
+            attempts,
+            carrier,
+            carrier_message_id,
+            error_code,
+        })
+    })
+    .collect()
+}
+
+pub fn get_events(conn: &Connection, message_id: &str) -> Result<Vec<EventRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, status, part, carrier, detail FROM events WHERE message_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([message_id], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (at, status, part, carrier, detail) = row?;
+        Ok(EventRecord {
+            at,
+            status: parse_status(&status)?,
+            part,
+            carrier,
+            detail,
+        })
+    })
+    .collect()
+}
+
+/// Cancels a message whose parts are all still waiting in the queue.
+pub fn cancel_message(
+    conn: &Connection,
+    account_id: &str,
+    id: &str,
+    now: i64,
+) -> Result<CancelOutcome> {
+    let Some(mut message) = get_message(conn, account_id, id)? else {
+        return Ok(CancelOutcome::NotFound);
+    };
+    if !matches!(message.status, Status::Queued | Status::Scheduled) {
+        return Ok(CancelOutcome::NotCancelable(message.status));
+    }
+    conn.prepare_cached(
+        "UPDATE parts SET status = 'canceled' WHERE message_id = ?1 AND status IN ('queued', 'scheduled')",
+    )?
+    .execute([id])?;
+    conn.prepare_cached("UPDATE messages SET status = 'canceled', updated_at = ?2 WHERE id = ?1")?
+        .execute(params![id, now])?;
+    insert_event(
+        conn,
+        id,
+        now,
+        Status::Canceled,
+        None,
+        None,
+        Some("canceled by request"),
+    )?;
+    message.status = Status::Canceled;
+    message.updated_at = now;
+    Ok(CancelOutcome::Canceled(Box::new(message)))
+}
+
+pub(super) fn insert_event(
+    conn: &Connection,
+    message_id: &str,
+    at: i64,
+    status: Status,
+    part: Option<i64>,
+    carrier: Option<&str>,
+    detail: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO events (message_id, at, status, part, carrier, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![message_id, at, status.as_str(), part, carrier, detail])?;
+    Ok(())
+}
+
+/// A change to one part, applied with its event and the message's new
+/// aggregate state. Returns false (and changes nothing) when the part is
+/// missing or the change would move it backwards.
+pub(super) struct PartChange<'a> {
+    pub message_id: &'a str,
+    pub index: i64,
+    pub status: Status,
+    pub carrier: Option<&'a str>,
+    pub carrier_message_id: Option<&'a str>,
+    pub error_code: Option<&'a str>,
+    pub due_at: Option<i64>,
+    /// A new delivery attempt starts with this change.
+    pub new_attempt: bool,
+    pub detail: Option<&'a str>,
+    pub at: i64,
+}
+
+impl<'a> PartChange<'a> {
+    pub fn new(message_id: &'a str, index: i64, status: Status, at: i64) -> Self {
+        Self {
+            message_id,
+            index,
+            status,
+            carrier: None,
+            carrier_message_id: None,
+            error_code: None,
+            due_at: None,
+            new_attempt: false,
+            detail: None,
+            at,
+        }
+    }
+}
+
+pub(super) fn change_part(conn: &Connection, change: &PartChange<'_>) -> Result<bool> {
+    let current: Option<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT p.status, m.segments FROM parts p JOIN messages m ON m.id = p.message_id \
+             WHERE p.message_id = ?1 AND p.idx = ?2",
+        )?
+        .query_row(params![change.message_id, change.index], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    let Some((current, segments)) = current else {
+        return Ok(false);
+    };
+    if !parse_status(&current)?.may_become(change.status) {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "UPDATE parts SET status = ?3, carrier = COALESCE(?4, carrier), \
+         carrier_message_id = COALESCE(?5, carrier_message_id), \
+         error_code = COALESCE(?6, error_code), due_at = COALESCE(?7, due_at), \
+         attempts = attempts + ?8 WHERE message_id = ?1 AND idx = ?2",
+    )?
+    .execute(params![
+        change.message_id,
+        change.index,
+        change.status.as_str(),
+        change.carrier,
+        change.carrier_message_id,
+        change.error_code,
+        change.due_at,
+        change.new_attempt as i64,
+    ])?;
+    insert_event(
+        conn,
+        change.message_id,
+        change.at,
+        change.status,
+        Some(change.index),
+        change.carrier,
+        change.detail,
+    )?;
+    let aggregate = if segments == 1 {
+        change.status
+    } else {
+        let mut stmt = conn.prepare_cached("SELECT status FROM parts WHERE message_id = ?1")?;
+        let statuses = stmt
+            .query_map([change.message_id], |row| row.get::<_, String>(0))?
+            .map(|s| parse_status(&s?))
+            .collect::<Result<Vec<_>>>()?;
+        aggregate_status(statuses).unwrap_or(change.status)
+    };
+    conn.prepare_cached(
+        "UPDATE messages SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status != ?2",
+    )?
+    .execute(params![change.message_id, aggregate.as_str(), change.at])?;
+    Ok(true)
+}
+
+pub(super) fn parse_status(s: &str) -> Result<Status> {
+    Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
+}
+
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Result<MessageRecord>> {
+    let status: String = row.get(2)?;
+    let message_type: String = row.get(7)?;
+    let encoding: String = row.get(8)?;
+    let parsed = (|| {
+        Ok(MessageRecord {
+            id: row.get(0)?,
+            account_id: row.get(1)?,
+            status: parse_status(&status)?,
+            to: row.get(3)?,
+            from: row.get(4)?,
+            country: row.get(5)?,
+            body: row.get(6)?,
+            message_type: MessageType::parse(&message_type)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown type {message_type:?}")))?,
+            encoding: Encoding::parse(&encoding)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown encoding {encoding:?}")))?,
+            segments: row.get(9)?,
+            concat_ref: row.get(10)?,
+            callback_url: row.get(11)?,
+            send_at: row.get(12)?,
+            expires_at: row.get(13)?,
+            metadata: row.get(14)?,
+            sandbox: row.get(15)?,
+            created_at: row.get(16)?,
+            updated_at: row.get(17)?,
+        })
+    })();
+    Ok(parsed)
+}

@@ -1,0 +1,169 @@
+//! Durable storage on SQLite (WAL). All writes go through one writer thread
+//! that groups whatever is waiting into one transaction (group commit), so a
+//! caller's future resolves only once its write is committed. Reads use a
+//! small pool of read-only connections.
+
+pub mod accounts;
+pub mod messages;
+pub mod queue;
+pub mod reports;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use accounts::{AccountRecord, KeyRecord};
+pub use messages::{
+    CancelOutcome, EventRecord, InsertOutcome, ListFilter, MessageRecord, NewMessage, PartRecord,
+};
+pub use queue::{ClaimedPart, SubmitOutcome, SubmitResult};
+pub use reports::{DeliveryReport, ReportOutcome, ReportState};
+
+use crate::config::{StoreConfig, Synchronous};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the store is shut down")]
+    Closed,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error(
+        "the database was written by a newer Pigeon (schema {found}, this build knows {known})"
+    )]
+    NewerSchema { found: i64, known: i64 },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: writer::WriterHandle,
+    readers: Mutex<Vec<Connection>>,
+    max_idle_readers: usize,
+}
+
+pub const DB_FILE: &str = "pigeon.db";
+
+impl Store {
+    /// Opens (creating if needed) `<data_dir>/pigeon.db`, migrates it and
+    /// starts the writer thread.
+    pub fn open(data_dir: &Path, config: &StoreConfig) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let conn = Connection::open(&path)?;
+        configure_writer(&conn, config.synchronous)?;
+        schema::migrate(&conn)?;
+        let mut readers = Vec::with_capacity(config.readers);
+        for _ in 0..config.readers {
+            readers.push(open_reader(&path)?);
+        }
+        let writer = writer::spawn(conn, config.max_batch);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer,
+                readers: Mutex::new(readers),
+                max_idle_readers: config.readers,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `job` inside the writer's current transaction; resolves once the
+    /// transaction has committed. A job's error rolls back that job only.
+    pub async fn write<R, F>(&self, job: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        self.inner.writer.submit(job).await
+    }
+
+    /// Runs `query` on a read-only connection, off the async threads.
+    pub async fn read<R, F>(&self, query: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_reader(&inner.path)?,
+            };
+            let result = query(&conn);
+            let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < inner.max_idle_readers {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Proves the database takes writes (for `/readyz`).
+    pub async fn check_writable(&self) -> Result<()> {
+        self.write(|conn| {
+            conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'heartbeat'")?
+                .execute([crate::time::now_ms().to_string()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Finishes queued writes, checkpoints the log and closes the database.
+    pub async fn close(&self) {
+        self.inner.writer.close().await;
+    }
+}
+
+fn configure_writer(conn: &Connection, synchronous: Synchronous) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "cache_size", -16384)?;
+    Ok(conn)
+}

@@ -1,0 +1,149 @@
+//! The dispatch queue lives in the `parts` table: claiming moves due parts to
+//! `sending`, and the submit results move them on.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, params};
+
+use super::Result;
+use super::messages::{MessageRecord, PartChange, change_part, get_message_by_id};
+use super::reports::apply_early_reports;
+use crate::model::{MessageType, Status};
+
+/// Parts of one message claimed for one carrier submission.
+#[derive(Debug, Clone)]
+pub struct ClaimedPart {
+    pub message: MessageRecord,
+    /// Part indexes, ascending.
+    pub parts: Vec<i64>,
+    /// The attempt number this submission is (1 for the first).
+    pub attempt: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum SubmitOutcome {
+    /// The carrier took the part and gave it this id.
+    Accepted { carrier_message_id: String },
+    /// Try again at `due_at`.
+    Retry { due_at: i64, reason: String },
+    /// The part will not be sent.
+    Failed { code: String, reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct SubmitResult {
+    pub message_id: String,
+    pub index: i64,
+    pub carrier: String,
+    pub outcome: SubmitOutcome,
+}
+
+/// Claims up to `limit` due parts, most urgent type first, oldest first
+/// within a type. Parts whose message's validity has passed become `expired`
+/// instead of being claimed.
+pub fn claim_due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<ClaimedPart>> {
+    let mut due: Vec<(String, i64)> = Vec::new();
+    for message_type in MessageType::ALL {
+        let remaining = limit.saturating_sub(due.len());
+        if remaining == 0 {
+            break;
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT message_id, idx FROM parts WHERE status IN ('queued', 'scheduled') \
+             AND priority = ?1 AND due_at <= ?2 ORDER BY due_at LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![message_type.priority(), now, remaining as i64],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        for row in rows {
+            due.push(row?);
+        }
+    }
+
+    let mut claimed: Vec<ClaimedPart> = Vec::new();
+    let mut by_message: HashMap<String, usize> = HashMap::new();
+    for (message_id, index) in due {
+        let slot = match by_message.get(&message_id) {
+            Some(&slot) => Some(slot),
+            None => match get_message_by_id(conn, &message_id)? {
+                Some(message) => {
+                    claimed.push(ClaimedPart {
+                        message,
+                        parts: Vec::new(),
+                        attempt: 0,
+                    });
+                    by_message.insert(message_id.clone(), claimed.len() - 1);
+                    Some(claimed.len() - 1)
+                }
+                None => None,
+            },
+        };
+        let Some(slot) = slot else { continue };
+        let entry = &mut claimed[slot];
+        if entry.message.expires_at <= now {
+            let mut change = PartChange::new(&message_id, index, Status::Expired, now);
+            change.error_code = Some("expired");
+            change.detail = Some("validity period passed before it could be sent");
+            change_part(conn, &change)?;
+            continue;
+        }
+        let mut change = PartChange::new(&message_id, index, Status::Sending, now);
+        change.new_attempt = true;
+        if change_part(conn, &change)? {
+            let attempts: i64 = conn
+                .prepare_cached("SELECT attempts FROM parts WHERE message_id = ?1 AND idx = ?2")?
+                .query_row(params![message_id, index], |row| row.get(0))?;
+            entry.attempt = entry.attempt.max(attempts);
+            entry.parts.push(index);
+        }
+    }
+    claimed.retain(|c| !c.parts.is_empty());
+    Ok(claimed)
+}
+
+/// Records what the carrier said about each submitted part.
+pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> Result<()> {
+    for result in results {
+        let mut change = PartChange::new(&result.message_id, result.index, Status::Sent, now);
+        change.carrier = Some(&result.carrier);
+        match &result.outcome {
+            SubmitOutcome::Accepted { carrier_message_id } => {
+                change.carrier_message_id = Some(carrier_message_id);
+                if change_part(conn, &change)? {
+                    apply_early_reports(conn, &result.carrier, carrier_message_id, now)?;
+                }
+            }
+            SubmitOutcome::Retry { due_at, reason } => {
+                change.status = Status::Queued;
+                change.due_at = Some(*due_at);
+                change.detail = Some(reason);
+                change_part(conn, &change)?;
+            }
+            SubmitOutcome::Failed { code, reason } => {
+                change.status = Status::Failed;
+                change.error_code = Some(code);
+                change.detail = Some(reason);
+                change_part(conn, &change)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parts left in `sending` by a previous run were never acknowledged by a
+/// carrier: they go back to the queue. Parts already `sent` stay as they are,
+/// so nothing acknowledged is sent twice.
+pub fn requeue_interrupted(conn: &Connection, now: i64) -> Result<usize> {
+    let interrupted: Vec<(String, i64)> = conn
+        .prepare("SELECT message_id, idx FROM parts WHERE status = 'sending'")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (message_id, index) in &interrupted {
+        let mut change = PartChange::new(message_id, *index, Status::Queued, now);
+        change.due_at = Some(now);
+        change.detail = Some("requeued: interrupted before the carrier acknowledged it");
+        change_part(conn, &change)?;
+    }
+    Ok(interrupted.len())
+}

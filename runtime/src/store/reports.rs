@@ -1,0 +1,155 @@
+//! Delivery reports from carriers. A report may name a carrier id we have
+//! not recorded yet (the report beat the submit answer): it is kept and
+//! applied once that id is recorded. Duplicates and late reports never move
+//! a part backwards.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::Result;
+use super::messages::{PartChange, change_part};
+use crate::model::Status;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportState {
+    Enroute,
+    Delivered,
+    Expired,
+    Undeliverable,
+    Rejected,
+    Unknown,
+}
+
+impl ReportState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enroute => "enroute",
+            Self::Delivered => "delivered",
+            Self::Expired => "expired",
+            Self::Undeliverable => "undeliverable",
+            Self::Rejected => "rejected",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Enroute,
+            Self::Delivered,
+            Self::Expired,
+            Self::Undeliverable,
+            Self::Rejected,
+            Self::Unknown,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+
+    /// The part state a report leads to; `None` for reports that are not final.
+    fn part_status(self) -> Option<Status> {
+        match self {
+            Self::Delivered => Some(Status::Delivered),
+            Self::Expired => Some(Status::Expired),
+            Self::Undeliverable | Self::Rejected => Some(Status::Undelivered),
+            Self::Enroute | Self::Unknown => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryReport {
+    pub carrier: String,
+    pub carrier_message_id: String,
+    pub state: ReportState,
+    pub error_code: Option<String>,
+    pub raw_status: Option<String>,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    Applied,
+    /// Duplicate, out of order, or not final: kept out of the part's state.
+    Ignored,
+    /// No part has this carrier id yet; kept for when one does.
+    Early,
+}
+
+pub fn apply_report(conn: &Connection, report: &DeliveryReport, now: i64) -> Result<ReportOutcome> {
+    let part: Option<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT message_id, idx FROM parts WHERE carrier = ?1 AND carrier_message_id = ?2",
+        )?
+        .query_row(params![report.carrier, report.carrier_message_id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    let Some((message_id, index)) = part else {
+        conn.prepare_cached(
+            "INSERT INTO early_reports (carrier, carrier_message_id, state, error_code, raw_status, at, received_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            report.carrier,
+            report.carrier_message_id,
+            report.state.as_str(),
+            report.error_code,
+            report.raw_status,
+            report.at,
+            now
+        ])?;
+        return Ok(ReportOutcome::Early);
+    };
+    let Some(status) = report.state.part_status() else {
+        return Ok(ReportOutcome::Ignored);
+    };
+    let detail = report
+        .raw_status
+        .as_deref()
+        .map(|raw| format!("carrier status {raw}"));
+    let mut change = PartChange::new(&message_id, index, status, report.at);
+    change.carrier = Some(&report.carrier);
+    change.error_code = report.error_code.as_deref();
+    change.detail = detail.as_deref();
+    Ok(if change_part(conn, &change)? {
+        ReportOutcome::Applied
+    } else {
+        ReportOutcome::Ignored
+    })
+}
+
+/// Applies reports that arrived before `carrier_message_id` was recorded.
+pub(super) fn apply_early_reports(
+    conn: &Connection,
+    carrier: &str,
+    carrier_message_id: &str,
+    now: i64,
+) -> Result<()> {
+    let waiting: Vec<DeliveryReport> = conn
+        .prepare_cached(
+            "SELECT state, error_code, raw_status, at FROM early_reports \
+             WHERE carrier = ?1 AND carrier_message_id = ?2 ORDER BY at",
+        )?
+        .query_map(params![carrier, carrier_message_id], |row| {
+            let state: String = row.get(0)?;
+            Ok(DeliveryReport {
+                carrier: carrier.to_owned(),
+                carrier_message_id: carrier_message_id.to_owned(),
+                state: ReportState::parse(&state).unwrap_or(ReportState::Unknown),
+                error_code: row.get(1)?,
+                raw_status: row.get(2)?,
+                at: row.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "DELETE FROM early_reports WHERE carrier = ?1 AND carrier_message_id = ?2",
+    )?
+    .execute(params![carrier, carrier_message_id])?;
+    for report in &waiting {
+        apply_report(conn, report, now)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! The schema and its migrations, applied in order at start-up. A database
+//! written by a newer Pigeon is refused rather than misread.
+
+use rusqlite::Connection;
+
+use super::{Result, StoreError};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts, keys, messages, parts, events.
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('heartbeat', '0');
+
+    CREATE TABLE accounts (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        operator    INTEGER NOT NULL DEFAULT 0,
+        created_at  INTEGER NOT NULL
+    );
+
+    CREATE TABLE api_keys (
+        id          TEXT PRIMARY KEY,
+        account_id  TEXT NOT NULL REFERENCES accounts(id),
+        key_hash    BLOB NOT NULL UNIQUE,
+        role        TEXT NOT NULL,
+        sandbox     INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL,
+        revoked_at  INTEGER
+    );
+
+    CREATE TABLE messages (
+        id              TEXT PRIMARY KEY,
+        account_id      TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        to_number       TEXT NOT NULL,
+        sender          TEXT,
+        country         TEXT,
+        body            TEXT NOT NULL,
+        type            TEXT NOT NULL,
+        encoding        TEXT NOT NULL,
+        segments        INTEGER NOT NULL,
+        concat_ref      INTEGER NOT NULL,
+        callback_url    TEXT,
+        send_at         INTEGER,
+        expires_at      INTEGER NOT NULL,
+        metadata        TEXT,
+        sandbox         INTEGER NOT NULL,
+        idempotency_key TEXT,
+        request_hash    BLOB,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE INDEX messages_by_account ON messages (account_id, id);
+    CREATE UNIQUE INDEX messages_by_idempotency_key ON messages (account_id, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+
+    CREATE TABLE parts (
+        message_id          TEXT NOT NULL,
+        idx                 INTEGER NOT NULL,
+        status              TEXT NOT NULL,
+        priority            INTEGER NOT NULL,
+        due_at              INTEGER NOT NULL,
+        attempts            INTEGER NOT NULL DEFAULT 0,
+        carrier             TEXT,
+        carrier_message_id  TEXT,
+        error_code          TEXT,
+        PRIMARY KEY (message_id, idx)
+    ) WITHOUT ROWID;
+    -- The dispatch queue: only parts still waiting are indexed.
+    CREATE INDEX parts_due ON parts (priority, due_at) WHERE status IN ('queued', 'scheduled');
+    CREATE INDEX parts_by_carrier_id ON parts (carrier, carrier_message_id)
+        WHERE carrier_message_id IS NOT NULL;
+
+    CREATE TABLE events (
+        id          INTEGER PRIMARY KEY,
+        message_id  TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        status      TEXT NOT NULL,
+        part        INTEGER,
+        carrier     TEXT,
+        detail      TEXT
+    );
+    CREATE INDEX events_by_message ON events (message_id, id);
+
+    -- Delivery reports that arrived before the submit answer that names
+    -- their carrier id was recorded; applied when it is.
+    CREATE TABLE early_reports (
+        carrier             TEXT NOT NULL,
+        carrier_message_id  TEXT NOT NULL,
+        state               TEXT NOT NULL,
+        error_code          TEXT,
+        raw_status          TEXT,
+        at                  INTEGER NOT NULL,
+        received_at         INTEGER NOT NULL
+    );
+    CREATE INDEX early_reports_by_id ON early_reports (carrier, carrier_message_id);
+    "#,
+];
+
+pub(super) fn migrate(conn: &Connection) -> Result<()> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if found > known {
+        return Err(StoreError::NewerSchema { found, known });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = index as i64 + 1;
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(version, "database schema migrated");
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! The single writer thread and its group commit.
+//!
+//! Jobs queue on a channel; the thread takes every job waiting (up to
+//! `max_batch`), runs each inside its own savepoint of one transaction,
+//! commits once, and only then answers the callers. While it commits, new
+//! jobs pile up and ride the next commit, so the cost of the fsync is shared.
+
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Result, StoreError};
+
+trait Job: Send {
+    /// Runs the job in the open transaction and keeps its result.
+    fn run(&mut self, conn: &Connection);
+    /// Answers the caller once the transaction's fate is known.
+    fn finish(self: Box<Self>, commit: Result<(), String>);
+}
+
+struct TypedJob<R, F> {
+    work: Option<F>,
+    result: Option<Result<R>>,
+    reply: oneshot::Sender<Result<R>>,
+}
+
+impl<R, F> Job for TypedJob<R, F>
+where
+    R: Send,
+    F: FnOnce(&Connection) -> Result<R> + Send,
+{
+    fn run(&mut self, conn: &Connection) {
+        let Some(work) = self.work.take() else { return };
+        self.result = Some(in_savepoint(conn, work));
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), String>) {
+        let result = match (commit, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(StoreError::Closed),
+            (Err(message), _) => Err(StoreError::Corrupt(format!("commit failed: {message}"))),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+fn in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
+    match work(conn) {
+        Ok(value) => {
+            conn.prepare_cached("RELEASE job")?.execute([])?;
+            Ok(value)
+        }
+        Err(err) => {
+            conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+            conn.prepare_cached("RELEASE job")?.execute([])?;
+            Err(err)
+        }
+    }
+}
+
+enum Command {
+    Job(Box<dyn Job>),
+    Close(oneshot::Sender<()>),
+}
+
+pub(super) struct WriterHandle {
+    tx: mpsc::Sender<Command>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Jobs that may wait for the writer before callers feel back-pressure.
+const QUEUE_DEPTH: usize = 16 * 1024;
+
+pub(super) fn spawn(conn: Connection, max_batch: usize) -> WriterHandle {
+    let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+    let thread = std::thread::Builder::new()
+        .name("pigeon-store-writer".into())
+        .spawn(move || writer_loop(conn, rx, max_batch))
+        .expect("spawning the store writer thread");
+    WriterHandle {
+        tx,
+        thread: std::sync::Mutex::new(Some(thread)),
+    }
+}
+
+impl WriterHandle {
+    pub(super) async fn submit<R, F>(&self, work: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = TypedJob {
+            work: Some(work),
+            result: None,
+            reply,
+        };
+        self.tx
+            .send(Command::Job(Box::new(job)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub(super) async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.tx.send(Command::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Command>, max_batch: usize) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    let mut close_replies = Vec::new();
+    // After a close the channel refuses new jobs but still yields the queued
+    // ones, so everything accepted before the close is written.
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Job(job) => batch.push(job),
+                Command::Close(reply) => {
+                    close_replies.push(reply);
+                    rx.close();
+                }
+            }
+            if batch.len() < max_batch {
+                next = rx.try_recv().ok();
+            }
+        }
+        commit_batch(&conn, &mut batch);
+    }
+    if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!(error = %err, "final checkpoint failed");
+    }
+    if let Err((_, err)) = conn.close() {
+        tracing::warn!(error = %err, "closing the database failed");
+    }
+    for reply in close_replies {
+        let _ = reply.send(());
+    }
+}
+
+fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) {
+    if batch.is_empty() {
+        return;
+    }
+    let commit = (|| -> rusqlite::Result<()> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        for job in batch.iter_mut() {
+            job.run(conn);
+        }
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    })();
+    let commit = commit.map_err(|err| {
+        tracing::error!(error = %err, jobs = batch.len(), "group commit failed");
+        let _ = conn.execute_batch("ROLLBACK");
+        err.to_string()
+    });
+    for job in batch.drain(..) {
+        job.finish(commit.clone());
+    }
+}
