@@ -55,6 +55,10 @@ impl Pigeon {
             reports_tx,
             Duration::from_millis(config.loopback.delivery_delay_ms),
         ));
+        let awaiting = store
+            .read(|c| queue::awaiting_reports(c, LoopbackCarrier::NAME))
+            .await?;
+        carrier.report_later(awaiting);
         let dispatcher = Dispatcher::new(store.clone(), carrier, config.dispatch.clone());
         let app = Arc::new(App {
             store: store.clone(),

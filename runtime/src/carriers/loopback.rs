@@ -25,6 +25,41 @@ impl LoopbackCarrier {
     }
 }
 
+impl LoopbackCarrier {
+    /// Reports on parts after the delivery delay. Also called at start-up for
+    /// parts accepted before a restart: the simulated network kept them.
+    pub fn report_later(&self, parts: Vec<(String, String)>) {
+        if parts.is_empty() {
+            return;
+        }
+        let sink = self.reports.clone();
+        let delay = self.delivery_delay;
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let at = crate::time::now_ms();
+            for (carrier_message_id, to) in parts {
+                let (state, error_code) = if to.ends_with("0001") {
+                    (
+                        ReportState::Undeliverable,
+                        Some("absent_subscriber".to_owned()),
+                    )
+                } else {
+                    (ReportState::Delivered, None)
+                };
+                // The tracker is gone only when shutting down.
+                let _ = sink.send(DeliveryReport {
+                    carrier: Self::NAME.into(),
+                    carrier_message_id,
+                    state,
+                    error_code,
+                    raw_status: Some(state.as_str().to_uppercase()),
+                    at,
+                });
+            }
+        });
+    }
+}
+
 impl Carrier for LoopbackCarrier {
     fn name(&self) -> &str {
         Self::NAME
@@ -46,41 +81,16 @@ impl Carrier for LoopbackCarrier {
                     "loopback fails the first attempt for numbers ending in 0003".into(),
                 ));
             }
-            let (state, error_code) = if request.to.ends_with("0001") {
-                (
-                    ReportState::Undeliverable,
-                    Some("absent_subscriber".to_owned()),
-                )
-            } else {
-                (ReportState::Delivered, None)
-            };
             let ids: Vec<String> = request
                 .parts
                 .iter()
                 .map(|_| crate::ids::new_id("lb"))
                 .collect();
-            let reports: Vec<DeliveryReport> = ids
-                .iter()
-                .map(|id| DeliveryReport {
-                    carrier: Self::NAME.into(),
-                    carrier_message_id: id.clone(),
-                    state,
-                    error_code: error_code.clone(),
-                    raw_status: Some(state.as_str().to_uppercase()),
-                    at: 0,
-                })
-                .collect();
-            let sink = self.reports.clone();
-            let delay = self.delivery_delay;
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let at = crate::time::now_ms();
-                for mut report in reports {
-                    report.at = at;
-                    // The tracker is gone only when shutting down.
-                    let _ = sink.send(report);
-                }
-            });
+            self.report_later(
+                ids.iter()
+                    .map(|id| (id.clone(), request.to.clone()))
+                    .collect(),
+            );
             Ok(ids)
         })
     }

@@ -147,3 +147,14 @@ pub fn requeue_interrupted(conn: &Connection, now: i64) -> Result<usize> {
     }
     Ok(interrupted.len())
 }
+
+/// Parts a carrier acknowledged that still wait for a delivery report, with
+/// their recipient: `(carrier message id, to)`.
+pub fn awaiting_reports(conn: &Connection, carrier: &str) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT p.carrier_message_id, m.to_number FROM parts p JOIN messages m ON m.id = p.message_id \
+         WHERE p.status = 'sent' AND p.carrier = ?1 AND p.carrier_message_id IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([carrier], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
