@@ -1,14 +1,30 @@
 //! Identifiers: a type prefix and a ULID-style body (48-bit milliseconds and
-//! 80 random bits in Crockford base32), so ids sort by creation time.
+//! 80 random bits in Crockford base32), so ids sort by creation time. Within
+//! one millisecond the random part counts up, so ids made one after another
+//! in this process also sort in that order.
+
+use std::sync::Mutex;
 
 use rand::Rng;
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
+const RANDOM_BITS: u32 = 80;
+
 pub fn new_id(prefix: &str) -> String {
+    static LAST: Mutex<u128> = Mutex::new(0);
     let millis = crate::time::now_ms().max(0) as u128;
-    let random: u128 = rand::rng().random::<u128>() & ((1u128 << 80) - 1);
-    let value = (millis << 80) | random;
+    let fresh = (millis << RANDOM_BITS) | (rand::rng().random::<u128>() >> (128 - RANDOM_BITS));
+    let value = {
+        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        // Same (or an earlier, if the clock stepped back) millisecond: count on.
+        *last = if fresh >> RANDOM_BITS <= *last >> RANDOM_BITS {
+            *last + 1
+        } else {
+            fresh
+        };
+        *last
+    };
     let mut out = String::with_capacity(prefix.len() + 27);
     out.push_str(prefix);
     out.push('_');
@@ -29,6 +45,14 @@ pub fn random_secret(chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_made_in_a_row_sort_in_that_order() {
+        let ids: Vec<String> = (0..1000).map(|_| new_id("msg")).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+    }
 
     #[test]
     fn ids_are_prefixed_unique_and_time_ordered() {

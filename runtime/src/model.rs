@@ -133,12 +133,15 @@ impl fmt::Display for Status {
 }
 
 /// The state of a message, from the states of its parts: while any part is
-/// under way the message is as far along as its slowest part; once all are
-/// final it is `delivered` only if every part is, else the worst outcome.
+/// under way the message is as far along as its slowest part (but `sending`
+/// once any part has left the queue); once all are final it is `delivered`
+/// only if every part is, else the worst outcome.
 pub fn aggregate_status(parts: impl IntoIterator<Item = Status>) -> Option<Status> {
     let mut slowest_open: Option<Status> = None;
     let mut worst_final: Option<Status> = None;
+    let mut any_started = false;
     for status in parts {
+        any_started |= status.progress() > 0;
         if status.is_final() {
             if worst_final.is_none_or(|w| status.badness() > w.badness()) {
                 worst_final = Some(status);
@@ -147,7 +150,11 @@ pub fn aggregate_status(parts: impl IntoIterator<Item = Status>) -> Option<Statu
             slowest_open = Some(status);
         }
     }
-    slowest_open.or(worst_final)
+    match slowest_open {
+        Some(open) if open.progress() == 0 && any_started => Some(Status::Sending),
+        Some(open) => Some(open),
+        None => worst_final,
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +173,9 @@ mod tests {
         );
         assert_eq!(aggregate_status([Failed, Undelivered]), Some(Failed));
         assert_eq!(aggregate_status([Scheduled]), Some(Scheduled));
+        assert_eq!(aggregate_status([Sent, Queued]), Some(Sending));
+        assert_eq!(aggregate_status([Delivered, Queued]), Some(Sending));
+        assert_eq!(aggregate_status([Queued, Queued]), Some(Queued));
         assert_eq!(aggregate_status([]), None);
     }
 

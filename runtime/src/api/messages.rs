@@ -344,7 +344,7 @@ fn parse_message(
         None => MessageType::Transactional,
         Some(t) => MessageType::parse(&t).ok_or_else(|| {
             ApiError::invalid(
-                "invalid_type",
+                "invalid_message_type",
                 fields.name("type"),
                 "`type` must be otp, transactional or marketing",
             )

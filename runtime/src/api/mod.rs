@@ -99,6 +99,7 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
         }
 
         (["v1", "messages"], &Method::POST) => {
+            let principal = authed(SendMessages)?;
             let idempotency_key = parts
                 .headers
                 .get("idempotency-key")
@@ -111,7 +112,7 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
                         "the Idempotency-Key header must be visible ASCII",
                     )
                 })?;
-            messages::create(app, &authed(SendMessages)?, idempotency_key, body).await
+            messages::create(app, &principal, idempotency_key, body).await
         }
         (["v1", "messages"], &Method::GET) => {
             messages::list(app, &authed(ReadMessages)?, parts.uri.query()).await
@@ -119,7 +120,7 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
         (["v1", "messages", "batch"], &Method::POST) => {
             messages::create_batch(app, &authed(SendMessages)?, body).await
         }
-        (["v1", "messages", id], &Method::GET) => {
+        (["v1", "messages", id], &Method::GET) if *id != "batch" => {
             messages::get(app, &authed(ReadMessages)?, id).await
         }
         (["v1", "messages", id, "cancel"], &Method::POST) => {
@@ -177,8 +178,9 @@ fn authorize(
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
         .ok_or_else(|| {
             ApiError::unauthorized("send your API key as `Authorization: Bearer <key>`")
         })?;

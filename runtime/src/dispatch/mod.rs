@@ -125,6 +125,7 @@ async fn submit(
     let result_for = |index: i64, outcome: SubmitOutcome| SubmitResult {
         message_id: message.id.clone(),
         index,
+        segments: message.segments,
         carrier: carrier.name().to_owned(),
         outcome,
     };

@@ -1,5 +1,8 @@
 //! Messages, their parts and their event history.
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Result, StoreError};
@@ -275,7 +278,7 @@ pub fn get_parts(conn: &Connection, message_id: &str) -> Result<Vec<PartRecord>>
 
 pub fn get_events(conn: &Connection, message_id: &str) -> Result<Vec<EventRecord>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT at, status, part, carrier, detail FROM events WHERE message_id = ?1 ORDER BY id",
+        "SELECT at, status, part, carrier, detail FROM events WHERE message_id = ?1 ORDER BY seq",
     )?;
     let rows = stmt.query_map([message_id], |row| {
         Ok((
@@ -309,8 +312,14 @@ pub fn cancel_message(
     let Some(mut message) = get_message(conn, account_id, id)? else {
         return Ok(CancelOutcome::NotFound);
     };
-    if !matches!(message.status, Status::Queued | Status::Scheduled) {
-        return Ok(CancelOutcome::NotCancelable(message.status));
+    // Every part must still be waiting: one already handed to a carrier
+    // cannot be called back.
+    let furthest = get_parts(conn, id)?
+        .into_iter()
+        .map(|part| part.status)
+        .find(|status| !matches!(status, Status::Queued | Status::Scheduled));
+    if let Some(status) = furthest {
+        return Ok(CancelOutcome::NotCancelable(status));
     }
     conn.prepare_cached(
         "UPDATE parts SET status = 'canceled' WHERE message_id = ?1 AND status IN ('queued', 'scheduled')",
@@ -342,10 +351,32 @@ pub(super) fn insert_event(
     detail: Option<&str>,
 ) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO events (message_id, at, status, part, carrier, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO events (message_id, seq, at, status, part, carrier, detail) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![message_id, at, status.as_str(), part, carrier, detail])?;
+    .execute(params![
+        message_id,
+        next_event_seq(),
+        at,
+        status.as_str(),
+        part,
+        carrier,
+        detail
+    ])?;
     Ok(())
+}
+
+/// Orders events: strictly increasing within this process, and starting
+/// above anything an earlier run wrote because it leads with the clock.
+fn next_event_seq() -> i64 {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let floor = crate::time::now_ms() << 16;
+    let previous = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(floor.max(last + 1))
+        })
+        .unwrap_or_default();
+    floor.max(previous + 1)
 }
 
 /// A change to one part, applied with its event and the message's new
@@ -382,38 +413,29 @@ impl<'a> PartChange<'a> {
     }
 }
 
-pub(super) fn change_part(conn: &Connection, change: &PartChange<'_>) -> Result<bool> {
-    let current: Option<(String, i64)> = conn
-        .prepare_cached(
-            "SELECT p.status, m.segments FROM parts p JOIN messages m ON m.id = p.message_id \
-             WHERE p.message_id = ?1 AND p.idx = ?2",
-        )?
-        .query_row(params![change.message_id, change.index], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()?;
-    let Some((current, segments)) = current else {
-        return Ok(false);
-    };
-    if !parse_status(&current)?.may_become(change.status) {
+/// Applies `change` if the part's current state may move to the new one
+/// (one conditional UPDATE, no read first). `segments` is the message's part
+/// count when the caller knows it.
+pub(super) fn change_part(
+    conn: &Connection,
+    change: &PartChange<'_>,
+    segments: Option<i64>,
+) -> Result<bool> {
+    let changed = conn
+        .prepare_cached(update_part_sql(change.status))?
+        .execute(params![
+            change.message_id,
+            change.index,
+            change.status.as_str(),
+            change.carrier,
+            change.carrier_message_id,
+            change.error_code,
+            change.due_at,
+            change.new_attempt as i64,
+        ])?;
+    if changed == 0 {
         return Ok(false);
     }
-    conn.prepare_cached(
-        "UPDATE parts SET status = ?3, carrier = COALESCE(?4, carrier), \
-         carrier_message_id = COALESCE(?5, carrier_message_id), \
-         error_code = COALESCE(?6, error_code), due_at = COALESCE(?7, due_at), \
-         attempts = attempts + ?8 WHERE message_id = ?1 AND idx = ?2",
-    )?
-    .execute(params![
-        change.message_id,
-        change.index,
-        change.status.as_str(),
-        change.carrier,
-        change.carrier_message_id,
-        change.error_code,
-        change.due_at,
-        change.new_attempt as i64,
-    ])?;
     insert_event(
         conn,
         change.message_id,
@@ -423,6 +445,12 @@ pub(super) fn change_part(conn: &Connection, change: &PartChange<'_>) -> Result<
         change.carrier,
         change.detail,
     )?;
+    let segments = match segments {
+        Some(segments) => segments,
+        None => conn
+            .prepare_cached("SELECT segments FROM messages WHERE id = ?1")?
+            .query_row([change.message_id], |row| row.get(0))?,
+    };
     let aggregate = if segments == 1 {
         change.status
     } else {
@@ -433,11 +461,45 @@ pub(super) fn change_part(conn: &Connection, change: &PartChange<'_>) -> Result<
             .collect::<Result<Vec<_>>>()?;
         aggregate_status(statuses).unwrap_or(change.status)
     };
+    // A message in a final state stays there (all its parts are final too).
     conn.prepare_cached(
-        "UPDATE messages SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status != ?2",
+        "UPDATE messages SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status != ?2 \
+         AND status NOT IN ('delivered', 'undelivered', 'failed', 'rejected', 'expired', 'canceled')",
     )?
     .execute(params![change.message_id, aggregate.as_str(), change.at])?;
     Ok(true)
+}
+
+/// The UPDATE that moves a part to `status`, guarded by the states it may
+/// come from (see [`Status::may_become`]).
+fn update_part_sql(status: Status) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        Status::ALL
+            .iter()
+            .map(|&target| {
+                let from: Vec<String> = Status::ALL
+                    .iter()
+                    .filter(|s| s.may_become(target))
+                    .map(|s| format!("'{s}'"))
+                    .collect();
+                format!(
+                    "UPDATE parts SET status = ?3, carrier = COALESCE(?4, carrier), \
+                     carrier_message_id = COALESCE(?5, carrier_message_id), \
+                     error_code = COALESCE(?6, error_code), due_at = COALESCE(?7, due_at), \
+                     attempts = attempts + ?8 \
+                     WHERE message_id = ?1 AND idx = ?2 AND status IN ({})",
+                    if from.is_empty() {
+                        "NULL".to_owned()
+                    } else {
+                        from.join(", ")
+                    }
+                )
+            })
+            .collect()
+    });
+    let position = Status::ALL.iter().position(|&s| s == status).unwrap_or(0);
+    &all[position]
 }
 
 pub(super) fn parse_status(s: &str) -> Result<Status> {

@@ -91,11 +91,13 @@ impl Store {
     }
 
     /// Runs `job` inside the writer's current transaction; resolves once the
-    /// transaction has committed. A job's error rolls back that job only.
+    /// transaction has committed. A job's error rolls back that job only. A
+    /// job may run more than once (when another job of its batch fails), so
+    /// it is a plain function of the database.
     pub async fn write<R, F>(&self, job: F) -> Result<R>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        F: Fn(&Connection) -> Result<R> + Send + 'static,
     {
         self.inner.writer.submit(job).await
     }
@@ -152,9 +154,23 @@ fn configure_writer(conn: &Connection, synchronous: Synchronous) -> Result<()> {
     };
     conn.pragma_update(None, "synchronous", sync)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "cache_size", -16384)?;
+    configure_statements(conn)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+/// Cached statements stay prepared: enough cache slots for every statement
+/// the store uses, and a stable query plan, since otherwise SQLite re-prepares
+/// a statement whenever some bound values (a LIMIT, a value tested against a
+/// partial index) change.
+fn configure_statements(conn: &Connection) -> Result<()> {
+    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     Ok(())
 }
 
@@ -165,5 +181,6 @@ fn open_reader(path: &Path) -> Result<Connection> {
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "cache_size", -16384)?;
+    configure_statements(&conn)?;
     Ok(conn)
 }

@@ -34,6 +34,8 @@ pub enum SubmitOutcome {
 pub struct SubmitResult {
     pub message_id: String,
     pub index: i64,
+    /// The message's part count.
+    pub segments: i64,
     pub carrier: String,
     pub outcome: SubmitOutcome,
 }
@@ -42,59 +44,56 @@ pub struct SubmitResult {
 /// within a type. Parts whose message's validity has passed become `expired`
 /// instead of being claimed.
 pub fn claim_due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<ClaimedPart>> {
-    let mut due: Vec<(String, i64)> = Vec::new();
+    let mut due: Vec<(String, i64, i64)> = Vec::new();
     for message_type in MessageType::ALL {
         let remaining = limit.saturating_sub(due.len());
         if remaining == 0 {
             break;
         }
+        // Rows are read lazily, so stopping after `remaining` is as cheap as a LIMIT.
         let mut stmt = conn.prepare_cached(
-            "SELECT message_id, idx FROM parts WHERE status IN ('queued', 'scheduled') \
-             AND priority = ?1 AND due_at <= ?2 ORDER BY due_at LIMIT ?3",
+            "SELECT message_id, idx, attempts FROM parts WHERE status IN ('queued', 'scheduled') \
+             AND priority = ?1 AND due_at <= ?2 ORDER BY due_at",
         )?;
-        let rows = stmt.query_map(
-            params![message_type.priority(), now, remaining as i64],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-        for row in rows {
+        let rows = stmt.query_map(params![message_type.priority(), now], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
+        for row in rows.take(remaining) {
             due.push(row?);
         }
     }
 
     let mut claimed: Vec<ClaimedPart> = Vec::new();
     let mut by_message: HashMap<String, usize> = HashMap::new();
-    for (message_id, index) in due {
+    for (message_id, index, attempts) in due {
         let slot = match by_message.get(&message_id) {
-            Some(&slot) => Some(slot),
-            None => match get_message_by_id(conn, &message_id)? {
-                Some(message) => {
-                    claimed.push(ClaimedPart {
-                        message,
-                        parts: Vec::new(),
-                        attempt: 0,
-                    });
-                    by_message.insert(message_id.clone(), claimed.len() - 1);
-                    Some(claimed.len() - 1)
-                }
-                None => None,
-            },
+            Some(&slot) => slot,
+            None => {
+                let Some(message) = get_message_by_id(conn, &message_id)? else {
+                    continue;
+                };
+                claimed.push(ClaimedPart {
+                    message,
+                    parts: Vec::new(),
+                    attempt: 0,
+                });
+                by_message.insert(message_id.clone(), claimed.len() - 1);
+                claimed.len() - 1
+            }
         };
-        let Some(slot) = slot else { continue };
         let entry = &mut claimed[slot];
+        let segments = Some(entry.message.segments);
         if entry.message.expires_at <= now {
             let mut change = PartChange::new(&message_id, index, Status::Expired, now);
             change.error_code = Some("expired");
             change.detail = Some("validity period passed before it could be sent");
-            change_part(conn, &change)?;
+            change_part(conn, &change, segments)?;
             continue;
         }
         let mut change = PartChange::new(&message_id, index, Status::Sending, now);
         change.new_attempt = true;
-        if change_part(conn, &change)? {
-            let attempts: i64 = conn
-                .prepare_cached("SELECT attempts FROM parts WHERE message_id = ?1 AND idx = ?2")?
-                .query_row(params![message_id, index], |row| row.get(0))?;
-            entry.attempt = entry.attempt.max(attempts);
+        if change_part(conn, &change, segments)? {
+            entry.attempt = entry.attempt.max(attempts + 1);
             entry.parts.push(index);
         }
     }
@@ -105,12 +104,13 @@ pub fn claim_due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Claime
 /// Records what the carrier said about each submitted part.
 pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> Result<()> {
     for result in results {
+        let segments = Some(result.segments);
         let mut change = PartChange::new(&result.message_id, result.index, Status::Sent, now);
         change.carrier = Some(&result.carrier);
         match &result.outcome {
             SubmitOutcome::Accepted { carrier_message_id } => {
                 change.carrier_message_id = Some(carrier_message_id);
-                if change_part(conn, &change)? {
+                if change_part(conn, &change, segments)? {
                     apply_early_reports(conn, &result.carrier, carrier_message_id, now)?;
                 }
             }
@@ -118,13 +118,13 @@ pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> 
                 change.status = Status::Queued;
                 change.due_at = Some(*due_at);
                 change.detail = Some(reason);
-                change_part(conn, &change)?;
+                change_part(conn, &change, segments)?;
             }
             SubmitOutcome::Failed { code, reason } => {
                 change.status = Status::Failed;
                 change.error_code = Some(code);
                 change.detail = Some(reason);
-                change_part(conn, &change)?;
+                change_part(conn, &change, segments)?;
             }
         }
     }
@@ -143,7 +143,7 @@ pub fn requeue_interrupted(conn: &Connection, now: i64) -> Result<usize> {
         let mut change = PartChange::new(message_id, *index, Status::Queued, now);
         change.due_at = Some(now);
         change.detail = Some("requeued: interrupted before the carrier acknowledged it");
-        change_part(conn, &change)?;
+        change_part(conn, &change, None)?;
     }
     Ok(interrupted.len())
 }

@@ -75,15 +75,16 @@ pub enum ReportOutcome {
 }
 
 pub fn apply_report(conn: &Connection, report: &DeliveryReport, now: i64) -> Result<ReportOutcome> {
-    let part: Option<(String, i64)> = conn
+    let part: Option<(String, i64, i64)> = conn
         .prepare_cached(
-            "SELECT message_id, idx FROM parts WHERE carrier = ?1 AND carrier_message_id = ?2",
+            "SELECT p.message_id, p.idx, m.segments FROM parts p JOIN messages m ON m.id = p.message_id \
+             WHERE p.carrier = ?1 AND p.carrier_message_id = ?2",
         )?
         .query_row(params![report.carrier, report.carrier_message_id], |row| {
-            Ok((row.get(0)?, row.get(1)?))
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
         .optional()?;
-    let Some((message_id, index)) = part else {
+    let Some((message_id, index, segments)) = part else {
         conn.prepare_cached(
             "INSERT INTO early_reports (carrier, carrier_message_id, state, error_code, raw_status, at, received_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -110,7 +111,7 @@ pub fn apply_report(conn: &Connection, report: &DeliveryReport, now: i64) -> Res
     change.carrier = Some(&report.carrier);
     change.error_code = report.error_code.as_deref();
     change.detail = detail.as_deref();
-    Ok(if change_part(conn, &change)? {
+    Ok(if change_part(conn, &change, Some(segments))? {
         ReportOutcome::Applied
     } else {
         ReportOutcome::Ignored

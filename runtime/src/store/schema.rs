@@ -49,7 +49,7 @@ const MIGRATIONS: &[&str] = &[
         request_hash    BLOB,
         created_at      INTEGER NOT NULL,
         updated_at      INTEGER NOT NULL
-    );
+    ) WITHOUT ROWID;
     CREATE INDEX messages_by_account ON messages (account_id, id);
     CREATE UNIQUE INDEX messages_by_idempotency_key ON messages (account_id, idempotency_key)
         WHERE idempotency_key IS NOT NULL;
@@ -68,19 +68,21 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     -- The dispatch queue: only parts still waiting are indexed.
     CREATE INDEX parts_due ON parts (priority, due_at) WHERE status IN ('queued', 'scheduled');
-    CREATE INDEX parts_by_carrier_id ON parts (carrier, carrier_message_id)
-        WHERE carrier_message_id IS NOT NULL;
+    -- Full, not partial: a partial index whose condition a bound parameter
+    -- implies makes SQLite re-prepare the look-up at every use.
+    CREATE INDEX parts_by_carrier_id ON parts (carrier, carrier_message_id);
 
+    -- `seq` grows with time across restarts (see messages::next_event_seq).
     CREATE TABLE events (
-        id          INTEGER PRIMARY KEY,
         message_id  TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
         at          INTEGER NOT NULL,
         status      TEXT NOT NULL,
         part        INTEGER,
         carrier     TEXT,
-        detail      TEXT
-    );
-    CREATE INDEX events_by_message ON events (message_id, id);
+        detail      TEXT,
+        PRIMARY KEY (message_id, seq)
+    ) WITHOUT ROWID;
 
     -- Delivery reports that arrived before the submit answer that names
     -- their carrier id was recorded; applied when it is.

@@ -1,8 +1,8 @@
 //! The single writer thread and its group commit.
 //!
 //! Jobs queue on a channel; the thread takes every job waiting (up to
-//! `max_batch`), runs each inside its own savepoint of one transaction,
-//! commits once, and only then answers the callers. While it commits, new
+//! `max_batch`), runs them all in one transaction, commits once, and only
+//! then answers the callers. While it commits, new
 //! jobs pile up and ride the next commit, so the cost of the fsync is shared.
 
 use std::thread::JoinHandle;
@@ -13,14 +13,15 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Result, StoreError};
 
 trait Job: Send {
-    /// Runs the job in the open transaction and keeps its result.
-    fn run(&mut self, conn: &Connection);
+    /// Runs the job in the open transaction and keeps its result; returns
+    /// false if the job failed.
+    fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the transaction's fate is known.
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
 
 struct TypedJob<R, F> {
-    work: Option<F>,
+    work: F,
     result: Option<Result<R>>,
     reply: oneshot::Sender<Result<R>>,
 }
@@ -28,11 +29,13 @@ struct TypedJob<R, F> {
 impl<R, F> Job for TypedJob<R, F>
 where
     R: Send,
-    F: FnOnce(&Connection) -> Result<R> + Send,
+    F: Fn(&Connection) -> Result<R> + Send,
 {
-    fn run(&mut self, conn: &Connection) {
-        let Some(work) = self.work.take() else { return };
-        self.result = Some(in_savepoint(conn, work));
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = (self.work)(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
     }
 
     fn finish(self: Box<Self>, commit: Result<(), String>) {
@@ -42,21 +45,6 @@ where
             (Err(message), _) => Err(StoreError::Corrupt(format!("commit failed: {message}"))),
         };
         let _ = self.reply.send(result);
-    }
-}
-
-fn in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
-    match work(conn) {
-        Ok(value) => {
-            conn.prepare_cached("RELEASE job")?.execute([])?;
-            Ok(value)
-        }
-        Err(err) => {
-            conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
-            conn.prepare_cached("RELEASE job")?.execute([])?;
-            Err(err)
-        }
     }
 }
 
@@ -89,11 +77,11 @@ impl WriterHandle {
     pub(super) async fn submit<R, F>(&self, work: F) -> Result<R>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        F: Fn(&Connection) -> Result<R> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = TypedJob {
-            work: Some(work),
+            work,
             result: None,
             reply,
         };
@@ -148,24 +136,37 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Command>, max_batch: usi
     }
 }
 
+/// Commits the batch as one transaction. Jobs run without savepoints (they
+/// cost a page copy per page touched); if one fails, the transaction is
+/// rolled back, that job gets its error, and the rest run again.
 fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) {
-    if batch.is_empty() {
-        return;
-    }
-    let commit = (|| -> rusqlite::Result<()> {
-        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        for job in batch.iter_mut() {
-            job.run(conn);
+    while !batch.is_empty() {
+        let outcome = (|| -> rusqlite::Result<Option<usize>> {
+            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            if let Some(failed) = batch.iter_mut().position(|job| !job.run(conn)) {
+                conn.prepare_cached("ROLLBACK")?.execute([])?;
+                return Ok(Some(failed));
+            }
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(None)
+        })();
+        match outcome {
+            Ok(None) => {
+                for job in batch.drain(..) {
+                    job.finish(Ok(()));
+                }
+            }
+            Ok(Some(failed)) => batch.remove(failed).finish(Ok(())),
+            Err(err) => {
+                tracing::error!(error = %err, jobs = batch.len(), "group commit failed");
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                let message = err.to_string();
+                for job in batch.drain(..) {
+                    job.finish(Err(message.clone()));
+                }
+            }
         }
-        conn.prepare_cached("COMMIT")?.execute([])?;
-        Ok(())
-    })();
-    let commit = commit.map_err(|err| {
-        tracing::error!(error = %err, jobs = batch.len(), "group commit failed");
-        let _ = conn.execute_batch("ROLLBACK");
-        err.to_string()
-    });
-    for job in batch.drain(..) {
-        job.finish(commit.clone());
     }
 }

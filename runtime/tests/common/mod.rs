@@ -25,9 +25,11 @@ pub const ADMIN_KEY: &str = "pgn_live_TESTADMINKEY0000000000000000000000";
 
 /// Config for tests: fast retries and delivery reports.
 pub fn test_config(data_dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = data_dir.to_owned();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_owned(),
+        ..Config::default()
+    };
     config.store.synchronous = Synchronous::Normal;
     config.dispatch.retry_base_ms = 20;
     config.dispatch.retry_max_ms = 200;
@@ -345,4 +347,177 @@ impl BinaryServer {
             .expect("pigeon did not exit within 20 s of SIGTERM")
             .unwrap()
     }
+}
+
+// ---- Helpers for the API, accounts and dispatch tests ----
+
+impl Client {
+    /// POSTs `body` as JSON with extra headers and returns the whole reply.
+    pub async fn post_with_headers(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.send(
+            Method::POST,
+            path,
+            Some(body.to_string().into_bytes()),
+            headers,
+        )
+        .await
+    }
+
+    /// Every message `GET /v1/messages?{query}` lists, following
+    /// `next_cursor` from page to page.
+    pub async fn list_all_messages(&self, query: &str) -> Vec<Value> {
+        let mut messages = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1000 {
+            let path = match &cursor {
+                Some(cursor) => format!("/v1/messages?{query}&cursor={cursor}"),
+                None => format!("/v1/messages?{query}"),
+            };
+            let (status, page) = self.get(&path).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            messages.extend(page["data"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return messages,
+            }
+        }
+        panic!("listing {query} did not end after 1000 pages");
+    }
+}
+
+/// Asserts that `reply` is a JSON error `{"error": {"code", "message",
+/// "field"}}` with this status, code and field.
+pub fn assert_error(reply: &Reply, status: StatusCode, code: &str, field: Option<&str>) {
+    let body = &reply.body;
+    assert_eq!(reply.status, status, "{body}");
+    assert_eq!(
+        reply.headers.get(hyper::header::CONTENT_TYPE).unwrap(),
+        "application/json",
+        "{body}"
+    );
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["error"], "{body}");
+    let mut keys: Vec<&str> = body["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no error object: {body}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["code", "field", "message"], "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert_eq!(body["error"]["field"].as_str(), field, "{body}");
+    assert!(
+        !body["error"]["message"].as_str().unwrap().is_empty(),
+        "{body}"
+    );
+}
+
+/// Asserts a 422 error with this code and field.
+pub fn assert_422(reply: &Reply, code: &str, field: Option<&str>) {
+    assert_error(reply, StatusCode::UNPROCESSABLE_ENTITY, code, field);
+}
+
+/// Opens a store on `dir` directly, as the runtime does.
+pub fn open_store(dir: &Path) -> pigeon::store::Store {
+    let config = pigeon::config::StoreConfig {
+        synchronous: Synchronous::Normal,
+        ..Default::default()
+    };
+    pigeon::store::Store::open(dir, &config).unwrap()
+}
+
+/// A one-part GSM-7 message of `message_type`, created at `created_at`, due
+/// at once and valid for an hour; adjust its public fields as needed.
+pub fn stored_message(
+    message_type: pigeon::model::MessageType,
+    created_at: i64,
+) -> pigeon::store::NewMessage {
+    pigeon::store::NewMessage {
+        id: pigeon::ids::new_id("msg"),
+        account_id: "acc_store_test".into(),
+        to: "+84912345678".into(),
+        from: None,
+        country: Some("VN".into()),
+        body: format!("{} message", message_type.as_str()),
+        message_type,
+        encoding: pigeon::encoding::Encoding::Gsm7,
+        segments: 1,
+        concat_ref: 0,
+        callback_url: None,
+        send_at: None,
+        expires_at: created_at + 3_600_000,
+        metadata: None,
+        sandbox: false,
+        idempotency: None,
+        created_at,
+    }
+}
+
+/// Writes `message` through the store's writer.
+pub async fn insert_stored(store: &pigeon::store::Store, message: pigeon::store::NewMessage) {
+    let outcome = store
+        .write(move |conn| pigeon::store::messages::insert_message(conn, &message))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, pigeon::store::InsertOutcome::Created(_)));
+}
+
+/// Sends `head` (request line and headers, ending in a blank line) and then
+/// `body` over a fresh TCP connection, writing and reading at once, and
+/// returns the answer's status and JSON body. For requests the hyper client
+/// will not make (chunked uploads, raw header bytes).
+pub async fn raw_request(addr: SocketAddr, head: Vec<u8>, body: Vec<u8>) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let writing = tokio::spawn(async move {
+        // The server may answer and close before reading everything.
+        if writer.write_all(&head).await.is_ok() {
+            let _ = writer.write_all(&body).await;
+        }
+        writer
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    let (status, json) = loop {
+        let read = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buf))
+            .await
+            .expect("no answer within 10 s")
+            .expect("reading the answer");
+        answer.extend_from_slice(&buf[..read]);
+        if let Some(parsed) = parse_raw_answer(&answer) {
+            break parsed;
+        }
+        assert!(read > 0, "connection closed mid-answer: {answer:?}");
+    };
+    drop(writing);
+    (status, json)
+}
+
+/// A complete `Content-Length` answer's status and JSON body, if all of it is here.
+fn parse_raw_answer(answer: &[u8]) -> Option<(u16, Value)> {
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&answer[..end]).unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .expect("answer without Content-Length");
+    let body = answer.get(end..end + length)?;
+    Some((status, serde_json::from_slice(body).unwrap()))
 }
