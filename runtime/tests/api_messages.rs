@@ -843,11 +843,9 @@ async fn the_queue_expires_parts_whose_validity_passed_instead_of_claiming_them(
     let id = expired_id.clone();
     let (message, parts, events) = store
         .read(move |c| {
-            Ok((
-                get_message(c, "acc_store_test", &id)?.unwrap(),
-                get_parts(c, &id)?,
-                get_events(c, &id)?,
-            ))
+            let message = get_message(c, "acc_store_test", &id)?.unwrap();
+            let events = get_events(c, &message)?;
+            Ok((message, get_parts(c, &id)?, events))
         })
         .await
         .unwrap();

@@ -176,7 +176,7 @@ pub async fn get(app: &App, principal: &Principal, id: &str) -> Result<Response,
                 return Ok(None);
             };
             let parts = stored::get_parts(conn, &id)?;
-            let events = stored::get_events(conn, &id)?;
+            let events = stored::get_events(conn, &message)?;
             Ok(Some((message, parts, events)))
         })
         .await?;

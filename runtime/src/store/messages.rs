@@ -35,10 +35,14 @@ pub struct NewMessage {
 
 impl NewMessage {
     pub fn initial_status(&self) -> Status {
-        match self.send_at {
-            Some(at) if at > self.created_at => Status::Scheduled,
-            _ => Status::Queued,
-        }
+        initial_status(self.send_at, self.created_at)
+    }
+}
+
+fn initial_status(send_at: Option<i64>, created_at: i64) -> Status {
+    match send_at {
+        Some(at) if at > created_at => Status::Scheduled,
+        _ => Status::Queued,
     }
 }
 
@@ -177,7 +181,6 @@ pub fn insert_message(conn: &Connection, msg: &NewMessage) -> Result<InsertOutco
             due_at
         ])?;
     }
-    insert_event(conn, &msg.id, msg.created_at, status, None, None, None)?;
     Ok(InsertOutcome::Created(MessageRecord {
         id: msg.id.clone(),
         account_id: msg.account_id.clone(),
@@ -276,11 +279,21 @@ pub fn get_parts(conn: &Connection, message_id: &str) -> Result<Vec<PartRecord>>
     .collect()
 }
 
-pub fn get_events(conn: &Connection, message_id: &str) -> Result<Vec<EventRecord>> {
+/// The message's history, oldest first. Its creation is not stored as a
+/// row (that would cost every accepted message another write): it is the
+/// first event, made from the message itself.
+pub fn get_events(conn: &Connection, message: &MessageRecord) -> Result<Vec<EventRecord>> {
+    let mut events = vec![EventRecord {
+        at: message.created_at,
+        status: initial_status(message.send_at, message.created_at),
+        part: None,
+        carrier: None,
+        detail: None,
+    }];
     let mut stmt = conn.prepare_cached(
         "SELECT at, status, part, carrier, detail FROM events WHERE message_id = ?1 ORDER BY seq",
     )?;
-    let rows = stmt.query_map([message_id], |row| {
+    let rows = stmt.query_map([&message.id], |row| {
         Ok((
             row.get::<_, i64>(0)?,
             row.get::<_, String>(1)?,
@@ -289,17 +302,17 @@ pub fn get_events(conn: &Connection, message_id: &str) -> Result<Vec<EventRecord
             row.get(4)?,
         ))
     })?;
-    rows.map(|row| {
+    for row in rows {
         let (at, status, part, carrier, detail) = row?;
-        Ok(EventRecord {
+        events.push(EventRecord {
             at,
             status: parse_status(&status)?,
             part,
             carrier,
             detail,
-        })
-    })
-    .collect()
+        });
+    }
+    Ok(events)
 }
 
 /// Cancels a message whose parts are all still waiting in the queue.

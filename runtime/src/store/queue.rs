@@ -103,6 +103,10 @@ pub fn claim_due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Claime
 
 /// Records what the carrier said about each submitted part.
 pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> Result<()> {
+    // Early reports are rare: look for them per part only when there are any.
+    let any_early: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM early_reports)")?
+        .query_row([], |row| row.get(0))?;
     for result in results {
         let segments = Some(result.segments);
         let mut change = PartChange::new(&result.message_id, result.index, Status::Sent, now);
@@ -110,7 +114,7 @@ pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> 
         match &result.outcome {
             SubmitOutcome::Accepted { carrier_message_id } => {
                 change.carrier_message_id = Some(carrier_message_id);
-                if change_part(conn, &change, segments)? {
+                if change_part(conn, &change, segments)? && any_early {
                     apply_early_reports(conn, &result.carrier, carrier_message_id, now)?;
                 }
             }
