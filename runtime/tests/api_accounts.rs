@@ -592,3 +592,52 @@ fn sorted_keys(value: &Value) -> Vec<&str> {
 fn ids(messages: &[Value]) -> Vec<&str> {
     messages.iter().map(|m| m["id"].as_str().unwrap()).collect()
 }
+
+#[tokio::test]
+async fn the_operators_last_admin_key_cannot_be_revoked() {
+    let server = TestServer::start().await;
+    let operator = server.admin();
+    let (status, me) = operator.get("/v1/account").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["account"]["operator"], true);
+    assert_eq!(me["key"]["role"], "admin");
+    let own_key = me["key"]["id"].as_str().unwrap().to_owned();
+    let account = me["account"]["id"].as_str().unwrap().to_owned();
+
+    let reply = operator
+        .send(Method::DELETE, &format!("/v1/keys/{own_key}"), None, &[])
+        .await;
+    assert_error(&reply, StatusCode::CONFLICT, "last_admin_key", None);
+
+    // With a second admin key the first may go.
+    let second = create_key(&operator, &account, json!({"role": "admin"})).await;
+    let (status, keys) = operator.get(&format!("/v1/accounts/{account}/keys")).await;
+    assert_eq!(status, StatusCode::OK, "{keys}");
+    assert_eq!(keys["data"].as_array().unwrap().len(), 2);
+    assert!(!keys.to_string().contains(second["key"].as_str().unwrap()));
+    let (status, _) = operator.delete(&format!("/v1/keys/{own_key}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = operator.get("/v1/account").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_key_variable_only_applies_to_an_empty_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::test_config(dir.path());
+    let weak = Some("short".to_owned());
+    assert!(
+        pigeon::runtime::Pigeon::start(&config, weak.clone())
+            .await
+            .is_err(),
+        "a weak key is refused for a new database"
+    );
+    TestServer::start_in(dir.path(), |_| {}).await.stop().await;
+    // Once the database has its operator, the variable is ignored.
+    let pigeon = pigeon::runtime::Pigeon::start(&config, weak).await.unwrap();
+    assert!(pigeon.generated_admin_key.is_none());
+    assert!(pigeon.app().accounts.authenticate("short").is_none());
+    assert!(pigeon.app().accounts.authenticate(ADMIN_KEY).is_some());
+    pigeon.stop().await;
+}

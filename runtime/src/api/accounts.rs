@@ -55,6 +55,47 @@ pub async fn get_account(app: &App, principal: &Principal, id: &str) -> Result<R
     ))
 }
 
+/// The caller's own account and key.
+pub async fn whoami(app: &App, principal: &Principal) -> Result<Response, ApiError> {
+    let account = app
+        .accounts
+        .get_account(principal.account_id.clone())
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "account": {"id": account.id, "name": account.name, "operator": account.operator},
+            "key": {"id": principal.key_id, "role": principal.role.as_str(), "sandbox": principal.sandbox},
+        }),
+    ))
+}
+
+/// An account's keys, without the keys themselves (they were shown once).
+pub async fn list_keys(
+    app: &App,
+    principal: &Principal,
+    account_id: &str,
+) -> Result<Response, ApiError> {
+    if !principal.may_manage(account_id) {
+        return Err(ApiError::not_found("account"));
+    }
+    let keys = app.accounts.list_keys(account_id.to_owned()).await?;
+    let data: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            json!({
+                "id": key.id,
+                "role": key.role,
+                "sandbox": key.sandbox,
+                "created_at": to_rfc3339(key.created_at),
+                "revoked_at": key.revoked_at.map(to_rfc3339),
+            })
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({ "data": data })))
+}
+
 pub async fn create_key(
     app: &App,
     principal: &Principal,
@@ -114,5 +155,10 @@ fn key_error(err: KeyError) -> ApiError {
         KeyError::Store(err) => err.into(),
         KeyError::NoAccount => ApiError::not_found("account"),
         KeyError::NoKey => ApiError::not_found("key"),
+        KeyError::LastOperatorAdmin => ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin_key",
+            "this is the operator's last admin key; create another admin key first",
+        ),
     }
 }

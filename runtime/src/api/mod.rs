@@ -91,6 +91,10 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
         (["v1", "accounts", id], &Method::GET) => {
             accounts::get_account(app, &authed(ManageKeys)?, id).await
         }
+        (["v1", "account"], &Method::GET) => accounts::whoami(app, &authed(ReadMessages)?).await,
+        (["v1", "accounts", id, "keys"], &Method::GET) => {
+            accounts::list_keys(app, &authed(ManageKeys)?, id).await
+        }
         (["v1", "accounts", id, "keys"], &Method::POST) => {
             accounts::create_key(app, &authed(ManageKeys)?, id, body).await
         }
@@ -159,7 +163,8 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         ["healthz"] | ["readyz"] => "GET",
         ["v1", "accounts"] => "POST",
         ["v1", "accounts", _] => "GET",
-        ["v1", "accounts", _, "keys"] => "POST",
+        ["v1", "account"] => "GET",
+        ["v1", "accounts", _, "keys"] => "GET, POST",
         ["v1", "keys", _] => "DELETE",
         ["v1", "messages"] => "GET, POST",
         ["v1", "messages", "batch"] => "POST",

@@ -125,6 +125,11 @@ impl KeyRing {
 
     fn insert(&self, key: &KeyRecord, operator: bool) -> Result<(), AuthError> {
         let role = Role::parse(&key.role).ok_or_else(|| AuthError::UnknownRole(key.id.clone()))?;
+        self.insert_principal(key, role, operator);
+        Ok(())
+    }
+
+    fn insert_principal(&self, key: &KeyRecord, role: Role, operator: bool) {
         let principal = Principal {
             key_id: key.id.clone(),
             account_id: key.account_id.clone(),
@@ -133,7 +138,6 @@ impl KeyRing {
             operator,
         };
         self.write().insert(key.key_hash, principal);
-        Ok(())
     }
 
     fn remove(&self, key_id: &str) {
@@ -170,6 +174,8 @@ pub enum KeyError {
     NoAccount,
     #[error("no such key")]
     NoKey,
+    #[error("the operator's last admin key cannot be revoked")]
+    LastOperatorAdmin,
 }
 
 impl Accounts {
@@ -186,6 +192,16 @@ impl Accounts {
     /// admin key: `preset` if given (from `PIGEON_ADMIN_KEY`), else a new
     /// one, which is returned so it can be shown once.
     pub async fn bootstrap(&self, preset: Option<String>) -> Result<Option<String>, AuthError> {
+        if self.store.read(accounts::count_accounts).await? > 0 {
+            if let Some(key) = &preset
+                && self.authenticate(key).is_none()
+            {
+                tracing::warn!(
+                    "PIGEON_ADMIN_KEY is not a key of this database; it only applies to an empty one"
+                );
+            }
+            return Ok(None);
+        }
         if let Some(key) = &preset
             && key.len() < MIN_KEY_LEN
         {
@@ -225,7 +241,7 @@ impl Accounts {
         if !created {
             return Ok(None);
         }
-        self.ring.insert(&key, true)?;
+        self.ring.insert_principal(&key, Role::Admin, true);
         Ok(generated.then_some(plain))
     }
 
@@ -277,10 +293,14 @@ impl Accounts {
             })
             .await?
             .ok_or(KeyError::NoAccount)?;
-        self.ring
-            .insert(&record, operator)
-            .map_err(|_| KeyError::NoKey)?;
+        self.ring.insert_principal(&record, role, operator);
         Ok(NewKey { record, plain })
+    }
+
+    pub async fn list_keys(&self, account_id: String) -> Result<Vec<KeyRecord>, StoreError> {
+        self.store
+            .read(move |conn| accounts::keys_of_account(conn, &account_id))
+            .await
     }
 
     pub async fn get_key(&self, id: String) -> Result<Option<KeyRecord>, StoreError> {
@@ -296,16 +316,22 @@ impl Accounts {
         let existed = self
             .store
             .write(move |conn| {
-                if accounts::get_key(conn, &key_id)?.is_none() {
-                    return Ok(false);
+                let Some(key) = accounts::get_key(conn, &key_id)? else {
+                    return Ok(Err(KeyError::NoKey));
+                };
+                // Locking the operator out would leave nobody to manage Pigeon.
+                if key.revoked_at.is_none()
+                    && key.role == Role::Admin.as_str()
+                    && accounts::active_operator_admins(conn)? == 1
+                    && accounts::is_operator(conn, &key.account_id)?
+                {
+                    return Ok(Err(KeyError::LastOperatorAdmin));
                 }
                 accounts::revoke_key(conn, &key_id, at)?;
-                Ok(true)
+                Ok(Ok(()))
             })
             .await?;
-        if !existed {
-            return Err(KeyError::NoKey);
-        }
+        existed?;
         self.ring.remove(&id);
         Ok(())
     }

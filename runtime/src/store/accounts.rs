@@ -51,6 +51,20 @@ pub fn get_account(conn: &Connection, id: &str) -> Result<Option<AccountRecord>>
         .optional()?)
 }
 
+pub fn is_operator(conn: &Connection, account_id: &str) -> Result<bool> {
+    Ok(get_account(conn, account_id)?.is_some_and(|a| a.operator))
+}
+
+/// Admin keys of the operator account that are not revoked.
+pub fn active_operator_admins(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+         WHERE a.operator = 1 AND k.role = 'admin' AND k.revoked_at IS NULL",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
 pub fn count_accounts(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))?)
 }
@@ -70,6 +84,13 @@ pub fn insert_key(conn: &Connection, key: &KeyRecord) -> Result<()> {
         key.revoked_at
     ])?;
     Ok(())
+}
+
+pub fn keys_of_account(conn: &Connection, account_id: &str) -> Result<Vec<KeyRecord>> {
+    let mut stmt =
+        conn.prepare_cached(&format!("{KEY_COLUMNS} WHERE account_id = ?1 ORDER BY id"))?;
+    let rows = stmt.query_map([account_id], key_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn get_key(conn: &Connection, id: &str) -> Result<Option<KeyRecord>> {

@@ -135,9 +135,10 @@ pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> 
     Ok(())
 }
 
-/// Parts left in `sending` by a previous run were never acknowledged by a
-/// carrier: they go back to the queue. Parts already `sent` stay as they are,
-/// so nothing acknowledged is sent twice.
+/// Parts left in `sending` by a previous run have no recorded carrier
+/// acknowledgement: they go back to the queue (the carrier may or may not
+/// have taken them). Parts already `sent` stay as they are, so nothing whose
+/// acknowledgement was recorded is sent twice.
 pub fn requeue_interrupted(conn: &Connection, now: i64) -> Result<usize> {
     let interrupted: Vec<(String, i64)> = conn
         .prepare("SELECT message_id, idx FROM parts WHERE status = 'sending'")?
