@@ -29,6 +29,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub dispatch: DispatchConfig,
     pub loopback: LoopbackConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for Config {
@@ -39,6 +40,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             dispatch: DispatchConfig::default(),
             loopback: LoopbackConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -125,6 +127,41 @@ impl Default for LoopbackConfig {
     }
 }
 
+/// Status webhooks to messages' `callback_url`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Longest wait for an endpoint's answer (connect included).
+    pub timeout_ms: u64,
+    /// Attempts per webhook before it is marked failed.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, half of it jitter.
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Allow callback URLs that resolve to loopback, private, link-local,
+    /// unique-local or unspecified addresses (refused by default: SSRF).
+    pub allow_private_networks: bool,
+    /// How often the outbox is checked for webhooks that fell due.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 10_000,
+            max_attempts: 12,
+            retry_base_ms: 5_000,
+            retry_max_ms: 3_600_000,
+            concurrency: 32,
+            allow_private_networks: false,
+            poll_interval_ms: 250,
+        }
+    }
+}
+
 impl Config {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -165,6 +202,18 @@ impl Config {
             "dispatch.default_validity_secs",
             self.dispatch.default_validity_secs,
         )?;
+        positive("webhooks.timeout_ms", self.webhooks.timeout_ms)?;
+        positive("webhooks.max_attempts", self.webhooks.max_attempts as u64)?;
+        positive("webhooks.retry_base_ms", self.webhooks.retry_base_ms)?;
+        positive("webhooks.retry_max_ms", self.webhooks.retry_max_ms)?;
+        positive("webhooks.concurrency", self.webhooks.concurrency as u64)?;
+        positive("webhooks.poll_interval_ms", self.webhooks.poll_interval_ms)?;
+        if self.webhooks.retry_max_ms < self.webhooks.retry_base_ms {
+            return Err(ConfigError::Invalid {
+                key: "webhooks.retry_max_ms",
+                message: "must not be less than webhooks.retry_base_ms".into(),
+            });
+        }
         if self.dispatch.retry_max_ms < self.dispatch.retry_base_ms {
             return Err(ConfigError::Invalid {
                 key: "dispatch.retry_max_ms",
@@ -199,6 +248,26 @@ mod tests {
     fn invalid_values_are_named() {
         let err = Config::from_toml("[dispatch]\nconcurrency = 0\n").unwrap_err();
         assert!(err.contains("dispatch.concurrency"), "{err}");
+    }
+
+    #[test]
+    fn webhook_settings_are_checked() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.webhooks.timeout_ms, 10_000);
+        assert_eq!(config.webhooks.max_attempts, 12);
+        assert!(!config.webhooks.allow_private_networks);
+        let config = Config::from_toml("[webhooks]\nallow_private_networks = true\n").unwrap();
+        assert!(config.webhooks.allow_private_networks);
+        for (toml, key) in [
+            ("[webhooks]\ntimeout_ms = 0\n", "webhooks.timeout_ms"),
+            ("[webhooks]\nconcurrency = 0\n", "webhooks.concurrency"),
+            ("[webhooks]\nmax_attempts = 0\n", "webhooks.max_attempts"),
+            ("[webhooks]\nretry_max_ms = 1\n", "webhooks.retry_max_ms"),
+            ("[webhooks]\nurl = \"x\"\n", "url"),
+        ] {
+            let err = Config::from_toml(toml).unwrap_err();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
     }
 
     #[test]

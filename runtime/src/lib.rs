@@ -20,3 +20,4 @@ pub mod server;
 pub mod store;
 pub mod time;
 pub mod tracking;
+pub mod webhooks;

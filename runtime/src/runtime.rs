@@ -14,6 +14,7 @@ use crate::carriers::LoopbackCarrier;
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::store::{Store, StoreError, queue};
+use crate::webhooks::{Deliverer, WebhookError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -21,6 +22,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Webhooks(#[from] WebhookError),
 }
 
 /// A running Pigeon, minus its HTTP listener.
@@ -30,6 +33,7 @@ pub struct Pigeon {
     shutdown: watch::Sender<bool>,
     dispatcher: JoinHandle<()>,
     tracker: JoinHandle<()>,
+    webhooks: JoinHandle<()>,
     /// The admin key made at first start, to be shown once.
     pub generated_admin_key: Option<String>,
 }
@@ -67,6 +71,8 @@ impl Pigeon {
             default_validity_secs: config.dispatch.default_validity_secs,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let deliverer = Deliverer::new(store.clone(), config.webhooks.clone())?;
+        let webhooks = tokio::spawn(deliverer.run(shutdown_rx.clone()));
         let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx));
         Ok(Self {
             app,
@@ -74,6 +80,7 @@ impl Pigeon {
             shutdown,
             dispatcher,
             tracker,
+            webhooks,
             generated_admin_key,
         })
     }
@@ -99,6 +106,9 @@ impl Pigeon {
         {
             tracing::warn!("delivery reports still pending at shutdown were not applied");
         }
+        // Webhook requests in flight finish (each within webhooks.timeout_ms)
+        // and are recorded; webhooks not yet sent stay in the outbox.
+        let _ = self.webhooks.await;
         drop(self.app);
         self.store.close().await;
     }

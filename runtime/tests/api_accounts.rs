@@ -247,7 +247,10 @@ async fn only_operator_admins_create_accounts() {
         .post("/v1/accounts", json!({"name": "  Globex Corp  "}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{account}");
-    assert_eq!(sorted_keys(&account), ["created_at", "id", "name"]);
+    assert_eq!(
+        sorted_keys(&account),
+        ["created_at", "id", "name", "webhook_secret"]
+    );
     assert!(account["id"].as_str().unwrap().starts_with("acc_"));
     assert_eq!(account["name"], "Globex Corp");
     pigeon::time::parse_rfc3339(account["created_at"].as_str().unwrap()).unwrap();
@@ -439,7 +442,7 @@ async fn keys_are_shown_once_and_stored_as_hashes() {
         assert_eq!(status, StatusCode::OK, "{account}");
         assert_eq!(
             sorted_keys(&account),
-            ["created_at", "id", "name", "operator"]
+            ["created_at", "id", "name", "operator", "webhook_secret"]
         );
         assert_eq!(account["operator"], false);
         assert!(!account.to_string().contains("pgn_"), "{account}");

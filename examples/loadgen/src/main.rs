@@ -99,6 +99,11 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
 
+    /// Schedule every message this many seconds ahead (`send_at`), so the
+    /// server only accepts and stores: measures the accept path alone.
+    #[arg(long, value_name = "SECS")]
+    schedule_in: Option<u64>,
+
     /// Print a single JSON object instead of the human-readable report.
     #[arg(long)]
     json: bool,
@@ -185,6 +190,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         auth,
         mix: args.message_type,
         bodies: Kind::ALL.map(Kind::json_bodies),
+        extra_fields: match args.schedule_in {
+            Some(secs) => {
+                let at = chrono::Utc::now() + chrono::Duration::seconds(secs as i64);
+                format!(
+                    r#","send_at":"{}""#,
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            }
+            None => String::new(),
+        },
         measure_start,
         stop,
         timeout: Duration::from_secs(args.timeout),
@@ -397,6 +412,8 @@ struct Shared {
     mix: MessageMix,
     /// JSON-encoded bodies for each `Kind`, indexed by `Kind as usize`.
     bodies: [Vec<String>; 3],
+    /// Extra JSON fields for every message (e.g. `,"send_at":"…"`).
+    extra_fields: String,
     measure_start: Instant,
     stop: Stop,
     timeout: Duration,
@@ -441,7 +458,11 @@ impl Shared {
         let bodies = &self.bodies[kind as usize];
         let body = &bodies[rng.below(bodies.len())];
         let to = phone_number(rng);
-        let json = format!(r#"{{"to":"{to}","body":{body},"type":"{}"}}"#, kind.name());
+        let json = format!(
+            r#"{{"to":"{to}","body":{body},"type":"{}"{}}}"#,
+            kind.name(),
+            self.extra_fields
+        );
         self.target
             .request(Method::POST, self.messages_uri.clone(), &self.auth, json)
     }

@@ -35,7 +35,12 @@ pub async fn create_account(
     let account = app.accounts.create_account(name).await?;
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({"id": account.id, "name": account.name, "created_at": to_rfc3339(account.created_at)}),
+        &json!({
+            "id": account.id,
+            "name": account.name,
+            "created_at": to_rfc3339(account.created_at),
+            "webhook_secret": account.webhook_secret,
+        }),
     ))
 }
 
@@ -51,6 +56,7 @@ pub async fn get_account(app: &App, principal: &Principal, id: &str) -> Result<R
             "name": account.name,
             "operator": account.operator,
             "created_at": to_rfc3339(account.created_at),
+            "webhook_secret": account.webhook_secret,
         }),
     ))
 }

@@ -279,6 +279,39 @@ pub async fn cancel(app: &App, principal: &Principal, id: &str) -> Result<Respon
     }
 }
 
+/// The message's webhook deliveries, oldest first, to debug an endpoint.
+pub async fn webhooks(app: &App, principal: &Principal, id: &str) -> Result<Response, ApiError> {
+    use crate::store::webhooks::{DeliveryState, list_for_message};
+    let account = principal.account_id.clone();
+    let id = id.to_owned();
+    let deliveries = app
+        .store
+        .read(
+            move |conn| match stored::get_message(conn, &account, &id)? {
+                Some(_) => list_for_message(conn, &id).map(Some),
+                None => Ok(None),
+            },
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    let data: Vec<Value> = deliveries
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "status": d.status,
+                "url": d.url,
+                "state": d.state.as_str(),
+                "attempts": d.attempts,
+                "last_error": d.last_error,
+                "created_at": to_rfc3339(d.created_at),
+                "next_attempt_at": (d.state == DeliveryState::Pending).then(|| to_rfc3339(d.next_attempt_at)),
+            })
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({"data": data})))
+}
+
 fn request_digest(map: &Map<String, Value>) -> [u8; 32] {
     let canonical = serde_json::to_vec(map).unwrap_or_default();
     Sha256::digest(&canonical).into()

@@ -130,6 +130,9 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
         (["v1", "messages", id, "cancel"], &Method::POST) => {
             messages::cancel(app, &authed(SendMessages)?, id).await
         }
+        (["v1", "messages", id, "webhooks"], &Method::GET) => {
+            messages::webhooks(app, &authed(ReadMessages)?, id).await
+        }
 
         (["v1", "encoding", "analyze"], &Method::POST) => {
             authed(UseTools)?;
@@ -170,6 +173,7 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         ["v1", "messages", "batch"] => "POST",
         ["v1", "messages", _] => "GET",
         ["v1", "messages", _, "cancel"] => "POST",
+        ["v1", "messages", _, "webhooks"] => "GET",
         ["v1", "encoding", "analyze"] => "POST",
         _ => return None,
     })

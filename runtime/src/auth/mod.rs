@@ -215,6 +215,7 @@ impl Accounts {
             name: "operator".into(),
             operator: true,
             created_at: now,
+            webhook_secret: crate::store::webhooks::new_secret(),
         };
         let key = KeyRecord {
             id: ids::new_id("key"),
@@ -251,6 +252,7 @@ impl Accounts {
             name,
             operator: false,
             created_at: crate::time::now_ms(),
+            webhook_secret: crate::store::webhooks::new_secret(),
         };
         let stored = account.clone();
         self.store

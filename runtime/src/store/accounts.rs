@@ -11,6 +11,8 @@ pub struct AccountRecord {
     /// The operator account runs the platform: its admins manage all accounts.
     pub operator: bool,
     pub created_at: i64,
+    /// Signs the account's webhooks (`whsec_...`, see `webhooks::new_secret`).
+    pub webhook_secret: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,26 +28,32 @@ pub struct KeyRecord {
 
 pub fn insert_account(conn: &Connection, account: &AccountRecord) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO accounts (id, name, operator, created_at) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO accounts (id, name, operator, created_at, webhook_secret) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         account.id,
         account.name,
         account.operator,
-        account.created_at
+        account.created_at,
+        account.webhook_secret
     ])?;
     Ok(())
 }
 
 pub fn get_account(conn: &Connection, id: &str) -> Result<Option<AccountRecord>> {
     Ok(conn
-        .prepare_cached("SELECT id, name, operator, created_at FROM accounts WHERE id = ?1")?
+        .prepare_cached(
+            "SELECT id, name, operator, created_at, COALESCE(webhook_secret, '') \
+             FROM accounts WHERE id = ?1",
+        )?
         .query_row([id], |row| {
             Ok(AccountRecord {
                 id: row.get(0)?,
                 name: row.get(1)?,
                 operator: row.get(2)?,
                 created_at: row.get(3)?,
+                webhook_secret: row.get(4)?,
             })
         })
         .optional()?)

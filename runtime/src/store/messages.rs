@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::webhooks::{StatusEvent, enqueue_status};
 use super::{Result, StoreError};
 use crate::encoding::Encoding;
 use crate::model::{MessageType, Status, aggregate_status};
@@ -349,6 +350,23 @@ pub fn cancel_message(
         None,
         Some("canceled by request"),
     )?;
+    if let Some(callback_url) = &message.callback_url {
+        enqueue_status(
+            conn,
+            &StatusEvent {
+                account_id: &message.account_id,
+                message_id: id,
+                callback_url,
+                status: Status::Canceled,
+                to: &message.to,
+                from: message.from.as_deref(),
+                segments: message.segments,
+                error_code: None,
+                metadata: message.metadata.as_deref(),
+                at: now,
+            },
+        )?;
+    }
     message.status = Status::Canceled;
     message.updated_at = now;
     Ok(CancelOutcome::Canceled(Box::new(message)))
@@ -464,22 +482,77 @@ pub(super) fn change_part(
             .prepare_cached("SELECT segments FROM messages WHERE id = ?1")?
             .query_row([change.message_id], |row| row.get(0))?,
     };
-    let aggregate = if segments == 1 {
-        change.status
+    // With the aggregate, the error code of a part in that state (for the webhook).
+    let (aggregate, aggregate_error) = if segments == 1 {
+        (change.status, None)
     } else {
-        let mut stmt = conn.prepare_cached("SELECT status FROM parts WHERE message_id = ?1")?;
-        let statuses = stmt
-            .query_map([change.message_id], |row| row.get::<_, String>(0))?
-            .map(|s| parse_status(&s?))
+        let mut stmt =
+            conn.prepare_cached("SELECT status, error_code FROM parts WHERE message_id = ?1")?;
+        let parts = stmt
+            .query_map([change.message_id], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+            })?
+            .map(|part| {
+                let (status, error_code) = part?;
+                Ok((parse_status(&status)?, error_code))
+            })
             .collect::<Result<Vec<_>>>()?;
-        aggregate_status(statuses).unwrap_or(change.status)
+        let aggregate =
+            aggregate_status(parts.iter().map(|(status, _)| *status)).unwrap_or(change.status);
+        let error_code = parts
+            .into_iter()
+            .find(|(status, code)| *status == aggregate && code.is_some())
+            .and_then(|(_, code)| code);
+        (aggregate, error_code)
     };
     // A message in a final state stays there (all its parts are final too).
-    conn.prepare_cached(
-        "UPDATE messages SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status != ?2 \
-         AND status NOT IN ('delivered', 'undelivered', 'failed', 'rejected', 'expired', 'canceled')",
-    )?
-    .execute(params![change.message_id, aggregate.as_str(), change.at])?;
+    // When its status does change and it has a callback URL, the webhook
+    // goes to the outbox in this same transaction.
+    let webhook = conn
+        .prepare_cached(
+            "UPDATE messages SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status != ?2 \
+             AND status NOT IN ('delivered', 'undelivered', 'failed', 'rejected', 'expired', 'canceled') \
+             RETURNING callback_url, account_id, to_number, sender, segments, metadata",
+        )?
+        .query_row(
+            params![change.message_id, aggregate.as_str(), change.at],
+            |row| {
+                let Some(callback_url) = row.get::<_, Option<String>>(0)? else {
+                    return Ok(None);
+                };
+                Ok(Some((
+                    callback_url,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                )))
+            },
+        )
+        .optional()?
+        .flatten();
+    if let Some((callback_url, account_id, to, from, segments, metadata)) = webhook {
+        let error_code = change
+            .error_code
+            .filter(|_| change.status == aggregate)
+            .or(aggregate_error.as_deref());
+        enqueue_status(
+            conn,
+            &StatusEvent {
+                account_id: &account_id,
+                message_id: change.message_id,
+                callback_url: &callback_url,
+                status: aggregate,
+                to: &to,
+                from: from.as_deref(),
+                segments,
+                error_code,
+                metadata: metadata.as_deref(),
+                at: change.at,
+            },
+        )?;
+    }
     Ok(true)
 }
 

@@ -8,6 +8,7 @@ pub mod messages;
 pub mod queue;
 pub mod reports;
 mod schema;
+pub mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -183,4 +184,32 @@ fn open_reader(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "cache_size", -16384)?;
     configure_statements(&conn)?;
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        // Unbound parameters are fine for a plan.
+        let mut rows = stmt.raw_query();
+        let mut details = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            details.push(row.get::<_, String>(3).unwrap());
+        }
+        details.join("; ")
+    }
+
+    /// The hot queries use their indexes rather than scanning a table.
+    #[test]
+    fn hot_queries_use_their_indexes() {
+        let conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&conn).unwrap();
+        configure_statements(&conn).unwrap();
+        let due = plan(&conn, queue::DUE_PARTS);
+        assert!(due.contains("parts_due"), "{due}");
+        let by_id = plan(&conn, reports::PART_BY_CARRIER_ID);
+        assert!(by_id.contains("parts_by_carrier_id"), "{by_id}");
+    }
 }

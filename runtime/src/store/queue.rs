@@ -40,6 +40,10 @@ pub struct SubmitResult {
     pub outcome: SubmitOutcome,
 }
 
+/// Due parts of one priority, oldest first (served by the `parts_due` index).
+pub(super) const DUE_PARTS: &str = "SELECT message_id, idx, attempts FROM parts \
+     WHERE status IN ('queued', 'scheduled') AND priority = ?1 AND due_at <= ?2 ORDER BY due_at";
+
 /// Claims up to `limit` due parts, most urgent type first, oldest first
 /// within a type. Parts whose message's validity has passed become `expired`
 /// instead of being claimed.
@@ -51,10 +55,7 @@ pub fn claim_due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Claime
             break;
         }
         // Rows are read lazily, so stopping after `remaining` is as cheap as a LIMIT.
-        let mut stmt = conn.prepare_cached(
-            "SELECT message_id, idx, attempts FROM parts WHERE status IN ('queued', 'scheduled') \
-             AND priority = ?1 AND due_at <= ?2 ORDER BY due_at",
-        )?;
+        let mut stmt = conn.prepare_cached(DUE_PARTS)?;
         let rows = stmt.query_map(params![message_type.priority(), now], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?;

@@ -74,12 +74,14 @@ pub enum ReportOutcome {
     Early,
 }
 
+/// The part a carrier id names (served by the `parts_by_carrier_id` index).
+pub(super) const PART_BY_CARRIER_ID: &str = "SELECT p.message_id, p.idx, m.segments \
+     FROM parts p JOIN messages m ON m.id = p.message_id \
+     WHERE p.carrier = ?1 AND p.carrier_message_id = ?2";
+
 pub fn apply_report(conn: &Connection, report: &DeliveryReport, now: i64) -> Result<ReportOutcome> {
     let part: Option<(String, i64, i64)> = conn
-        .prepare_cached(
-            "SELECT p.message_id, p.idx, m.segments FROM parts p JOIN messages m ON m.id = p.message_id \
-             WHERE p.carrier = ?1 AND p.carrier_message_id = ?2",
-        )?
+        .prepare_cached(PART_BY_CARRIER_ID)?
         .query_row(params![report.carrier, report.carrier_message_id], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })

@@ -68,9 +68,8 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     -- The dispatch queue: only parts still waiting are indexed.
     CREATE INDEX parts_due ON parts (priority, due_at) WHERE status IN ('queued', 'scheduled');
-    -- Full, not partial: a partial index whose condition a bound parameter
-    -- implies makes SQLite re-prepare the look-up at every use.
-    CREATE INDEX parts_by_carrier_id ON parts (carrier, carrier_message_id);
+    CREATE INDEX parts_by_carrier_id ON parts (carrier, carrier_message_id)
+        WHERE carrier_message_id IS NOT NULL;
 
     -- `seq` grows with time across restarts (see messages::next_event_seq).
     CREATE TABLE events (
@@ -97,7 +96,31 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX early_reports_by_id ON early_reports (carrier, carrier_message_id);
     "#,
+    // 2: the webhook outbox and per-account signing secrets (existing
+    // accounts get theirs in `after_migration`).
+    r#"
+    ALTER TABLE accounts ADD COLUMN webhook_secret TEXT;
+
+    CREATE TABLE webhook_outbox (
+        id              TEXT PRIMARY KEY,
+        account_id      TEXT NOT NULL,
+        message_id      TEXT NOT NULL,
+        url             TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        state           TEXT NOT NULL
+    ) WITHOUT ROWID;
+    -- Deliveries to claim: only pending ones are indexed.
+    CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX webhook_outbox_by_message ON webhook_outbox (message_id, id);
+    "#,
 ];
+
+/// The migration that adds `accounts.webhook_secret`.
+const WEBHOOK_SECRETS: i64 = 2;
 
 pub(super) fn migrate(conn: &Connection) -> Result<()> {
     let known = MIGRATIONS.len() as i64;
@@ -109,9 +132,63 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         let version = index as i64 + 1;
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(sql)?;
+        after_migration(&tx, version)?;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         tracing::info!(version, "database schema migrated");
     }
     Ok(())
+}
+
+/// Data a migration needs that SQL alone cannot make, in its transaction.
+fn after_migration(conn: &Connection, version: i64) -> Result<()> {
+    if version == WEBHOOK_SECRETS {
+        let filled = super::webhooks::backfill_secrets(conn)?;
+        if filled > 0 {
+            tracing::info!(
+                accounts = filled,
+                "webhook secrets created for existing accounts"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_from_before_webhooks_get_a_secret() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        for id in ["acc_a", "acc_b"] {
+            conn.execute(
+                "INSERT INTO accounts (id, name, operator, created_at) VALUES (?1, 'x', 0, 0)",
+                [id],
+            )
+            .unwrap();
+        }
+        migrate(&conn).unwrap();
+        let secrets: Vec<String> = conn
+            .prepare("SELECT webhook_secret FROM accounts ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(secrets.len(), 2);
+        for secret in &secrets {
+            assert!(
+                secret.starts_with("whsec_") && secret.len() == 46,
+                "{secret}"
+            );
+        }
+        assert_ne!(secrets[0], secrets[1]);
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
 }

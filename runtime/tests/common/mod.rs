@@ -35,6 +35,9 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.dispatch.retry_max_ms = 200;
     config.dispatch.poll_interval_ms = 20;
     config.loopback.delivery_delay_ms = 10;
+    // Test receivers listen on 127.0.0.1, which webhooks refuse by default.
+    config.webhooks.allow_private_networks = true;
+    config.webhooks.poll_interval_ms = 20;
     config
 }
 

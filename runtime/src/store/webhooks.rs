@@ -1,0 +1,319 @@
+//! The webhook outbox. A status change of a message that has a
+//! `callback_url` inserts one row here in the same transaction as the change
+//! (see `messages::change_part`), so a change is never committed without its
+//! webhook nor a webhook without its change. The deliverer
+//! (`crate::webhooks`) claims due rows, POSTs them and records the outcome.
+
+use rusqlite::{Connection, params};
+use serde_json::{Value, json};
+
+use super::{Result, StoreError};
+use crate::model::Status;
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting for its first attempt, for a retry, or in flight.
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Given up: attempts exhausted, or the URL may never be called.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Delivered, Self::Failed]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+}
+
+/// A fresh per-account signing secret.
+pub fn new_secret() -> String {
+    format!("whsec_{}", crate::ids::random_secret(40))
+}
+
+/// Gives every account without a webhook secret a new one (run by the
+/// migration that adds the column).
+pub(super) fn backfill_secrets(conn: &Connection) -> Result<usize> {
+    let ids: Vec<String> = conn
+        .prepare("SELECT id FROM accounts WHERE webhook_secret IS NULL")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update = conn.prepare("UPDATE accounts SET webhook_secret = ?2 WHERE id = ?1")?;
+    for id in &ids {
+        update.execute(params![id, new_secret()])?;
+    }
+    Ok(ids.len())
+}
+
+/// A message's new status, as its webhook tells it.
+#[derive(Debug, Clone)]
+pub(super) struct StatusEvent<'a> {
+    pub account_id: &'a str,
+    pub message_id: &'a str,
+    pub callback_url: &'a str,
+    pub status: Status,
+    pub to: &'a str,
+    pub from: Option<&'a str>,
+    pub segments: i64,
+    pub error_code: Option<&'a str>,
+    /// The message's metadata as stored (a JSON object), if any.
+    pub metadata: Option<&'a str>,
+    pub at: i64,
+}
+
+/// Puts the webhook for `event` in the outbox, due at once. Runs inside the
+/// transaction that made the change.
+pub(super) fn enqueue_status(conn: &Connection, event: &StatusEvent<'_>) -> Result<()> {
+    let id = crate::ids::new_id("evt");
+    let payload = status_payload(&id, event).to_string();
+    conn.prepare_cached(
+        "INSERT INTO webhook_outbox (id, account_id, message_id, url, payload, created_at, \
+         attempts, next_attempt_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6, 'pending')",
+    )?
+    .execute(params![
+        id,
+        event.account_id,
+        event.message_id,
+        event.callback_url,
+        payload,
+        crate::time::now_ms(),
+    ])?;
+    Ok(())
+}
+
+/// The JSON the customer's endpoint receives.
+fn status_payload(id: &str, event: &StatusEvent<'_>) -> Value {
+    let metadata = event
+        .metadata
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    json!({
+        "type": "message.status",
+        "id": id,
+        "message_id": event.message_id,
+        "status": event.status.as_str(),
+        "to": event.to,
+        "from": event.from,
+        "segments": event.segments,
+        "error_code": event.error_code,
+        "at": crate::time::to_rfc3339(event.at),
+        "metadata": metadata,
+    })
+}
+
+/// A delivery claimed for one attempt.
+#[derive(Debug, Clone)]
+pub struct ClaimedWebhook {
+    /// The event id (`evt_...`), also the payload's `id`.
+    pub id: String,
+    pub account_id: String,
+    pub message_id: String,
+    pub url: String,
+    pub payload: String,
+    /// The account's signing secret (`None` only if the account is gone).
+    pub secret: Option<String>,
+    /// The attempt this is (1 for the first).
+    pub attempt: i64,
+}
+
+/// Claims up to `limit` due deliveries, oldest due first, and pushes each
+/// one's `next_attempt_at` to `lease_until`: a claim the process dies
+/// holding becomes due again by itself. For each message only its oldest
+/// pending delivery is due, so one message's webhooks arrive in order.
+pub fn claim_due(
+    conn: &Connection,
+    now: i64,
+    limit: usize,
+    lease_until: i64,
+) -> Result<Vec<ClaimedWebhook>> {
+    let mut claimed = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT o.id, o.account_id, o.message_id, o.url, o.payload, o.attempts, a.webhook_secret \
+             FROM webhook_outbox o LEFT JOIN accounts a ON a.id = o.account_id \
+             WHERE o.state = 'pending' AND o.next_attempt_at <= ?1 \
+             AND NOT EXISTS (SELECT 1 FROM webhook_outbox e WHERE e.message_id = o.message_id \
+                             AND e.state = 'pending' AND e.id < o.id) \
+             ORDER BY o.next_attempt_at",
+        )?;
+        // Rows are read lazily, so stopping after `limit` is as cheap as a LIMIT.
+        let rows = stmt.query_map([now], |row| {
+            Ok(ClaimedWebhook {
+                id: row.get(0)?,
+                account_id: row.get(1)?,
+                message_id: row.get(2)?,
+                url: row.get(3)?,
+                payload: row.get(4)?,
+                attempt: row.get::<_, i64>(5)? + 1,
+                secret: row.get(6)?,
+            })
+        })?;
+        for row in rows.take(limit) {
+            claimed.push(row?);
+        }
+    }
+    let mut lease = conn.prepare_cached(
+        "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?2 WHERE id = ?1",
+    )?;
+    for claim in &claimed {
+        lease.execute(params![claim.id, lease_until])?;
+    }
+    Ok(claimed)
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Delivered,
+    /// Try again at `at`.
+    Retry {
+        at: i64,
+        error: String,
+    },
+    /// Give up.
+    Failed {
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryResult {
+    pub id: String,
+    pub outcome: DeliveryOutcome,
+}
+
+/// Records attempts' outcomes. Only pending rows change.
+pub fn record_results(conn: &Connection, results: &[DeliveryResult]) -> Result<()> {
+    for result in results {
+        match &result.outcome {
+            DeliveryOutcome::Delivered => conn
+                .prepare_cached(
+                    "UPDATE webhook_outbox SET state = 'delivered' WHERE id = ?1 AND state = 'pending'",
+                )?
+                .execute([&result.id])?,
+            DeliveryOutcome::Retry { at, error } => conn
+                .prepare_cached(
+                    "UPDATE webhook_outbox SET next_attempt_at = ?2, last_error = ?3 \
+                     WHERE id = ?1 AND state = 'pending'",
+                )?
+                .execute(params![result.id, at, error])?,
+            DeliveryOutcome::Failed { error } => conn
+                .prepare_cached(
+                    "UPDATE webhook_outbox SET state = 'failed', last_error = ?2 \
+                     WHERE id = ?1 AND state = 'pending'",
+                )?
+                .execute(params![result.id, error])?,
+        };
+    }
+    Ok(())
+}
+
+/// One delivery as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRecord {
+    pub id: String,
+    /// The message status the webhook tells of.
+    pub status: Option<String>,
+    pub url: String,
+    pub state: DeliveryState,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+}
+
+/// A message's deliveries, oldest first.
+pub fn list_for_message(conn: &Connection, message_id: &str) -> Result<Vec<WebhookRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, json_extract(payload, '$.status'), url, state, attempts, last_error, \
+         created_at, next_attempt_at FROM webhook_outbox WHERE message_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([message_id], |row| {
+        Ok((
+            WebhookRecord {
+                id: row.get(0)?,
+                status: row.get(1)?,
+                url: row.get(2)?,
+                state: DeliveryState::Pending,
+                attempts: row.get(4)?,
+                last_error: row.get(5)?,
+                created_at: row.get(6)?,
+                next_attempt_at: row.get(7)?,
+            },
+            row.get::<_, String>(3)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (mut record, state) = row?;
+        record.state = DeliveryState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown webhook state {state:?}")))?;
+        Ok(record)
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_payload_carries_the_message_and_its_new_status() {
+        let event = StatusEvent {
+            account_id: "acc_1",
+            message_id: "msg_1",
+            callback_url: "https://example.com/hook",
+            status: Status::Undelivered,
+            to: "+84912340001",
+            from: Some("Pigeon"),
+            segments: 2,
+            error_code: Some("absent_subscriber"),
+            metadata: Some(r#"{"order":"42"}"#),
+            at: 1_700_000_000_123,
+        };
+        let payload = status_payload("evt_1", &event);
+        assert_eq!(
+            payload,
+            json!({
+                "type": "message.status",
+                "id": "evt_1",
+                "message_id": "msg_1",
+                "status": "undelivered",
+                "to": "+84912340001",
+                "from": "Pigeon",
+                "segments": 2,
+                "error_code": "absent_subscriber",
+                "at": "2023-11-14T22:13:20.123Z",
+                "metadata": {"order": "42"},
+            })
+        );
+        let bare = StatusEvent {
+            metadata: None,
+            from: None,
+            error_code: None,
+            ..event
+        };
+        let payload = status_payload("evt_2", &bare);
+        assert_eq!(payload["metadata"], json!({}));
+        assert_eq!(payload["from"], Value::Null);
+        assert_eq!(payload["error_code"], Value::Null);
+    }
+
+    #[test]
+    fn secrets_are_prefixed_and_random() {
+        let a = new_secret();
+        assert!(a.starts_with("whsec_") && a.len() == 46, "{a}");
+        assert_ne!(a, new_secret());
+    }
+}

@@ -1,0 +1,784 @@
+//! Status webhooks against a real receiver: a small hyper server on
+//! 127.0.0.1 that records what it gets and answers with a programmable
+//! status. Covers order, signatures, payloads, retries, giving up, cancels,
+//! the SSRF guard, the per-message listing and restarts.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Client, TestServer, wait_until};
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use pigeon::config::Config;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+// ---- The receiver ----
+
+#[derive(Clone, Debug)]
+struct Received {
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+    json: Value,
+    /// The status the receiver answered with.
+    answered: u16,
+}
+
+struct Shared {
+    requests: Mutex<Vec<Received>>,
+    /// Statuses to answer with, in order; then `fallback`.
+    script: Mutex<VecDeque<u16>>,
+    fallback: AtomicU16,
+    /// How long to wait before answering.
+    delay_ms: AtomicU64,
+    /// Requests that have arrived (counted before any delay).
+    arrived: AtomicUsize,
+}
+
+struct Receiver {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            requests: Mutex::default(),
+            script: Mutex::default(),
+            fallback: AtomicU16::new(200),
+            delay_ms: AtomicU64::new(0),
+            arrived: AtomicUsize::new(0),
+        });
+        let serving = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = serving.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(answer(&shared, request).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, shared }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The next answers, in order, before falling back to the default.
+    fn answer_with(&self, statuses: &[u16]) {
+        self.shared.script.lock().unwrap().extend(statuses);
+    }
+
+    fn answer_by_default(&self, status: u16) {
+        self.shared.fallback.store(status, Ordering::SeqCst);
+    }
+
+    fn delay_answers(&self, delay: Duration) {
+        self.shared
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// The requests about one message, in the order they arrived.
+    fn requests_for(&self, message_id: &str) -> Vec<Received> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.json["message_id"] == message_id)
+            .collect()
+    }
+
+    async fn wait_for_requests(&self, message_id: &str, count: usize) -> Vec<Received> {
+        wait_until(
+            &format!("{count} webhook requests for {message_id}"),
+            || async {
+                let got = self.requests_for(message_id);
+                (got.len() >= count).then_some(got)
+            },
+        )
+        .await
+    }
+}
+
+async fn answer(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    shared.arrived.fetch_add(1, Ordering::SeqCst);
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    let answered = shared
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or_else(|| shared.fallback.load(Ordering::SeqCst));
+    shared.requests.lock().unwrap().push(Received {
+        method: parts.method,
+        path: parts.uri.to_string(),
+        headers: parts.headers,
+        json: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        body,
+        answered,
+    });
+    let delay = shared.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let text = if answered < 300 {
+        "ok"
+    } else {
+        "receiver says no"
+    };
+    Response::builder()
+        .status(answered)
+        .body(Full::new(Bytes::from(text)))
+        .unwrap()
+}
+
+// ---- Accounts and helpers ----
+
+/// An account made through the API, with its webhook secret as the
+/// create-account answer gave it.
+struct Account {
+    id: String,
+    secret: String,
+    developer: Client,
+    viewer: Client,
+}
+
+async fn new_account(server: &TestServer, name: &str) -> Account {
+    let operator = server.admin();
+    let (status, account) = operator.post("/v1/accounts", json!({"name": name})).await;
+    assert_eq!(status, StatusCode::CREATED, "{account}");
+    let id = account["id"].as_str().unwrap().to_owned();
+    let secret = account["webhook_secret"].as_str().unwrap().to_owned();
+    let mut keys = Vec::new();
+    for role in ["developer", "viewer"] {
+        let (status, key) = operator
+            .post(&format!("/v1/accounts/{id}/keys"), json!({"role": role}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{key}");
+        keys.push(operator.with_key(key["key"].as_str().unwrap()));
+    }
+    let viewer = keys.pop().unwrap();
+    let developer = keys.pop().unwrap();
+    Account {
+        id,
+        secret,
+        developer,
+        viewer,
+    }
+}
+
+/// Fast retries, so tests need not wait seconds.
+fn fast_retries(config: &mut Config) {
+    config.webhooks.retry_base_ms = 20;
+    config.webhooks.retry_max_ms = 100;
+}
+
+async fn deliveries(client: &Client, message_id: &str) -> Vec<Value> {
+    let (status, body) = client
+        .get(&format!("/v1/messages/{message_id}/webhooks"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["data"].as_array().unwrap().clone()
+}
+
+/// Waits until the message's deliveries satisfy `done`.
+async fn wait_for_deliveries(
+    client: &Client,
+    message_id: &str,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    wait_until(what, || async {
+        let list = deliveries(client, message_id).await;
+        done(&list).then_some(list)
+    })
+    .await
+}
+
+fn all_in_state(list: &[Value], count: usize, state: &str) -> bool {
+    list.len() == count && list.iter().all(|d| d["state"] == state)
+}
+
+fn statuses(requests: &[Received]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|r| r.json["status"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// Checks `Pigeon-Signature: t=<secs>,v1=<hex HMAC-SHA256("<t>.<body>")>`
+/// with an HMAC computed here, not by Pigeon's code.
+fn assert_signed(request: &Received, secret: &str) {
+    let header = request
+        .headers
+        .get("pigeon-signature")
+        .expect("a Pigeon-Signature header")
+        .to_str()
+        .unwrap();
+    let (t, v1) = header
+        .split_once(',')
+        .and_then(|(t, v1)| Some((t.strip_prefix("t=")?, v1.strip_prefix("v1=")?)))
+        .unwrap_or_else(|| panic!("malformed signature header {header:?}"));
+    let t: i64 = t.parse().unwrap();
+    let now = pigeon::time::now_ms() / 1000;
+    assert!(
+        (now - t).abs() < 300,
+        "signature time {t} is not now ({now})"
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(&request.body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(v1, expected, "signature of {}", request.json);
+}
+
+fn outbox_rows(data_dir: &Path) -> Vec<(String, String, i64)> {
+    let conn = rusqlite::Connection::open_with_flags(
+        data_dir.join(pigeon::store::DB_FILE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    conn.prepare("SELECT message_id, state, attempts FROM webhook_outbox ORDER BY id")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+// ---- Tests ----
+
+#[tokio::test]
+async fn status_changes_are_posted_in_order_signed_and_complete() {
+    let receiver = Receiver::start().await;
+    let server = TestServer::start().await;
+    let acme = new_account(&server, "Acme").await;
+    assert!(
+        acme.secret.starts_with("whsec_") && acme.secret.len() == 46,
+        "{}",
+        acme.secret
+    );
+
+    let id = acme
+        .developer
+        .send_message(json!({
+            "to": "+84912345678",
+            "from": "Pigeon",
+            "body": "Your code is 123456",
+            "callback_url": receiver.url("/hooks/sms?token=abc"),
+            "metadata": {"order": "42"},
+        }))
+        .await;
+    let requests = receiver.wait_for_requests(&id, 3).await;
+    assert_eq!(statuses(&requests), ["sending", "sent", "delivered"]);
+    let now = pigeon::time::now_ms();
+    for request in &requests {
+        assert_eq!(request.method, Method::POST);
+        assert_eq!(request.path, "/hooks/sms?token=abc");
+        assert_eq!(request.headers["content-type"], "application/json");
+        let agent = request.headers["user-agent"].to_str().unwrap();
+        assert_eq!(agent, format!("Pigeon/{}", env!("CARGO_PKG_VERSION")));
+        assert_signed(request, &acme.secret);
+        let payload = &request.json;
+        let mut keys: Vec<&str> = payload
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "at",
+                "error_code",
+                "from",
+                "id",
+                "message_id",
+                "metadata",
+                "segments",
+                "status",
+                "to",
+                "type"
+            ]
+        );
+        assert_eq!(payload["type"], "message.status");
+        assert!(payload["id"].as_str().unwrap().starts_with("evt_"));
+        assert_eq!(payload["message_id"], id.as_str());
+        assert_eq!(payload["to"], "+84912345678");
+        assert_eq!(payload["from"], "Pigeon");
+        assert_eq!(payload["segments"], 1);
+        assert_eq!(payload["error_code"], Value::Null);
+        assert_eq!(payload["metadata"], json!({"order": "42"}));
+        // When the change happened (a delivery report's own time may come
+        // before the submit result is recorded, so no order is asserted).
+        let at = pigeon::time::parse_rfc3339(payload["at"].as_str().unwrap()).unwrap();
+        assert!((at - now).abs() < 60_000, "{payload}");
+    }
+
+    // The listing shows each delivery, done on the first attempt.
+    let list = wait_for_deliveries(&acme.viewer, &id, "3 delivered webhooks", |list| {
+        all_in_state(list, 3, "delivered")
+    })
+    .await;
+    for (delivery, request) in list.iter().zip(&requests) {
+        assert_eq!(delivery["id"], request.json["id"]);
+        assert_eq!(delivery["status"], request.json["status"]);
+        assert_eq!(delivery["attempts"], 1);
+        assert_eq!(delivery["last_error"], Value::Null);
+        assert_eq!(delivery["next_attempt_at"], Value::Null);
+        assert_eq!(
+            delivery["url"],
+            receiver.url("/hooks/sms?token=abc").as_str()
+        );
+        pigeon::time::parse_rfc3339(delivery["created_at"].as_str().unwrap()).unwrap();
+    }
+
+    // A failed delivery report names its error code.
+    let id = acme
+        .developer
+        .send_message(json!({
+            "to": "+84912340001",
+            "body": "Hello",
+            "callback_url": receiver.url("/hooks/sms"),
+        }))
+        .await;
+    let requests = receiver.wait_for_requests(&id, 3).await;
+    assert_eq!(statuses(&requests), ["sending", "sent", "undelivered"]);
+    assert_eq!(requests[2].json["error_code"], "absent_subscriber");
+    assert_eq!(requests[2].json["from"], Value::Null);
+    assert_eq!(requests[2].json["metadata"], json!({}));
+
+    // A retryable carrier failure puts the message back in the queue, and says so.
+    let id = acme
+        .developer
+        .send_message(json!({
+            "to": "+84912340003",
+            "body": "Hello",
+            "callback_url": receiver.url("/hooks/sms"),
+        }))
+        .await;
+    let requests = receiver.wait_for_requests(&id, 5).await;
+    assert_eq!(
+        statuses(&requests),
+        ["sending", "queued", "sending", "sent", "delivered"]
+    );
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_gets_the_event_on_the_third_attempt() {
+    let receiver = Receiver::start().await;
+    receiver.answer_with(&[500, 500]);
+    let server = TestServer::start_with(fast_retries).await;
+    let acme = new_account(&server, "Acme").await;
+    let id = acme
+        .developer
+        .send_message(
+            json!({"to": "+84912345678", "body": "Hi", "callback_url": receiver.url("/")}),
+        )
+        .await;
+
+    let list = wait_for_deliveries(&acme.developer, &id, "3 delivered webhooks", |list| {
+        all_in_state(list, 3, "delivered")
+    })
+    .await;
+    let requests = receiver.requests_for(&id);
+    let answered: Vec<u16> = requests.iter().map(|r| r.answered).collect();
+    assert_eq!(answered, [500, 500, 200, 200, 200]);
+    // The first event was tried three times (the same event, signed afresh)
+    // before the next one went out.
+    assert_eq!(
+        statuses(&requests),
+        ["sending", "sending", "sending", "sent", "delivered"]
+    );
+    assert_eq!(requests[0].json, requests[2].json);
+    for request in &requests {
+        assert_signed(request, &acme.secret);
+    }
+    assert_eq!(list[0]["status"], "sending");
+    assert_eq!(list[0]["attempts"], 3);
+    let error = list[0]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("500") && error.contains("receiver says no"),
+        "{error}"
+    );
+    assert_eq!(list[1]["attempts"], 1);
+    assert_eq!(list[2]["attempts"], 1);
+}
+
+#[tokio::test]
+async fn a_webhook_fails_once_its_attempts_are_exhausted() {
+    let receiver = Receiver::start().await;
+    receiver.answer_by_default(503);
+    let server = TestServer::start_with(|config| {
+        fast_retries(config);
+        config.webhooks.max_attempts = 3;
+    })
+    .await;
+    let acme = new_account(&server, "Acme").await;
+    let id = acme
+        .developer
+        .send_message(
+            json!({"to": "+84912345678", "body": "Hi", "callback_url": receiver.url("/")}),
+        )
+        .await;
+
+    let list = wait_for_deliveries(&acme.viewer, &id, "3 failed webhooks", |list| {
+        all_in_state(list, 3, "failed")
+    })
+    .await;
+    for delivery in &list {
+        assert_eq!(delivery["attempts"], 3, "{delivery}");
+        assert_eq!(delivery["next_attempt_at"], Value::Null);
+        let error = delivery["last_error"].as_str().unwrap();
+        assert!(
+            error.contains("gave up after 3 attempts") && error.contains("503"),
+            "{error}"
+        );
+    }
+    let requests = receiver.requests_for(&id);
+    assert_eq!(requests.len(), 9, "three attempts per event");
+    assert_eq!(
+        statuses(&requests),
+        [
+            "sending",
+            "sending",
+            "sending",
+            "sent",
+            "sent",
+            "sent",
+            "delivered",
+            "delivered",
+            "delivered"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn canceling_posts_a_canceled_webhook_and_scheduling_posts_none() {
+    let receiver = Receiver::start().await;
+    let server = TestServer::start().await;
+    let acme = new_account(&server, "Acme").await;
+    let send_at = pigeon::time::to_rfc3339(pigeon::time::now_ms() + 3_600_000);
+    let id = acme
+        .developer
+        .send_message(json!({
+            "to": "+84912345678",
+            "body": "Later",
+            "send_at": send_at,
+            "callback_url": receiver.url("/cancel"),
+        }))
+        .await;
+    assert!(deliveries(&acme.developer, &id).await.is_empty());
+    let (status, body) = acme
+        .developer
+        .post(&format!("/v1/messages/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let requests = receiver.wait_for_requests(&id, 1).await;
+    assert_eq!(statuses(&requests), ["canceled"]);
+    assert_eq!(requests[0].json["error_code"], Value::Null);
+    assert_signed(&requests[0], &acme.secret);
+    let list = wait_for_deliveries(&acme.developer, &id, "the delivered cancel", |list| {
+        all_in_state(list, 1, "delivered")
+    })
+    .await;
+    assert_eq!(list[0]["status"], "canceled");
+}
+
+#[tokio::test]
+async fn messages_without_a_callback_url_add_nothing_to_the_outbox() {
+    let receiver = Receiver::start().await;
+    let server = TestServer::start().await;
+    let acme = new_account(&server, "Acme").await;
+    let quiet = acme
+        .developer
+        .send_message(json!({"to": "+84912345678", "body": "No hooks"}))
+        .await;
+    acme.developer.wait_for_status(&quiet, "delivered").await;
+    let long = acme
+        .developer
+        .send_message(json!({"to": "+84912345678", "body": "x".repeat(300)}))
+        .await;
+    acme.developer.wait_for_status(&long, "delivered").await;
+    assert!(deliveries(&acme.developer, &quiet).await.is_empty());
+    assert!(outbox_rows(&server.data_dir).is_empty());
+
+    // The table does fill for a message that has one.
+    let hooked = acme
+        .developer
+        .send_message(
+            json!({"to": "+84912345678", "body": "Hooks", "callback_url": receiver.url("/")}),
+        )
+        .await;
+    acme.developer.wait_for_status(&hooked, "delivered").await;
+    let rows = outbox_rows(&server.data_dir);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|(message, _, _)| *message == hooked));
+    receiver.wait_for_requests(&hooked, 3).await;
+    assert!(
+        receiver
+            .requests()
+            .iter()
+            .all(|r| r.json["message_id"] == hooked.as_str())
+    );
+}
+
+#[tokio::test]
+async fn loopback_callback_urls_are_refused_unless_private_networks_are_allowed() {
+    let receiver = Receiver::start().await;
+    let server =
+        TestServer::start_with(|config| config.webhooks.allow_private_networks = false).await;
+    let acme = new_account(&server, "Acme").await;
+    let port = receiver.addr.port();
+    // An IP literal (checked before connecting) and a name (checked when resolved).
+    for url in [
+        format!("http://127.0.0.1:{port}/hook"),
+        format!("http://localhost:{port}/hook"),
+    ] {
+        let id = acme
+            .developer
+            .send_message(json!({"to": "+84912345678", "body": "Hi", "callback_url": url}))
+            .await;
+        let list = wait_for_deliveries(&acme.developer, &id, "3 refused webhooks", |list| {
+            all_in_state(list, 3, "failed")
+        })
+        .await;
+        for delivery in &list {
+            assert_eq!(delivery["attempts"], 1, "refused at once: {delivery}");
+            let error = delivery["last_error"].as_str().unwrap();
+            assert!(
+                error.contains("loopback") && error.contains("allow_private_networks"),
+                "{url}: {error}"
+            );
+        }
+    }
+    assert_eq!(receiver.shared.arrived.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn the_listing_is_per_account() {
+    let receiver = Receiver::start().await;
+    let server = TestServer::start().await;
+    let acme = new_account(&server, "Acme").await;
+    let globex = new_account(&server, "Globex").await;
+    let id = acme
+        .developer
+        .send_message(
+            json!({"to": "+84912345678", "body": "Hi", "callback_url": receiver.url("/")}),
+        )
+        .await;
+    wait_for_deliveries(&acme.viewer, &id, "3 delivered webhooks", |list| {
+        all_in_state(list, 3, "delivered")
+    })
+    .await;
+    let (status, body) = globex
+        .developer
+        .get(&format!("/v1/messages/{id}/webhooks"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = acme
+        .developer
+        .get("/v1/messages/msg_00000000000000000000000000/webhooks")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = acme
+        .developer
+        .without_key()
+        .get(&format!("/v1/messages/{id}/webhooks"))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let reply = acme
+        .developer
+        .send(
+            Method::POST,
+            &format!("/v1/messages/{id}/webhooks"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.headers["allow"], "GET");
+}
+
+#[tokio::test]
+async fn account_secrets_are_shown_to_admins() {
+    let server = TestServer::start().await;
+    let acme = new_account(&server, "Acme").await;
+    let (status, account) = server
+        .admin()
+        .get(&format!("/v1/accounts/{}", acme.id))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    assert_eq!(account["webhook_secret"], acme.secret.as_str());
+    let (status, _) = acme
+        .developer
+        .get(&format!("/v1/accounts/{}", acme.id))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let globex = new_account(&server, "Globex").await;
+    assert_ne!(globex.secret, acme.secret);
+}
+
+#[tokio::test]
+async fn pending_webhooks_are_delivered_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    receiver.answer_by_default(503);
+    // Enough attempts that none runs out before the stop, however slow the machine.
+    let adjust = |config: &mut Config| {
+        fast_retries(config);
+        config.webhooks.max_attempts = 10_000;
+    };
+    let server = TestServer::start_in(dir.path(), adjust).await;
+    let acme = new_account(&server, "Acme").await;
+    let id = acme
+        .developer
+        .send_message(
+            json!({"to": "+84912345678", "body": "Hi", "callback_url": receiver.url("/")}),
+        )
+        .await;
+    acme.developer.wait_for_status(&id, "delivered").await;
+    wait_for_deliveries(&acme.developer, &id, "3 webhooks, tried", |list| {
+        all_in_state(list, 3, "pending") && list[0]["attempts"].as_i64() >= Some(1)
+    })
+    .await;
+    server.stop().await;
+    let rows = outbox_rows(dir.path());
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows.iter().all(|(_, state, _)| state == "pending"),
+        "{rows:?}"
+    );
+
+    receiver.answer_by_default(200);
+    let server = TestServer::start_in(dir.path(), adjust).await;
+    let mut developer = acme.developer.clone();
+    developer.addr = server.addr;
+    wait_for_deliveries(&developer, &id, "3 delivered webhooks", |list| {
+        all_in_state(list, 3, "delivered")
+    })
+    .await;
+    let delivered: Vec<Received> = receiver
+        .requests_for(&id)
+        .into_iter()
+        .filter(|r| r.answered == 200)
+        .collect();
+    assert_eq!(statuses(&delivered), ["sending", "sent", "delivered"]);
+    for request in &delivered {
+        assert_signed(request, &acme.secret);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_graceful_stop_finishes_and_records_requests_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    receiver.delay_answers(Duration::from_millis(300));
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let acme = new_account(&server, "Acme").await;
+    let send_at = pigeon::time::to_rfc3339(pigeon::time::now_ms() + 3_600_000);
+    let id = acme
+        .developer
+        .send_message(json!({"to": "+84912345678", "body": "Later", "send_at": send_at, "callback_url": receiver.url("/")}))
+        .await;
+    let (status, body) = acme
+        .developer
+        .post(&format!("/v1/messages/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_until("the webhook request to arrive", || async {
+        (receiver.shared.arrived.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    server.stop().await;
+    assert_eq!(
+        outbox_rows(dir.path()),
+        [(id, "delivered".to_owned(), 1)],
+        "the answer that came during the stop was recorded"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_the_process_died_holding_becomes_due_again() {
+    use pigeon::store::webhooks::claim_due;
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_store(dir.path());
+    let now = pigeon::time::now_ms();
+    let mut message = common::stored_message(pigeon::model::MessageType::Transactional, now);
+    message.callback_url = Some("http://127.0.0.1:9/hook".into());
+    let id = message.id.clone();
+    common::insert_stored(&store, message).await;
+    let account = "acc_store_test".to_owned();
+    store
+        .write(move |c| pigeon::store::messages::cancel_message(c, &account, &id, now))
+        .await
+        .unwrap();
+
+    let now = pigeon::time::now_ms();
+    let lease_until = now + 40_000;
+    let first = store
+        .write(move |c| claim_due(c, now, 10, lease_until))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].attempt, 1);
+    // Claimed and never recorded (the process died): not due while leased...
+    let again = store
+        .write(move |c| claim_due(c, now + 1_000, 10, now + 41_000))
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    // ...and due again once the lease has run out.
+    let retried = store
+        .write(move |c| claim_due(c, lease_until, 10, lease_until + 40_000))
+        .await
+        .unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].id, first[0].id);
+    assert_eq!(retried[0].attempt, 2);
+    store.close().await;
+}
