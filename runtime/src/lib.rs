@@ -21,3 +21,4 @@ pub mod store;
 pub mod time;
 pub mod tracking;
 pub mod webhooks;
+pub mod workers;

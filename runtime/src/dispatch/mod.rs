@@ -7,7 +7,7 @@ mod backoff;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 pub use backoff::retry_delay;
@@ -17,9 +17,7 @@ use crate::config::DispatchConfig;
 use crate::encoding;
 use crate::store::Store;
 use crate::store::queue::{self, ClaimedPart, SubmitOutcome, SubmitResult};
-
-/// Most submit results recorded in one write.
-const RESULT_BATCH: usize = 1024;
+use crate::workers::{self, Limits};
 
 pub struct Dispatcher {
     store: Store,
@@ -45,72 +43,33 @@ impl Dispatcher {
 
     /// Dispatches until `shutdown` turns true, then lets submissions in
     /// flight finish and records their results.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let concurrency = self.config.concurrency;
-        let permits = Arc::new(Semaphore::new(concurrency));
-        let (results_tx, results_rx) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record_results(self.store.clone(), results_rx));
-        let poll = Duration::from_millis(self.config.poll_interval_ms);
-
-        while !*shutdown.borrow() {
-            // Claim only what can be submitted now, so claimed parts don't wait.
-            let free = permits.available_permits().min(self.config.batch_size);
-            if free == 0 {
-                tokio::select! {
-                    permit = permits.clone().acquire_owned() => drop(permit),
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let limits = Limits {
+            concurrency: self.config.concurrency,
+            claim_batch: self.config.batch_size,
+            poll: Duration::from_millis(self.config.poll_interval_ms),
+        };
+        let store = self.store.clone();
+        let claim = |limit| {
             let now = crate::time::now_ms();
-            let claimed = match self
-                .store
-                .write(move |c| queue::claim_due(c, now, free))
-                .await
-            {
-                Ok(claimed) => claimed,
-                Err(err) => {
-                    tracing::error!(error = %err, "claiming due parts failed");
-                    Vec::new()
-                }
-            };
-            if claimed.is_empty() {
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(poll) => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
-            for claim in claimed {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                let carrier = self.carrier.clone();
-                let results = results_tx.clone();
-                let config = self.config.clone();
-                let span = tracing::info_span!(
-                    "submit",
-                    message_id = %claim.message.id,
-                    carrier = carrier.name(),
-                    attempt = claim.attempt
-                );
-                tokio::spawn(
-                    async move {
-                        for result in submit(carrier.as_ref(), claim, &config).await {
-                            let _ = results.send(result);
-                        }
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
-            }
-        }
-
-        // Wait for every submission in flight, then for their results.
-        let _ = permits.acquire_many(concurrency as u32).await;
-        drop(results_tx);
-        let _ = recorder.await;
+            store.write(move |c| queue::claim_due(c, now, limit))
+        };
+        let config = Arc::new(self.config);
+        let carrier = self.carrier;
+        let work = |claim: ClaimedPart| {
+            let (carrier, config) = (carrier.clone(), config.clone());
+            let span = tracing::info_span!(
+                "submit",
+                message_id = %claim.message.id,
+                carrier = carrier.name(),
+                attempt = claim.attempt
+            );
+            async move { submit(carrier.as_ref(), claim, &config).await }.instrument(span)
+        };
+        let record = |c: &rusqlite::Connection, results: &[SubmitResult]| {
+            queue::record_results(c, results, crate::time::now_ms())
+        };
+        workers::run(self.store, limits, self.wake, shutdown, claim, work, record).await;
     }
 }
 
@@ -213,30 +172,4 @@ async fn submit(
         .zip(outcomes)
         .map(|(&index, outcome)| result_for(index, outcome))
         .collect()
-}
-
-/// Writes submit results in batches. A failed write is retried: losing an
-/// `accepted` would send the part again after a restart.
-async fn record_results(store: Store, mut results: mpsc::UnboundedReceiver<SubmitResult>) {
-    let mut batch = Vec::with_capacity(RESULT_BATCH);
-    while results.recv_many(&mut batch, RESULT_BATCH).await > 0 {
-        let pending = Arc::new(std::mem::take(&mut batch));
-        let mut delay = Duration::from_millis(50);
-        loop {
-            let job = pending.clone();
-            let now = crate::time::now_ms();
-            match store
-                .write(move |c| queue::record_results(c, &job, now))
-                .await
-            {
-                Ok(()) => break,
-                Err(crate::store::StoreError::Closed) => return,
-                Err(err) => {
-                    tracing::error!(error = %err, count = pending.len(), "recording submit results failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    }
 }

@@ -18,7 +18,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 pub use guard::{Refused, check_host, non_public};
@@ -26,13 +26,12 @@ pub use signature::{HEADER as SIGNATURE_HEADER, header_value, sign, verify};
 
 use crate::config::WebhooksConfig;
 use crate::dispatch::retry_delay;
+use crate::store::Store;
 use crate::store::webhooks::{self as outbox, ClaimedWebhook, DeliveryOutcome, DeliveryResult};
-use crate::store::{Store, StoreError};
+use crate::workers::{self, Limits};
 
 /// Most deliveries claimed in one write.
 const CLAIM_BATCH: usize = 256;
-/// Most results recorded in one write.
-const RESULT_BATCH: usize = 1024;
 /// A claim keeps a delivery from being claimed again for the request's
 /// timeout plus this long (time to record the result). If the process dies
 /// holding it, the delivery becomes due again when that has passed.
@@ -86,79 +85,48 @@ impl Deliverer {
 
     /// Delivers until `shutdown` turns true, then lets the requests in
     /// flight finish (each is bounded by the timeout) and records them.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let concurrency = self.config.concurrency;
-        let permits = Arc::new(Semaphore::new(concurrency));
-        let (results_tx, results_rx) = mpsc::unbounded_channel();
-        let recorded = Arc::new(Notify::new());
-        let recorder = tokio::spawn(record_results(
-            self.store.clone(),
-            results_rx,
-            recorded.clone(),
-        ));
-        let poll = Duration::from_millis(self.config.poll_interval_ms);
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let limits = Limits {
+            concurrency: self.config.concurrency,
+            claim_batch: CLAIM_BATCH,
+            poll: Duration::from_millis(self.config.poll_interval_ms),
+        };
         let lease_ms = (self.config.timeout_ms + LEASE_MARGIN_MS) as i64;
-        let config = Arc::new(self.config.clone());
-
-        while !*shutdown.borrow() {
-            let free = permits.available_permits().min(CLAIM_BATCH);
-            if free == 0 {
-                tokio::select! {
-                    permit = permits.clone().acquire_owned() => drop(permit),
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
+        let store = self.store.clone();
+        let claim = |limit| {
             let now = crate::time::now_ms();
-            let claimed = match self
-                .store
-                .write(move |c| outbox::claim_due(c, now, free, now + lease_ms))
-                .await
-            {
-                Ok(claimed) => claimed,
-                Err(err) => {
-                    tracing::error!(error = %err, "claiming due webhooks failed");
-                    Vec::new()
-                }
-            };
-            if claimed.is_empty() {
-                // A recorded result may make the message's next webhook due.
-                tokio::select! {
-                    _ = recorded.notified() => {}
-                    _ = tokio::time::sleep(poll) => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
+            store.write(move |c| outbox::claim_due(c, now, limit, now + lease_ms))
+        };
+        let config = Arc::new(self.config);
+        let client = self.client;
+        let work = |claim: ClaimedWebhook| {
+            let (client, config) = (client.clone(), config.clone());
+            let span = tracing::info_span!(
+                "webhook",
+                message_id = %claim.message_id,
+                event_id = %claim.id,
+                attempt = claim.attempt
+            );
+            async move {
+                let id = claim.id.clone();
+                let outcome = deliver(&client, claim, &config).await;
+                vec![DeliveryResult { id, outcome }]
             }
-            for claim in claimed {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                let client = self.client.clone();
-                let results = results_tx.clone();
-                let config = config.clone();
-                let span = tracing::info_span!(
-                    "webhook",
-                    message_id = %claim.message_id,
-                    event_id = %claim.id,
-                    attempt = claim.attempt
-                );
-                tokio::spawn(
-                    async move {
-                        let id = claim.id.clone();
-                        let outcome = deliver(&client, claim, &config).await;
-                        let _ = results.send(DeliveryResult { id, outcome });
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
-            }
-        }
-
-        // Wait for every request in flight, then for their results.
-        let _ = permits.acquire_many(concurrency as u32).await;
-        drop(results_tx);
-        let _ = recorder.await;
+            .instrument(span)
+        };
+        // Woken when a result is recorded: it may make the message's next
+        // webhook due.
+        let wake = Arc::new(Notify::new());
+        workers::run(
+            self.store,
+            limits,
+            wake,
+            shutdown,
+            claim,
+            work,
+            outbox::record_results,
+        )
+        .await;
     }
 }
 
@@ -312,33 +280,4 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         current = cause.source();
     }
     text
-}
-
-/// Writes results in batches. A failed write is retried: losing a
-/// `delivered` would send the webhook again.
-async fn record_results(
-    store: Store,
-    mut results: mpsc::UnboundedReceiver<DeliveryResult>,
-    recorded: Arc<Notify>,
-) {
-    let mut batch = Vec::with_capacity(RESULT_BATCH);
-    while results.recv_many(&mut batch, RESULT_BATCH).await > 0 {
-        let pending = Arc::new(std::mem::take(&mut batch));
-        let mut delay = Duration::from_millis(50);
-        loop {
-            let job = pending.clone();
-            match store.write(move |c| outbox::record_results(c, &job)).await {
-                Ok(()) => {
-                    recorded.notify_one();
-                    break;
-                }
-                Err(StoreError::Closed) => return,
-                Err(err) => {
-                    tracing::error!(error = %err, count = pending.len(), "recording webhook results failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    }
 }
