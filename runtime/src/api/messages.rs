@@ -16,7 +16,7 @@ use crate::encoding;
 use crate::model::{MessageType, Status};
 use crate::numbers::{self, NumberError};
 use crate::store::messages::{self as stored, CancelOutcome, InsertOutcome, ListFilter};
-use crate::store::{EventRecord, MessageRecord, NewMessage, PartRecord};
+use crate::store::{EventRecord, Idempotency, MessageRecord, PartRecord};
 use crate::time::{now_ms, parse_rfc3339, to_rfc3339};
 
 /// Most parts one message may take.
@@ -52,18 +52,20 @@ pub async fn create(
             ));
         }
         // serde_json's map is sorted, so equal requests serialise equally.
-        Some(key) => Some((key, request_digest(&map))),
+        Some(key) => Some(Idempotency {
+            key,
+            request_digest: request_digest(&map),
+        }),
     };
     let message = parse_message(
         Fields::new(map),
         principal,
-        idempotency,
         now_ms(),
         app.default_validity_secs,
     )?;
     let outcome = app
         .store
-        .write(move |conn| stored::insert_message(conn, &message))
+        .write(move |conn| stored::insert_message(conn, &message, idempotency.as_ref()))
         .await?;
     match outcome {
         InsertOutcome::Created(record) => {
@@ -106,7 +108,7 @@ pub async fn create_batch(
         ));
     }
     let now = now_ms();
-    let parsed: Vec<Result<NewMessage, ApiError>> = items
+    let parsed: Vec<Result<MessageRecord, ApiError>> = items
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
@@ -115,7 +117,6 @@ pub async fn create_batch(
                 Value::Object(map) => parse_message(
                     Fields::nested(map, prefix),
                     principal,
-                    None,
                     now,
                     app.default_validity_secs,
                 ),
@@ -127,7 +128,7 @@ pub async fn create_batch(
             }
         })
         .collect();
-    let valid: Vec<NewMessage> = parsed
+    let valid: Vec<MessageRecord> = parsed
         .iter()
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
@@ -136,7 +137,7 @@ pub async fn create_batch(
         .write(move |conn| {
             valid
                 .iter()
-                .map(|m| stored::insert_message(conn, m))
+                .map(|m| stored::insert_message(conn, m, None))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
@@ -321,10 +322,9 @@ fn request_digest(map: &Map<String, Value>) -> [u8; 32] {
 fn parse_message(
     mut fields: Fields,
     principal: &Principal,
-    idempotency: Option<(String, [u8; 32])>,
     now: i64,
     default_validity_secs: u64,
-) -> Result<NewMessage, ApiError> {
+) -> Result<MessageRecord, ApiError> {
     let to = fields.required_str("to")?;
     let body = fields.required_str("body")?;
     let from = fields.optional_str("from")?;
@@ -430,24 +430,25 @@ fn parse_message(
 
     let starts = send_at.unwrap_or(now).max(now);
     let expires_at = starts.saturating_add(validity_secs.saturating_mul(1000) as i64);
-    Ok(NewMessage {
+    Ok(MessageRecord {
         id: crate::ids::new_id("msg"),
         account_id: principal.account_id.clone(),
+        status: stored::initial_status(send_at, now),
         to: recipient.e164,
         from,
         country: recipient.country,
         body,
         message_type,
         encoding: analysis.encoding,
-        segments: analysis.segments,
+        segments: analysis.segments as i64,
         concat_ref: rand::rng().random(),
         callback_url,
         send_at,
         expires_at,
         metadata,
         sandbox: principal.sandbox,
-        idempotency,
         created_at: now,
+        updated_at: now,
     })
 }
 

@@ -10,37 +10,15 @@ use super::{Result, StoreError};
 use crate::encoding::Encoding;
 use crate::model::{MessageType, Status, aggregate_status};
 
-/// A message as accepted by the API, ready to be written.
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    pub id: String,
-    pub account_id: String,
-    pub to: String,
-    pub from: Option<String>,
-    pub country: Option<String>,
-    pub body: String,
-    pub message_type: MessageType,
-    pub encoding: Encoding,
-    pub segments: usize,
-    pub concat_ref: u8,
-    pub callback_url: Option<String>,
-    pub send_at: Option<i64>,
-    pub expires_at: i64,
-    /// JSON object of string values.
-    pub metadata: Option<String>,
-    pub sandbox: bool,
-    /// The client's `Idempotency-Key` and a digest of the request it came with.
-    pub idempotency: Option<(String, [u8; 32])>,
-    pub created_at: i64,
+/// A client's `Idempotency-Key` and a digest of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_digest: [u8; 32],
 }
 
-impl NewMessage {
-    pub fn initial_status(&self) -> Status {
-        initial_status(self.send_at, self.created_at)
-    }
-}
-
-fn initial_status(send_at: Option<i64>, created_at: i64) -> Status {
+/// The state a message starts in.
+pub fn initial_status(send_at: Option<i64>, created_at: i64) -> Status {
     match send_at {
         Some(at) if at > created_at => Status::Scheduled,
         _ => Status::Queued,
@@ -118,8 +96,18 @@ const MESSAGE_COLUMNS: &str = "SELECT id, account_id, status, to_number, sender,
      encoding, segments, concat_ref, callback_url, send_at, expires_at, metadata, sandbox, \
      created_at, updated_at FROM messages";
 
-pub fn insert_message(conn: &Connection, msg: &NewMessage) -> Result<InsertOutcome> {
-    if let Some((key, hash)) = &msg.idempotency {
+/// Writes a new message and its parts, in their initial state (whatever
+/// `msg.status` says).
+pub fn insert_message(
+    conn: &Connection,
+    msg: &MessageRecord,
+    idempotency: Option<&Idempotency>,
+) -> Result<InsertOutcome> {
+    if let Some(Idempotency {
+        key,
+        request_digest: hash,
+    }) = idempotency
+    {
         let existing = conn
             .prepare_cached(
                 "SELECT id, request_hash FROM messages WHERE account_id = ?1 AND idempotency_key = ?2",
@@ -137,9 +125,9 @@ pub fn insert_message(conn: &Connection, msg: &NewMessage) -> Result<InsertOutco
             return Ok(InsertOutcome::Replayed(record));
         }
     }
-    let status = msg.initial_status();
-    let (idempotency_key, request_hash) = match &msg.idempotency {
-        Some((key, hash)) => (Some(key.as_str()), Some(hash.as_slice())),
+    let status = initial_status(msg.send_at, msg.created_at);
+    let (idempotency_key, request_hash) = match idempotency {
+        Some(i) => (Some(i.key.as_str()), Some(i.request_digest.as_slice())),
         None => (None, None),
     };
     conn.prepare_cached(
@@ -158,7 +146,7 @@ pub fn insert_message(conn: &Connection, msg: &NewMessage) -> Result<InsertOutco
         msg.body,
         msg.message_type.as_str(),
         msg.encoding.as_str(),
-        msg.segments as i64,
+        msg.segments,
         msg.concat_ref,
         msg.callback_url,
         msg.send_at,
@@ -173,7 +161,7 @@ pub fn insert_message(conn: &Connection, msg: &NewMessage) -> Result<InsertOutco
     let mut insert_part = conn.prepare_cached(
         "INSERT INTO parts (message_id, idx, status, priority, due_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    for idx in 0..msg.segments as i64 {
+    for idx in 0..msg.segments {
         insert_part.execute(params![
             msg.id,
             idx,
@@ -183,24 +171,9 @@ pub fn insert_message(conn: &Connection, msg: &NewMessage) -> Result<InsertOutco
         ])?;
     }
     Ok(InsertOutcome::Created(MessageRecord {
-        id: msg.id.clone(),
-        account_id: msg.account_id.clone(),
         status,
-        to: msg.to.clone(),
-        from: msg.from.clone(),
-        country: msg.country.clone(),
-        body: msg.body.clone(),
-        message_type: msg.message_type,
-        encoding: msg.encoding,
-        segments: msg.segments as i64,
-        concat_ref: msg.concat_ref,
-        callback_url: msg.callback_url.clone(),
-        send_at: msg.send_at,
-        expires_at: msg.expires_at,
-        metadata: msg.metadata.clone(),
-        sandbox: msg.sandbox,
-        created_at: msg.created_at,
         updated_at: msg.created_at,
+        ..msg.clone()
     }))
 }
 

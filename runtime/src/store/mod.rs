@@ -18,7 +18,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use accounts::{AccountRecord, KeyRecord};
 pub use messages::{
-    CancelOutcome, EventRecord, InsertOutcome, ListFilter, MessageRecord, NewMessage, PartRecord,
+    CancelOutcome, EventRecord, Idempotency, InsertOutcome, ListFilter, MessageRecord, PartRecord,
 };
 pub use queue::{ClaimedPart, SubmitOutcome, SubmitResult};
 pub use reports::{DeliveryReport, ReportOutcome, ReportState};

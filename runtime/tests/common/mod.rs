@@ -445,10 +445,11 @@ pub fn open_store(dir: &Path) -> pigeon::store::Store {
 pub fn stored_message(
     message_type: pigeon::model::MessageType,
     created_at: i64,
-) -> pigeon::store::NewMessage {
-    pigeon::store::NewMessage {
+) -> pigeon::store::MessageRecord {
+    pigeon::store::MessageRecord {
         id: pigeon::ids::new_id("msg"),
         account_id: "acc_store_test".into(),
+        status: pigeon::model::Status::Queued,
         to: "+84912345678".into(),
         from: None,
         country: Some("VN".into()),
@@ -462,15 +463,15 @@ pub fn stored_message(
         expires_at: created_at + 3_600_000,
         metadata: None,
         sandbox: false,
-        idempotency: None,
         created_at,
+        updated_at: created_at,
     }
 }
 
 /// Writes `message` through the store's writer.
-pub async fn insert_stored(store: &pigeon::store::Store, message: pigeon::store::NewMessage) {
+pub async fn insert_stored(store: &pigeon::store::Store, message: pigeon::store::MessageRecord) {
     let outcome = store
-        .write(move |conn| pigeon::store::messages::insert_message(conn, &message))
+        .write(move |conn| pigeon::store::messages::insert_message(conn, &message, None))
         .await
         .unwrap();
     assert!(matches!(outcome, pigeon::store::InsertOutcome::Created(_)));
