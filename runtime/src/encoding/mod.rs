@@ -150,6 +150,19 @@ pub struct Analysis {
 
 /// Prices `text`. Cheap enough for the accept path: a few passes over the
 /// text and no allocation except `non_gsm`.
+///
+/// ```
+/// use pigeon::encoding::{Encoding, analyze};
+///
+/// // `€` is in the GSM extension table: it costs two septets.
+/// let euro = analyze("Total: 5€");
+/// assert_eq!((euro.encoding, euro.units, euro.segments), (Encoding::Gsm7, 10, 1));
+///
+/// // One character outside GSM-7 makes the whole body UCS-2.
+/// let otp = analyze("验证码 123456");
+/// assert_eq!(otp.encoding, Encoding::Ucs2);
+/// assert_eq!(otp.non_gsm, ['验', '证', '码']);
+/// ```
 pub fn analyze(text: &str) -> Analysis {
     let Measure {
         encoding,

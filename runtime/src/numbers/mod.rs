@@ -33,6 +33,13 @@ pub fn parse_country(hint: &str) -> Result<country::Id, NumberError> {
 
 /// Normalises `raw` to E.164. A number starting with `+` stands alone;
 /// any other needs `country`.
+///
+/// ```
+/// let vn = pigeon::numbers::normalize("0912 345 678", Some("VN")).unwrap();
+/// assert_eq!(vn.e164, "+84912345678");
+/// assert_eq!(vn.country.as_deref(), Some("VN"));
+/// assert!(pigeon::numbers::normalize("0912 345 678", None).is_err());
+/// ```
 pub fn normalize(raw: &str, country: Option<&str>) -> Result<Recipient, NumberError> {
     let hint = country.map(parse_country).transpose()?;
     let trimmed = raw.trim();
