@@ -5,6 +5,7 @@ mod common;
 
 use common::{
     ADMIN_KEY, Client, Tenant, TestServer, assert_422, assert_error, new_tenant, raw_request,
+    sorted_keys,
 };
 use hyper::{Method, StatusCode};
 use rusqlite::types::ValueRef;
@@ -579,17 +580,6 @@ async fn a_bad_idempotency_key_from_an_unauthenticated_caller_is_still_401() {
     let (status, answer) = raw_request(server.addr, head(&authorization), body).await;
     assert_eq!(status, 403, "{answer}");
     assert_eq!(answer["error"]["code"], "forbidden");
-}
-
-fn sorted_keys(value: &Value) -> Vec<&str> {
-    let mut keys: Vec<&str> = value
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    keys
 }
 
 fn ids(messages: &[Value]) -> Vec<&str> {

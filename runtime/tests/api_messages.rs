@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    ADMIN_KEY, Client, Reply, Tenant, TestServer, assert_422, assert_error, insert_stored,
-    new_tenant, open_store, raw_request, stored_message, wait_until,
+    ADMIN_KEY, Client, Reply, Tenant, TestServer, assert_422, assert_error, event_statuses,
+    insert_stored, new_tenant, open_store, raw_request, sorted_keys, stored_message, wait_until,
 };
 use hyper::{Method, StatusCode};
 use pigeon::model::{MessageType, Status};
@@ -55,26 +55,6 @@ fn from_now(ms: i64) -> String {
 
 fn millis(time: &Value) -> i64 {
     parse_rfc3339(time.as_str().unwrap()).unwrap_or_else(|| panic!("not RFC 3339: {time}"))
-}
-
-fn sorted_keys(value: &Value) -> Vec<&str> {
-    let mut keys: Vec<&str> = value
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    keys
-}
-
-fn event_statuses(message: &Value) -> Vec<&str> {
-    message["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect()
 }
 
 fn ids(messages: &[Value]) -> Vec<String> {

@@ -5,7 +5,8 @@
 mod common;
 
 use common::{
-    Client, TestServer, insert_stored, new_tenant, open_store, stored_message, wait_until,
+    Client, TestServer, event_statuses, insert_stored, new_tenant, open_store, stored_message,
+    wait_until,
 };
 use hyper::StatusCode;
 use pigeon::config::Config;
@@ -27,15 +28,6 @@ async fn start_with(adjust: impl FnOnce(&mut Config)) -> (TestServer, Client) {
 async fn send_until(client: &Client, to: &str, body: &str, status: &str) -> Value {
     let id = client.send_message(json!({"to": to, "body": body})).await;
     client.wait_for_status(&id, status).await
-}
-
-fn event_statuses(message: &Value) -> Vec<&str> {
-    message["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect()
 }
 
 fn parts(message: &Value) -> &Vec<Value> {

@@ -316,15 +316,8 @@ async fn status_changes_are_posted_in_order_signed_and_complete() {
         assert_eq!(agent, format!("Pigeon/{}", env!("CARGO_PKG_VERSION")));
         assert_signed(request, &acme.secret);
         let payload = &request.json;
-        let mut keys: Vec<&str> = payload
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        keys.sort_unstable();
         assert_eq!(
-            keys,
+            common::sorted_keys(payload),
             [
                 "at",
                 "error_code",

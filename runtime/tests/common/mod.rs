@@ -525,3 +525,25 @@ fn parse_raw_answer(answer: &[u8]) -> Option<(u16, Value)> {
     let body = answer.get(end..end + length)?;
     Some((status, serde_json::from_slice(body).unwrap()))
 }
+
+/// An object's keys, sorted.
+pub fn sorted_keys(value: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// The statuses of a message's events, in order.
+pub fn event_statuses(message: &Value) -> Vec<&str> {
+    message["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect()
+}
