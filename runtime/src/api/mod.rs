@@ -18,7 +18,6 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 pub use error::ApiError;
-pub use messages::{MAX_BATCH, MAX_SEGMENTS};
 
 use crate::auth::{Accounts, Permission, Principal};
 use crate::store::Store;

@@ -87,10 +87,6 @@ impl Store {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
     /// Runs `job` inside the writer's current transaction; resolves once the
     /// transaction has committed. A job's error rolls back that job only. A
     /// job may run more than once (when another job of its batch fails), so
