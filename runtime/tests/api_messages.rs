@@ -534,6 +534,46 @@ async fn the_same_idempotency_key_and_body_replay_the_same_message() {
 }
 
 #[tokio::test]
+async fn a_retried_batch_with_an_idempotency_key_replays_each_item() {
+    let (_server, acme) = start().await;
+    let key = [("idempotency-key", "campaign-7")];
+    let batch = |second_body: &str| {
+        json!({"messages": [
+            {"to": VN, "body": "First"},
+            {"to": VN, "body": second_body},
+        ]})
+    };
+    let first = acme
+        .developer
+        .post_with_headers("/v1/messages/batch", &batch("Second"), &key)
+        .await;
+    assert_eq!(first.body["accepted"], 2, "{}", first.body);
+    let again = acme
+        .developer
+        .post_with_headers("/v1/messages/batch", &batch("Second"), &key)
+        .await;
+    assert_eq!(again.body["accepted"], 2, "{}", again.body);
+    for i in 0..2 {
+        assert_eq!(
+            again.body["results"][i]["message"]["id"],
+            first.body["results"][i]["message"]["id"]
+        );
+    }
+    // An item that differs from the first try is refused on its own.
+    let changed = acme
+        .developer
+        .post_with_headers("/v1/messages/batch", &batch("Changed"), &key)
+        .await;
+    assert_eq!(changed.body["accepted"], 1, "{}", changed.body);
+    assert_eq!(changed.body["results"][1]["status"], 409);
+    assert_eq!(
+        changed.body["results"][1]["error"]["code"],
+        "idempotency_key_reused"
+    );
+    assert_eq!(acme.developer.list_all_messages("limit=100").await.len(), 2);
+}
+
+#[tokio::test]
 async fn an_idempotency_key_reused_with_another_body_conflicts() {
     let (_server, acme) = start().await;
     let key = [("idempotency-key", "order-1234")];

@@ -32,6 +32,35 @@ const MAX_METADATA_VALUE_LEN: usize = 500;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 const MAX_URL_LEN: usize = 2048;
 
+/// The request's `Idempotency-Key` header, checked.
+pub fn idempotency_key(headers: &hyper::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY_LEN => {
+            Ok(Some(key.to_owned()))
+        }
+        _ => Err(ApiError::invalid(
+            "invalid_idempotency_key",
+            "Idempotency-Key",
+            format!(
+                "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+            ),
+        )),
+    }
+}
+
+/// An idempotency key for one request body (its fields, canonically ordered:
+/// serde_json's map is sorted, so equal requests serialise equally).
+fn idempotency(key: String, request: &Map<String, Value>) -> Idempotency {
+    let canonical = serde_json::to_vec(request).unwrap_or_default();
+    Idempotency {
+        key,
+        request_digest: Sha256::digest(&canonical).into(),
+    }
+}
+
 pub async fn create(
     app: &App,
     principal: &Principal,
@@ -40,23 +69,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body).await?;
     let map = parse_object(&bytes)?;
-    let idempotency = match idempotency_key {
-        None => None,
-        Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN => {
-            return Err(ApiError::invalid(
-                "invalid_idempotency_key",
-                "Idempotency-Key",
-                format!(
-                    "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
-                ),
-            ));
-        }
-        // serde_json's map is sorted, so equal requests serialise equally.
-        Some(key) => Some(Idempotency {
-            key,
-            request_digest: request_digest(&map),
-        }),
-    };
+    let idempotency = idempotency_key.map(|key| idempotency(key, &map));
     let message = parse_message(
         Fields::new(map),
         principal,
@@ -82,18 +95,17 @@ pub async fn create(
             );
             Ok(response)
         }
-        InsertOutcome::KeyReused => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_reused",
-            "this Idempotency-Key was already used with a different request",
-        )
-        .with_field("Idempotency-Key")),
+        InsertOutcome::KeyReused => Err(key_reused()),
     }
 }
 
+/// With an `Idempotency-Key`, item `i` is sent as if alone with the key
+/// `<key>/<i>`: a retried batch replays every item, and an item that differs
+/// from the first try is refused alone.
 pub async fn create_batch(
     app: &App,
     principal: &Principal,
+    idempotency_key: Option<String>,
     body: Incoming,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body).await?;
@@ -108,18 +120,24 @@ pub async fn create_batch(
         ));
     }
     let now = now_ms();
-    let parsed: Vec<Result<MessageRecord, ApiError>> = items
+    let parsed: Vec<Result<(MessageRecord, Option<Idempotency>), ApiError>> = items
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
             let prefix = format!("messages[{i}].");
             match item {
-                Value::Object(map) => parse_message(
-                    Fields::nested(map, prefix),
-                    principal,
-                    now,
-                    app.default_validity_secs,
-                ),
+                Value::Object(map) => {
+                    let idempotency = idempotency_key
+                        .as_ref()
+                        .map(|key| idempotency(format!("{key}/{i}"), &map));
+                    let message = parse_message(
+                        Fields::nested(map, prefix),
+                        principal,
+                        now,
+                        app.default_validity_secs,
+                    )?;
+                    Ok((message, idempotency))
+                }
                 _ => Err(ApiError::invalid(
                     "invalid_type",
                     format!("messages[{i}]"),
@@ -128,7 +146,7 @@ pub async fn create_batch(
             }
         })
         .collect();
-    let valid: Vec<MessageRecord> = parsed
+    let valid: Vec<(MessageRecord, Option<Idempotency>)> = parsed
         .iter()
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
@@ -137,7 +155,7 @@ pub async fn create_batch(
         .write(move |conn| {
             valid
                 .iter()
-                .map(|m| stored::insert_message(conn, m, None))
+                .map(|(m, idempotency)| stored::insert_message(conn, m, idempotency.as_ref()))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
@@ -152,7 +170,11 @@ pub async fn create_batch(
                     accepted += 1;
                     json!({"index": index, "status": 202, "message": summary_json(&record)})
                 }
-                _ => json!({"index": index, "status": 500}),
+                Some(InsertOutcome::KeyReused) => {
+                    let err = key_reused();
+                    json!({"index": index, "status": err.status.as_u16(), "error": err.to_json()["error"]})
+                }
+                None => json!({"index": index, "status": 500}),
             },
             Err(err) => json!({"index": index, "status": err.status.as_u16(), "error": err.to_json()["error"]}),
         })
@@ -165,6 +187,15 @@ pub async fn create_batch(
         StatusCode::OK,
         &json!({"accepted": accepted, "rejected": rejected, "results": results}),
     ))
+}
+
+fn key_reused() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_key_reused",
+        "this Idempotency-Key was already used with a different request",
+    )
+    .with_field("Idempotency-Key")
 }
 
 pub async fn get(app: &App, principal: &Principal, id: &str) -> Result<Response, ApiError> {
@@ -311,11 +342,6 @@ pub async fn webhooks(app: &App, principal: &Principal, id: &str) -> Result<Resp
         })
         .collect();
     Ok(json_response(StatusCode::OK, &json!({"data": data})))
-}
-
-fn request_digest(map: &Map<String, Value>) -> [u8; 32] {
-    let canonical = serde_json::to_vec(map).unwrap_or_default();
-    Sha256::digest(&canonical).into()
 }
 
 /// Checks one message request and turns it into what the store writes.

@@ -103,25 +103,16 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
 
         (["v1", "messages"], &Method::POST) => {
             let principal = authed(SendMessages)?;
-            let idempotency_key = parts
-                .headers
-                .get("idempotency-key")
-                .map(|v| v.to_str().map(str::to_owned))
-                .transpose()
-                .map_err(|_| {
-                    ApiError::invalid(
-                        "invalid_idempotency_key",
-                        "Idempotency-Key",
-                        "the Idempotency-Key header must be visible ASCII",
-                    )
-                })?;
-            messages::create(app, &principal, idempotency_key, body).await
+            let key = messages::idempotency_key(&parts.headers)?;
+            messages::create(app, &principal, key, body).await
         }
         (["v1", "messages"], &Method::GET) => {
             messages::list(app, &authed(ReadMessages)?, parts.uri.query()).await
         }
         (["v1", "messages", "batch"], &Method::POST) => {
-            messages::create_batch(app, &authed(SendMessages)?, body).await
+            let principal = authed(SendMessages)?;
+            let key = messages::idempotency_key(&parts.headers)?;
+            messages::create_batch(app, &principal, key, body).await
         }
         (["v1", "messages", id], &Method::GET) if *id != "batch" => {
             messages::get(app, &authed(ReadMessages)?, id).await
