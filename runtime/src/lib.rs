@@ -15,6 +15,7 @@ pub mod encoding;
 pub mod ids;
 pub mod model;
 pub mod numbers;
+pub mod plugins;
 pub mod runtime;
 pub mod server;
 pub mod store;

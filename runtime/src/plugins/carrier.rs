@@ -1,0 +1,389 @@
+//! A carrier served by a plugin: the runtime's [`Carrier`] trait on top of
+//! the plugin's sans-IO functions, with the host doing the HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Instrument;
+use wasmtime::Store;
+
+use super::bindings::{Carrier as Bindings, types};
+use super::engine::{CallError, LoadError, Plugin};
+use super::http::{HttpClient, HttpResponse, Upstream};
+use super::limits::CallState;
+use crate::carriers::{BoxFuture, Carrier, SubmitError, SubmitRequest};
+use crate::encoding::Encoding;
+use crate::model::MessageType;
+use crate::store::{DeliveryReport, ReportState};
+
+/// Most requests one submission may send (a plugin that keeps asking for
+/// more is cut off).
+const MAX_ROUND_TRIPS: usize = 8;
+
+/// How one carrier uses a plugin.
+#[derive(Debug, Clone)]
+pub struct CarrierSpec {
+    /// The carrier's name (ids, reports and logs are tagged with it).
+    pub name: String,
+    /// Every request goes under this URL, e.g. `https://rest.example.com/v1`.
+    pub base_url: String,
+    /// Handed to the plugin as JSON.
+    pub settings: serde_json::Value,
+    /// For one whole request: connect, send, and read the answer.
+    pub timeout: Duration,
+    /// Larger answers fail the request.
+    pub max_response_bytes: usize,
+}
+
+impl CarrierSpec {
+    pub fn new(name: impl Into<String>, base_url: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            base_url: base_url.into(),
+            settings: serde_json::Value::Object(Default::default()),
+            timeout: Duration::from_secs(10),
+            max_response_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A request the carrier made to Pigeon's callback URL.
+#[derive(Debug, Clone)]
+pub struct CallbackRequest {
+    pub method: hyper::Method,
+    /// The path after `/v1/carriers/{name}/callback/{secret}`.
+    pub path: String,
+    /// The raw query string, without `?`.
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A message a handset sent, as a carrier reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    pub carrier: String,
+    pub from: String,
+    pub to: String,
+    pub text: String,
+    pub carrier_message_id: String,
+    /// Unix milliseconds (when the carrier gave none, when it reached us).
+    pub at: i64,
+}
+
+/// What a plugin made of a callback.
+#[derive(Debug, Clone)]
+pub struct CallbackOutcome {
+    pub reports: Vec<DeliveryReport>,
+    pub inbound: Vec<InboundMessage>,
+    /// What to answer the carrier.
+    pub response: HttpResponse,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallbackError {
+    #[error("callback method {0} is not supported")]
+    Method(hyper::Method),
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The plugin did not accept the request (bad signature, unknown shape).
+    #[error("callback rejected: {0}")]
+    Rejected(String),
+}
+
+/// A carrier whose protocol is a plugin's. Cheap to share; the plugin may be
+/// shared with other carriers.
+pub struct PluginCarrier {
+    name: Arc<str>,
+    plugin: Arc<Plugin>,
+    /// The settings as JSON, shared with the blocking calls.
+    settings: Arc<String>,
+    upstream: Upstream,
+    client: HttpClient,
+}
+
+impl PluginCarrier {
+    /// Checks the base URL and has the plugin validate the settings.
+    pub async fn new(
+        spec: CarrierSpec,
+        plugin: Arc<Plugin>,
+        client: HttpClient,
+    ) -> Result<Self, LoadError> {
+        let upstream = Upstream::new(&spec.base_url, spec.timeout, spec.max_response_bytes)
+            .map_err(|message| LoadError::BaseUrl {
+                carrier: spec.name.clone(),
+                url: spec.base_url.clone(),
+                message,
+            })?;
+        let carrier = Self {
+            name: spec.name.clone().into(),
+            plugin,
+            settings: Arc::new(spec.settings.to_string()),
+            upstream,
+            client,
+        };
+        let settings = carrier.settings.clone();
+        let checked = carrier
+            .call("validate-settings", move |b, s| {
+                b.call_validate_settings(s, &settings)
+            })
+            .await;
+        match checked {
+            Ok(Ok(())) => Ok(carrier),
+            Ok(Err(problems)) => Err(LoadError::Settings {
+                carrier: spec.name,
+                problems,
+            }),
+            Err(source) => Err(LoadError::Validate {
+                carrier: spec.name,
+                source,
+            }),
+        }
+    }
+
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// Runs one plugin call on a blocking thread (a call may run up to its
+    /// deadline), in the caller's span.
+    async fn call<R: Send + 'static>(
+        &self,
+        function: &'static str,
+        f: impl FnOnce(&Bindings, &mut Store<CallState>) -> wasmtime::Result<R> + Send + 'static,
+    ) -> Result<R, CallError> {
+        let plugin = self.plugin.clone();
+        let name = self.name.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| plugin.call(&name, function, f)))
+            .await
+            .unwrap_or_else(|e| {
+                Err(CallError::Trap {
+                    plugin: self.plugin.info().name,
+                    function,
+                    message: format!("host task failed: {e}"),
+                })
+            })
+    }
+
+    async fn submit_parts(&self, request: &SubmitRequest) -> Result<Vec<String>, SubmitError> {
+        let message = wit_message(request);
+        let settings = self.settings.clone();
+        let mut result = self
+            .call("start-submit", move |b, s| {
+                b.call_start_submit(s, &settings, &message)
+            })
+            .await;
+        let mut round_trips = 0;
+        loop {
+            let step = match result {
+                Ok(Ok(step)) => step,
+                Ok(Err(failure)) => return Err(self.failure(failure)),
+                Err(e) => return Err(SubmitError::Retryable(e.to_string())),
+            };
+            let outgoing = match step {
+                types::Step::Accepted(ids) if ids.len() == request.parts.len() => return Ok(ids),
+                types::Step::Accepted(ids) => {
+                    tracing::error!(
+                        ids = ids.len(),
+                        parts = request.parts.len(),
+                        "plugin accepted with the wrong number of carrier ids"
+                    );
+                    return Err(SubmitError::Retryable(format!(
+                        "plugin returned {} carrier ids for {} parts",
+                        ids.len(),
+                        request.parts.len()
+                    )));
+                }
+                types::Step::Send(outgoing) => outgoing,
+            };
+            round_trips += 1;
+            if round_trips > MAX_ROUND_TRIPS {
+                tracing::error!("plugin asked for more than {MAX_ROUND_TRIPS} requests");
+                return Err(SubmitError::Retryable(format!(
+                    "plugin asked for more than {MAX_ROUND_TRIPS} requests"
+                )));
+            }
+            let response = match self.upstream.send(&self.client, outgoing.request).await {
+                Ok(response) => response,
+                Err(e) if e.is_refusal() => {
+                    tracing::error!(error = %e, "plugin request refused");
+                    return Err(SubmitError::Permanent {
+                        code: "plugin_request_refused".into(),
+                        reason: e.to_string(),
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "carrier request failed");
+                    return Err(SubmitError::Retryable(e.to_string()));
+                }
+            };
+            let settings = self.settings.clone();
+            let continuation = outgoing.continuation;
+            result = self
+                .call("resume-submit", move |b, s| {
+                    b.call_resume_submit(s, &settings, &continuation, &response)
+                })
+                .await;
+        }
+    }
+
+    fn failure(&self, failure: types::Failure) -> SubmitError {
+        match failure {
+            types::Failure::Retryable(reason) => SubmitError::Retryable(reason),
+            types::Failure::Throttled(retry_after_ms) => SubmitError::Throttled { retry_after_ms },
+            types::Failure::Permanent(p) => SubmitError::Permanent {
+                code: p.code,
+                reason: p.reason,
+            },
+            types::Failure::Misconfigured(reason) => {
+                tracing::error!(%reason, "carrier is misconfigured");
+                SubmitError::Permanent {
+                    code: "carrier_misconfigured".into(),
+                    reason,
+                }
+            }
+        }
+    }
+
+    /// Hands a carrier's callback to the plugin: delivery reports (tagged
+    /// with this carrier), inbound messages and the answer to give.
+    pub async fn parse_callback(
+        &self,
+        request: CallbackRequest,
+    ) -> Result<CallbackOutcome, CallbackError> {
+        let span = tracing::info_span!("carrier_callback", carrier = &*self.name);
+        async {
+            let method =
+                wit_method(&request.method).ok_or(CallbackError::Method(request.method))?;
+            let wit = types::CallbackRequest {
+                method,
+                path: request.path,
+                query: request.query,
+                headers: request
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| types::Header { name, value })
+                    .collect(),
+                body: request.body,
+            };
+            let settings = self.settings.clone();
+            let reply = self
+                .call("parse-callback", move |b, s| {
+                    b.call_parse_callback(s, &settings, &wit)
+                })
+                .await?
+                .map_err(CallbackError::Rejected)?;
+            let now = crate::time::now_ms();
+            let at = |ms: Option<u64>| ms.and_then(|ms| i64::try_from(ms).ok()).unwrap_or(now);
+            Ok(CallbackOutcome {
+                reports: reply
+                    .reports
+                    .into_iter()
+                    .map(|r| DeliveryReport {
+                        carrier: self.name.to_string(),
+                        carrier_message_id: r.carrier_message_id,
+                        state: report_state(r.state),
+                        error_code: r.error_code,
+                        raw_status: Some(r.raw_status),
+                        at: at(r.at),
+                    })
+                    .collect(),
+                inbound: reply
+                    .inbound
+                    .into_iter()
+                    .map(|m| InboundMessage {
+                        carrier: self.name.to_string(),
+                        from: m.from,
+                        to: m.to,
+                        text: m.text,
+                        carrier_message_id: m.carrier_message_id,
+                        at: at(m.at),
+                    })
+                    .collect(),
+                response: HttpResponse {
+                    status: reply.response.status,
+                    headers: reply
+                        .response
+                        .headers
+                        .into_iter()
+                        .map(|h| (h.name, h.value))
+                        .collect(),
+                    body: reply.response.body,
+                },
+            })
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl Carrier for PluginCarrier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn submit<'a>(
+        &'a self,
+        request: &'a SubmitRequest,
+    ) -> BoxFuture<'a, Result<Vec<String>, SubmitError>> {
+        let span = tracing::info_span!(
+            "carrier_submit",
+            carrier = &*self.name,
+            message_id = %request.message_id,
+            attempt = request.attempt,
+        );
+        Box::pin(self.submit_parts(request).instrument(span))
+    }
+}
+
+fn wit_message(request: &SubmitRequest) -> types::Message {
+    types::Message {
+        id: request.message_id.clone(),
+        to: request.to.clone(),
+        from: request.from.clone(),
+        text: request.parts.iter().map(|p| p.text.as_str()).collect(),
+        message_type: match request.message_type {
+            MessageType::Otp => types::MessageType::Otp,
+            MessageType::Transactional => types::MessageType::Transactional,
+            MessageType::Marketing => types::MessageType::Marketing,
+        },
+        encoding: match request.encoding {
+            Encoding::Gsm7 => types::Encoding::Gsm7,
+            Encoding::Ucs2 => types::Encoding::Ucs2,
+        },
+        parts: request
+            .parts
+            .iter()
+            .map(|p| types::Part {
+                index: u32::try_from(p.index).unwrap_or(u32::MAX),
+                text: p.text.clone(),
+                udh: p.udh.clone(),
+                payload: p.payload.clone(),
+                units: u32::try_from(p.units).unwrap_or(u32::MAX),
+            })
+            .collect(),
+    }
+}
+
+fn wit_method(method: &hyper::Method) -> Option<types::Method> {
+    Some(match *method {
+        hyper::Method::GET => types::Method::Get,
+        hyper::Method::POST => types::Method::Post,
+        hyper::Method::PUT => types::Method::Put,
+        hyper::Method::PATCH => types::Method::Patch,
+        hyper::Method::DELETE => types::Method::Delete,
+        _ => return None,
+    })
+}
+
+fn report_state(state: types::ReportState) -> ReportState {
+    match state {
+        types::ReportState::Enroute => ReportState::Enroute,
+        types::ReportState::Delivered => ReportState::Delivered,
+        types::ReportState::Expired => ReportState::Expired,
+        types::ReportState::Undeliverable => ReportState::Undeliverable,
+        types::ReportState::Rejected => ReportState::Rejected,
+        types::ReportState::Unknown => ReportState::Unknown,
+    }
+}

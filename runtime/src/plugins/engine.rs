@@ -1,0 +1,471 @@
+//! The wasmtime engine, loading plugins, and running one call with limits.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Store, Trap};
+
+use super::bindings::{Carrier as Bindings, CarrierPre};
+use super::limits::{CallState, Limits};
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// One wasmtime engine for every plugin, with a thread that advances its
+/// epoch so calls can be interrupted. Cheap to clone; the thread stops when
+/// the last clone is dropped.
+#[derive(Clone)]
+pub struct PluginEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: wasmtime::Engine,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl PluginEngine {
+    pub fn new() -> Result<Self, LoadError> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = wasmtime::Engine::new(&config).map_err(|e| LoadError::Engine(chain(&e)))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = engine.clone();
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("pigeon-epoch".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticker.increment_epoch();
+                }
+            })
+            .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(EngineInner { engine, stop }),
+        })
+    }
+
+    pub(super) fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+}
+
+/// What a plugin says about itself (`describe`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub contract_version: String,
+    pub capabilities: Vec<String>,
+}
+
+/// Counters of one plugin, over every carrier that uses it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PluginStats {
+    /// Calls into the plugin (including failed ones).
+    pub calls: u64,
+    /// Calls that trapped (other than on a deadline or the memory cap).
+    pub traps: u64,
+    /// Calls stopped at the deadline.
+    pub deadlines: u64,
+    /// Calls that failed because the memory cap refused an allocation.
+    pub memory_exceeded: u64,
+    /// Successful reloads from disk.
+    pub reloads: u64,
+    /// Reloads that failed (the previous version kept running).
+    pub reload_failures: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    calls: AtomicU64,
+    traps: AtomicU64,
+    deadlines: AtomicU64,
+    memory_exceeded: AtomicU64,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("cannot read plugin {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plugin {path} is not a usable carrier component: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("plugin {path} failed in describe: {source}")]
+    Describe { path: PathBuf, source: CallError },
+    #[error(
+        "plugin {path} was built for contract {found}, this Pigeon hosts {}",
+        super::CONTRACT_VERSION
+    )]
+    Contract { path: PathBuf, found: String },
+    #[error("carrier `{carrier}`: invalid settings: {}", problems.join("; "))]
+    Settings {
+        carrier: String,
+        problems: Vec<String>,
+    },
+    #[error("carrier `{carrier}`: settings could not be checked: {source}")]
+    Validate { carrier: String, source: CallError },
+    #[error("carrier `{carrier}`: invalid base URL `{url}`: {message}")]
+    BaseUrl {
+        carrier: String,
+        url: String,
+        message: String,
+    },
+}
+
+/// Why one call into a plugin failed. The plugin stays loaded; the next call
+/// gets a fresh instance.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("plugin `{plugin}` ran past its {deadline_ms} ms deadline in {function}")]
+    Deadline {
+        plugin: String,
+        function: &'static str,
+        deadline_ms: u128,
+    },
+    #[error("plugin `{plugin}` exceeded its memory cap of {limit_bytes} bytes in {function}")]
+    MemoryLimit {
+        plugin: String,
+        function: &'static str,
+        limit_bytes: usize,
+    },
+    #[error("plugin `{plugin}` trapped in {function}: {message}")]
+    Trap {
+        plugin: String,
+        function: &'static str,
+        message: String,
+    },
+}
+
+/// One loaded version of a plugin file.
+pub(super) struct Loaded {
+    pre: CarrierPre<CallState>,
+    pub info: PluginInfo,
+    stamp: Option<FileStamp>,
+}
+
+/// Enough of a file's metadata to notice it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+impl FileStamp {
+    pub(super) fn of(path: &Path) -> Option<Self> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Self {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+        })
+    }
+}
+
+/// A carrier plugin loaded from a `.wasm` component: compiled and linked
+/// once, instantiated afresh for every call.
+pub struct Plugin {
+    engine: PluginEngine,
+    path: PathBuf,
+    /// Label for logs and errors: the file stem.
+    label: Arc<str>,
+    limits: Limits,
+    current: ArcSwap<Loaded>,
+    counters: Counters,
+    reload_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("path", &self.path)
+            .field("info", &self.current.load().info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Compiles and links the component at `path`, and checks its
+    /// `describe` answer against the contract this host implements.
+    /// Blocking (compiling takes a while): at start-up, or on a blocking
+    /// thread.
+    pub fn load(
+        engine: &PluginEngine,
+        path: impl Into<PathBuf>,
+        limits: Limits,
+    ) -> Result<Arc<Self>, LoadError> {
+        let path = path.into();
+        let label: Arc<str> = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".into())
+            .into();
+        let loaded = load_file(engine, &path, &label, &limits)?;
+        tracing::info!(
+            plugin = %loaded.info.name,
+            version = %loaded.info.version,
+            path = %path.display(),
+            "plugin loaded"
+        );
+        Ok(Arc::new(Self {
+            engine: engine.clone(),
+            path,
+            label,
+            limits,
+            current: ArcSwap::from_pointee(loaded),
+            counters: Counters::default(),
+            reload_error: Mutex::new(None),
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// What the version now in use said about itself.
+    pub fn info(&self) -> PluginInfo {
+        self.current.load().info.clone()
+    }
+
+    pub fn stats(&self) -> PluginStats {
+        let c = &self.counters;
+        PluginStats {
+            calls: c.calls.load(Ordering::Relaxed),
+            traps: c.traps.load(Ordering::Relaxed),
+            deadlines: c.deadlines.load(Ordering::Relaxed),
+            memory_exceeded: c.memory_exceeded.load(Ordering::Relaxed),
+            reloads: c.reloads.load(Ordering::Relaxed),
+            reload_failures: c.reload_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Why the last reload failed, until one succeeds.
+    pub fn reload_error(&self) -> Option<String> {
+        self.reload_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reloads the file if its size or modification time changed. New calls
+    /// use the new version, calls in flight finish on the old one; a file
+    /// that fails to load leaves the old version in use and the error in
+    /// [`Plugin::reload_error`]. Returns whether a new version was swapped in.
+    pub fn reload_if_changed(&self) -> bool {
+        let stamp = FileStamp::of(&self.path);
+        if stamp.is_none() || stamp == self.current.load().stamp {
+            return false;
+        }
+        self.reload()
+    }
+
+    /// Loads the file again and swaps it in (see [`Plugin::reload_if_changed`]).
+    pub fn reload(&self) -> bool {
+        let mut error = self.reload_error.lock().unwrap_or_else(|e| e.into_inner());
+        match load_file(&self.engine, &self.path, &self.label, &self.limits) {
+            Ok(loaded) => {
+                tracing::info!(
+                    plugin = %loaded.info.name,
+                    version = %loaded.info.version,
+                    path = %self.path.display(),
+                    "plugin reloaded"
+                );
+                self.current.store(Arc::new(loaded));
+                self.counters.reloads.fetch_add(1, Ordering::Relaxed);
+                *error = None;
+                true
+            }
+            Err(e) => {
+                // Do not try the same broken file again until it changes.
+                let stamp = FileStamp::of(&self.path);
+                let old = self.current.load_full();
+                self.current.store(Arc::new(Loaded {
+                    pre: old.pre.clone(),
+                    info: old.info.clone(),
+                    stamp,
+                }));
+                tracing::error!(path = %self.path.display(), error = %e, "plugin reload failed; keeping the previous version");
+                self.counters
+                    .reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                *error = Some(e.to_string());
+                false
+            }
+        }
+    }
+
+    /// Runs `f` on a fresh instance of the current version, within the
+    /// limits. Blocking: call it from a blocking thread.
+    pub(super) fn call<R>(
+        &self,
+        carrier: &Arc<str>,
+        function: &'static str,
+        f: impl FnOnce(&Bindings, &mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let loaded = self.current.load_full();
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let result = call_in(
+            &self.engine,
+            &loaded.pre,
+            &loaded.info.name,
+            carrier,
+            &self.limits,
+            function,
+            f,
+        );
+        if let Err(e) = &result {
+            let counter = match e {
+                CallError::Deadline { .. } => &self.counters.deadlines,
+                CallError::MemoryLimit { .. } => &self.counters.memory_exceeded,
+                CallError::Trap { .. } => &self.counters.traps,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(carrier = &**carrier, error = %e, "plugin call failed");
+        }
+        result
+    }
+}
+
+fn load_file(
+    engine: &PluginEngine,
+    path: &Path,
+    label: &Arc<str>,
+    limits: &Limits,
+) -> Result<Loaded, LoadError> {
+    let stamp = FileStamp::of(path);
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let invalid = |e: wasmtime::Error| LoadError::Invalid {
+        path: path.to_owned(),
+        message: chain(&e),
+    };
+    let component = Component::new(engine.wasmtime(), &bytes).map_err(invalid)?;
+    let mut linker = Linker::<CallState>::new(engine.wasmtime());
+    Bindings::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
+        .map_err(invalid)?;
+    // Rust's standard library imports WASI (stderr for panic messages,
+    // clocks, random); the context in `CallState` grants nothing else.
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(invalid)?;
+    let pre = linker.instantiate_pre(&component).map_err(invalid)?;
+    let pre = CarrierPre::new(pre).map_err(invalid)?;
+    let info = call_in(engine, &pre, label, label, limits, "describe", |b, s| {
+        b.call_describe(s)
+    })
+    .map_err(|source| LoadError::Describe {
+        path: path.to_owned(),
+        source,
+    })?;
+    let info = PluginInfo {
+        name: info.name,
+        version: info.version,
+        contract_version: info.contract_version,
+        capabilities: info.capabilities,
+    };
+    if !compatible(&info.contract_version) {
+        return Err(LoadError::Contract {
+            path: path.to_owned(),
+            found: info.contract_version,
+        });
+    }
+    Ok(Loaded { pre, info, stamp })
+}
+
+/// Same major and minor version (0.x contracts break on the minor).
+fn compatible(version: &str) -> bool {
+    let major_minor = |v: &str| {
+        let mut it = v.split('.');
+        (it.next().map(str::to_owned), it.next().map(str::to_owned))
+    };
+    major_minor(version) == major_minor(super::CONTRACT_VERSION)
+}
+
+fn call_in<R>(
+    engine: &PluginEngine,
+    pre: &CarrierPre<CallState>,
+    plugin: &str,
+    carrier: &Arc<str>,
+    limits: &Limits,
+    function: &'static str,
+    f: impl FnOnce(&Bindings, &mut Store<CallState>) -> wasmtime::Result<R>,
+) -> Result<R, CallError> {
+    let mut store = Store::new(engine.wasmtime(), CallState::new(carrier.clone(), limits));
+    store.limiter(|state| &mut state.limiter);
+    store.set_epoch_deadline(deadline_ticks(limits.deadline));
+    store.epoch_deadline_trap();
+    let result = pre
+        .instantiate(&mut store)
+        .and_then(|bindings| f(&bindings, &mut store));
+    if result.is_ok()
+        && let Some(output) = store.data().output()
+    {
+        tracing::debug!(carrier = &**carrier, function, "plugin output: {output}");
+    }
+    result.map_err(|e| {
+        if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            CallError::Deadline {
+                plugin: plugin.to_owned(),
+                function,
+                deadline_ms: limits.deadline.as_millis(),
+            }
+        } else if store.data().limiter.denied {
+            CallError::MemoryLimit {
+                plugin: plugin.to_owned(),
+                function,
+                limit_bytes: limits.memory_bytes,
+            }
+        } else {
+            tracing::debug!(carrier = &**carrier, function, "plugin trap: {e:?}");
+            let mut message = e.root_cause().to_string();
+            if let Some(output) = store.data().output() {
+                message = format!("{message}; output: {}", truncate(&output, 500));
+            }
+            CallError::Trap {
+                plugin: plugin.to_owned(),
+                function,
+                message,
+            }
+        }
+    })
+}
+
+fn truncate(text: &str, chars: usize) -> &str {
+    match text.char_indices().nth(chars) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
+}
+
+fn deadline_ticks(deadline: Duration) -> u64 {
+    let ticks = deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+}
+
+/// An error and its causes on one line.
+fn chain(e: &wasmtime::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
