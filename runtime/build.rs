@@ -71,6 +71,10 @@ fn env(key: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| panic!("cargo sets {key}"))
 }
 
+/// The plugins need the wasm32-wasip2 standard library. On a machine that
+/// lacks it, add it with rustup (rust-toolchain.toml names it too, but rustup
+/// only installs that with a new toolchain), so that `cargo run` works on a
+/// fresh clone without an extra step.
 fn check_target_installed() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let sysroot = Command::new(&rustc)
@@ -79,9 +83,18 @@ fn check_target_installed() {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    if let Some(sysroot) = sysroot
-        && !sysroot.join("lib/rustlib").join(TARGET).exists()
-    {
+    let Some(sysroot) = sysroot else { return };
+    if sysroot.join("lib/rustlib").join(TARGET).exists() {
+        return;
+    }
+    println!(
+        "cargo:warning=installing the {TARGET} target for the carrier plugins (rustup target add {TARGET})"
+    );
+    let added = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !added || !sysroot.join("lib/rustlib").join(TARGET).exists() {
         panic!(
             "the {TARGET} target is not installed, and the carrier plugins need it: \
              run `rustup target add {TARGET}`"
