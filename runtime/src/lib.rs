@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod encoding;
+pub mod http_client;
 pub mod ids;
 pub mod model;
 pub mod numbers;

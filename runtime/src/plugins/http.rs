@@ -7,30 +7,16 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use super::bindings::types;
 
-/// The pooled client every plugin carrier shares: HTTP/1, https through
-/// rustls (ring, Mozilla's roots).
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The pooled client every plugin carrier shares.
+pub type HttpClient = crate::http_client::HttpsClient;
 
 pub fn http_client() -> Result<HttpClient, UpstreamError> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .map_err(|e| UpstreamError::Transport(e.to_string()))?
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(https))
+    crate::http_client::build(HttpConnector::new(), Duration::from_secs(60))
+        .map_err(|e| UpstreamError::Transport(e.to_string()))
 }
 
 /// An HTTP response, as a plugin gave it (callback answers) or as a carrier

@@ -14,10 +14,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Request, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
@@ -47,25 +44,12 @@ pub enum WebhookError {
     Tls(#[from] rustls::Error),
 }
 
-/// The HTTP client for webhooks: plain http:// through hyper-util, and
-/// https:// through rustls. rustls runs on the `ring` provider with Mozilla's
-/// roots compiled in (webpki-roots): unlike aws-lc-rs, ring builds with just
-/// a C compiler (no cmake, no nasm), and compiled-in roots behave the same on
-/// every machine. HTTP/1 only: one webhook is one short request.
-type HttpClient = Client<HttpsConnector<HttpConnector<guard::GuardedResolver>>, Full<Bytes>>;
+/// The HTTP client for webhooks, resolving names through the SSRF guard.
+type HttpClient = crate::http_client::HttpsClient<guard::GuardedResolver>;
 
 fn http_client(allow_private: bool) -> Result<HttpClient, WebhookError> {
-    let mut http = HttpConnector::new_with_resolver(guard::GuardedResolver::new(allow_private));
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(https))
+    let http = HttpConnector::new_with_resolver(guard::GuardedResolver::new(allow_private));
+    Ok(crate::http_client::build(http, Duration::from_secs(30))?)
 }
 
 pub struct Deliverer {
