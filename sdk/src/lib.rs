@@ -43,12 +43,13 @@
 //! Helpers for what adapters usually need: [`form`] (form-urlencoded bodies
 //! and query strings), [`json`], [`auth`] (HTTP basic auth), [`signature`]
 //! (HMAC-SHA256 verification), [`settings`] (typed settings with helpful
-//! errors) and [`log`]. With the `testkit` feature, [`testkit`] runs an
+//! errors), [`host`] (the callback URL) and [`log`]. With the `testkit` feature, [`testkit`] runs an
 //! adapter natively against JSON fixtures.
 
 pub mod auth;
 pub mod encoding;
 pub mod form;
+pub mod host;
 pub mod json;
 pub mod log;
 pub mod settings;

@@ -34,6 +34,8 @@
 //! }
 //! ```
 //!
+//! `callback_url` (optional) is what `host::callback_url()` answers during
+//! the fixture (default [`crate::host::DEFAULT_TEST_CALLBACK_URL`]).
 //! `message` fields: `id`, `to`, `text` (required), `from`, `type`
 //! (`otp|transactional|marketing`, default `transactional`), `encoding`
 //! (`gsm7|ucs2`, default `gsm7`), `parts` (default: one part carrying the
@@ -208,6 +210,9 @@ struct SubmitFixture {
     description: String,
     #[serde(default)]
     settings: Option<Value>,
+    /// What `host::callback_url()` answers during this fixture.
+    #[serde(default)]
+    callback_url: Option<String>,
     message: MessageSpec,
     #[serde(default)]
     exchange: Vec<Exchange>,
@@ -570,6 +575,11 @@ impl<C: Carrier> Runner<C> {
 
     fn submit(&self, f: SubmitFixture) -> Result<(), String> {
         let settings = settings_text(f.settings);
+        crate::host::set_test_callback_url(
+            f.callback_url
+                .as_deref()
+                .unwrap_or(crate::host::DEFAULT_TEST_CALLBACK_URL),
+        );
         let message = f.message.build()?;
         let mut exchanges = f.exchange.into_iter().enumerate();
         let mut step = C::start_submit(&settings, message);

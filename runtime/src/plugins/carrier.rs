@@ -10,7 +10,7 @@ use wasmtime::Store;
 use super::bindings::{Carrier as Bindings, types};
 use super::engine::{CallError, LoadError, Plugin};
 use super::http::{HttpClient, HttpResponse, Upstream};
-use super::limits::CallState;
+use super::limits::{CallState, Caller};
 use crate::carriers::{BoxFuture, Carrier, SubmitError, SubmitRequest};
 use crate::encoding::Encoding;
 use crate::model::MessageType;
@@ -33,6 +33,8 @@ pub struct CarrierSpec {
     pub timeout: Duration,
     /// Larger answers fail the request.
     pub max_response_bytes: usize,
+    /// Where the carrier reaches Pigeon (`host.callback-url`).
+    pub callback_url: String,
 }
 
 impl CarrierSpec {
@@ -43,6 +45,7 @@ impl CarrierSpec {
             settings: serde_json::Value::Object(Default::default()),
             timeout: Duration::from_secs(10),
             max_response_bytes: 1 << 20,
+            callback_url: String::new(),
         }
     }
 }
@@ -95,6 +98,7 @@ pub enum CallbackError {
 /// shared with other carriers.
 pub struct PluginCarrier {
     name: Arc<str>,
+    caller: Caller,
     plugin: Arc<Plugin>,
     /// The settings as JSON, shared with the blocking calls.
     settings: Arc<String>,
@@ -115,8 +119,13 @@ impl PluginCarrier {
                 url: spec.base_url.clone(),
                 message,
             })?;
+        let name: Arc<str> = spec.name.clone().into();
         let carrier = Self {
-            name: spec.name.clone().into(),
+            caller: Caller {
+                carrier: name.clone(),
+                callback_url: spec.callback_url.as_str().into(),
+            },
+            name,
             plugin,
             settings: Arc::new(spec.settings.to_string()),
             upstream,
@@ -153,9 +162,9 @@ impl PluginCarrier {
         f: impl FnOnce(&Bindings, &mut Store<CallState>) -> wasmtime::Result<R> + Send + 'static,
     ) -> Result<R, CallError> {
         let plugin = self.plugin.clone();
-        let name = self.name.clone();
+        let caller = self.caller.clone();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| plugin.call(&name, function, f)))
+        tokio::task::spawn_blocking(move || span.in_scope(|| plugin.call(&caller, function, f)))
             .await
             .unwrap_or_else(|e| {
                 Err(CallError::Trap {

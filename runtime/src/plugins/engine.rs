@@ -10,7 +10,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Store, Trap};
 
 use super::bindings::{Carrier as Bindings, CarrierPre};
-use super::limits::{CallState, Limits};
+use super::limits::{CallState, Caller, Limits};
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -318,7 +318,7 @@ impl Plugin {
     /// limits. Blocking: call it from a blocking thread.
     pub(super) fn call<R>(
         &self,
-        carrier: &Arc<str>,
+        caller: &Caller,
         function: &'static str,
         f: impl FnOnce(&Bindings, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
@@ -328,7 +328,7 @@ impl Plugin {
             &self.engine,
             &loaded.pre,
             &loaded.info.name,
-            carrier,
+            caller,
             &self.limits,
             function,
             f,
@@ -340,7 +340,7 @@ impl Plugin {
                 CallError::Trap { .. } => &self.counters.traps,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(carrier = &**carrier, error = %e, "plugin call failed");
+            tracing::warn!(carrier = &*caller.carrier, error = %e, "plugin call failed");
         }
         result
     }
@@ -370,7 +370,11 @@ fn load_file(
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(invalid)?;
     let pre = linker.instantiate_pre(&component).map_err(invalid)?;
     let pre = CarrierPre::new(pre).map_err(invalid)?;
-    let info = call_in(engine, &pre, label, label, limits, "describe", |b, s| {
+    let caller = Caller {
+        carrier: label.clone(),
+        callback_url: "".into(),
+    };
+    let info = call_in(engine, &pre, label, &caller, limits, "describe", |b, s| {
         b.call_describe(s)
     })
     .map_err(|source| LoadError::Describe {
@@ -405,12 +409,13 @@ fn call_in<R>(
     engine: &PluginEngine,
     pre: &CarrierPre<CallState>,
     plugin: &str,
-    carrier: &Arc<str>,
+    caller: &Caller,
     limits: &Limits,
     function: &'static str,
     f: impl FnOnce(&Bindings, &mut Store<CallState>) -> wasmtime::Result<R>,
 ) -> Result<R, CallError> {
-    let mut store = Store::new(engine.wasmtime(), CallState::new(carrier.clone(), limits));
+    let mut store = Store::new(engine.wasmtime(), CallState::new(caller, limits));
+    let carrier = &caller.carrier;
     store.limiter(|state| &mut state.limiter);
     store.set_epoch_deadline(deadline_ticks(limits.deadline));
     store.epoch_deadline_trap();

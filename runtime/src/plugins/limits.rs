@@ -36,6 +36,14 @@ impl Default for Limits {
     }
 }
 
+/// Who a call is for: the carrier, and where that carrier reaches Pigeon.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub carrier: Arc<str>,
+    /// The carrier's callback URL (`host.callback-url`).
+    pub callback_url: Arc<str>,
+}
+
 /// What a plugin's stdout and stderr keep (a panic message fits).
 const OUTPUT_BYTES: usize = 8192;
 
@@ -43,6 +51,7 @@ const OUTPUT_BYTES: usize = 8192;
 /// no files, no network, no environment, and stdout/stderr kept in memory.
 pub(super) struct CallState {
     pub carrier: Arc<str>,
+    callback_url: Arc<str>,
     pub limiter: Limiter,
     logs_left: u32,
     wasi: WasiCtx,
@@ -51,7 +60,7 @@ pub(super) struct CallState {
 }
 
 impl CallState {
-    pub fn new(carrier: Arc<str>, limits: &Limits) -> Self {
+    pub fn new(caller: &Caller, limits: &Limits) -> Self {
         let output = MemoryOutputPipe::new(OUTPUT_BYTES);
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
@@ -64,7 +73,8 @@ impl CallState {
             wasi,
             table: ResourceTable::new(),
             output,
-            carrier,
+            carrier: caller.carrier.clone(),
+            callback_url: caller.callback_url.clone(),
             limiter: Limiter {
                 memory_bytes: limits.memory_bytes,
                 table_elements: limits.table_elements,
@@ -153,6 +163,10 @@ impl host::Host for CallState {
             Level::Warn => tracing::warn!(target: "pigeon::plugin", carrier, "{message}"),
             Level::Error => tracing::error!(target: "pigeon::plugin", carrier, "{message}"),
         }
+    }
+
+    fn callback_url(&mut self) -> String {
+        self.callback_url.to_string()
     }
 }
 
