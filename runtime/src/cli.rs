@@ -90,6 +90,11 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // With port 0 the real port is only known now, and the sandbox
+        // carrier calls back on it.
+        if let Ok(bound) = listener.local_addr() {
+            config.listen = bound;
+        }
         let pigeon = match Pigeon::start(&config, admin_key).await {
             Ok(pigeon) => pigeon,
             Err(err) => {

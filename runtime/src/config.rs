@@ -1,6 +1,7 @@
 //! Configuration: embedded defaults, optionally a TOML file, then command-line
 //! and environment overrides. Unknown keys are an error that names the key.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,12 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid setting `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error("carrier `{carrier}`: invalid `{key}`: {message}")]
+    Carrier {
+        carrier: String,
+        key: &'static str,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -26,10 +33,16 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory holding the SQLite database.
     pub data_dir: PathBuf,
+    /// The URL carriers reach this Pigeon at (callbacks); `http://{listen}`
+    /// when unset.
+    pub public_url: Option<String>,
     pub store: StoreConfig,
     pub dispatch: DispatchConfig,
-    pub loopback: LoopbackConfig,
     pub webhooks: WebhooksConfig,
+    pub plugins: PluginsConfig,
+    pub sandbox: SandboxConfig,
+    /// The carriers live traffic goes to; with none, it goes to the sandbox.
+    pub carriers: Vec<CarrierConfig>,
 }
 
 impl Default for Config {
@@ -37,10 +50,13 @@ impl Default for Config {
         Self {
             listen: ([127, 0, 0, 1], 8080).into(),
             data_dir: PathBuf::from("data"),
+            public_url: None,
             store: StoreConfig::default(),
             dispatch: DispatchConfig::default(),
-            loopback: LoopbackConfig::default(),
             webhooks: WebhooksConfig::default(),
+            plugins: PluginsConfig::default(),
+            sandbox: SandboxConfig::default(),
+            carriers: Vec::new(),
         }
     }
 }
@@ -108,22 +124,231 @@ impl Default for DispatchConfig {
     }
 }
 
-/// The built-in loopback carrier: acknowledges every part and reports it
-/// delivered, so a fresh `pigeon serve` works with no real carrier. Numbers
-/// ending in 0001 are reported undeliverable, 0002 fail permanently and 0003
-/// fail once with a retryable error, so every path can be tried.
+/// How carrier plugins are found and what each call may use.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LoopbackConfig {
-    /// Delay before the delivery report comes back.
-    pub delivery_delay_ms: u64,
+pub struct PluginsConfig {
+    /// Where `plugin = "<name>"` is looked up first, as `<dir>/<name>.wasm`;
+    /// the plugins built with Pigeon are the fallback.
+    pub dir: Option<PathBuf>,
+    /// Wall-clock time one plugin call may run.
+    pub deadline_ms: u64,
+    /// Memory one plugin call may use, in MiB.
+    pub memory_mib: usize,
+    /// How often plugin files are checked for changes (0: never reload).
+    pub reload_interval_ms: u64,
 }
 
-impl Default for LoopbackConfig {
+impl Default for PluginsConfig {
     fn default() -> Self {
         Self {
-            delivery_delay_ms: 50,
+            dir: None,
+            deadline_ms: 100,
+            memory_mib: 32,
+            reload_interval_ms: 1_000,
         }
+    }
+}
+
+/// The sandbox carrier: the `simulator` plugin against a fake carrier that
+/// Pigeon serves in-process. Messages sent with sandbox keys always go to it,
+/// and so does live traffic when no `[[carriers]]` are configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// The simulator's settings (delivery_rate, dlr_delay_ms,
+    /// outcomes_by_suffix; see plugins/simulator/README.md).
+    pub settings: serde_json::Value,
+    /// Parts per second.
+    pub tps: u32,
+    /// Submissions in flight.
+    pub window: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            settings: serde_json::Value::Object(Default::default()),
+            tps: 100_000,
+            window: 512,
+        }
+    }
+}
+
+/// The name the sandbox carrier goes by (not available to `[[carriers]]`).
+pub const SANDBOX_CARRIER: &str = "sandbox";
+
+/// One `[[carriers]]` entry: a carrier connection served by a plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierConfig {
+    /// Lower-case letters, digits, `-` and `_`; unique.
+    pub name: String,
+    /// A plugin's name (`simulator`, `http-json`, `kannel`, `vonage`, or one
+    /// in `plugins.dir`) or a path to a `.wasm` component.
+    pub plugin: String,
+    /// Every request of the plugin goes under this URL. Required, except for
+    /// the simulator (which defaults to the in-process fake carrier).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Handed to the plugin as JSON and checked by it at start.
+    #[serde(default = "empty_object")]
+    pub settings: serde_json::Value,
+    /// Parts per second.
+    #[serde(default = "default_tps")]
+    pub tps: u32,
+    /// Submissions in flight at once.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// ISO 3166 alpha-2 codes of the destinations served, or `*` for all.
+    #[serde(default = "all_countries")]
+    pub countries: Vec<String>,
+    /// Price per segment by country code, `default` for the others.
+    #[serde(default)]
+    pub price: BTreeMap<String, f64>,
+    /// The secret in the callback URL; generated and kept in the database
+    /// when unset.
+    #[serde(default)]
+    pub callback_secret: Option<String>,
+    /// For one whole request to the carrier.
+    #[serde(default = "default_carrier_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+fn default_tps() -> u32 {
+    100
+}
+fn default_window() -> usize {
+    64
+}
+fn all_countries() -> Vec<String> {
+    vec!["*".into()]
+}
+fn default_carrier_timeout_ms() -> u64 {
+    10_000
+}
+
+impl CarrierConfig {
+    /// A carrier with the defaults for everything but its name and plugin.
+    pub fn new(name: &str, plugin: &str) -> Self {
+        Self {
+            name: name.into(),
+            plugin: plugin.into(),
+            base_url: None,
+            settings: empty_object(),
+            tps: default_tps(),
+            window: default_window(),
+            countries: all_countries(),
+            price: BTreeMap::new(),
+            callback_secret: None,
+            timeout_ms: default_carrier_timeout_ms(),
+        }
+    }
+
+    /// Whether this carrier takes messages to `country` (ISO alpha-2).
+    pub fn serves(&self, country: Option<&str>) -> bool {
+        self.countries
+            .iter()
+            .any(|c| c == "*" || Some(c.as_str()) == country)
+    }
+
+    /// The price of one segment to `country`, if the carrier names one.
+    pub fn price_for(&self, country: Option<&str>) -> Option<f64> {
+        country
+            .and_then(|c| self.price.get(c))
+            .or_else(|| self.price.get("default"))
+            .copied()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| ConfigError::Carrier {
+            carrier: self.name.clone(),
+            key,
+            message,
+        };
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(invalid(
+                "name",
+                "use lower-case letters, digits, `-` and `_`".into(),
+            ));
+        }
+        if self.name == SANDBOX_CARRIER {
+            return Err(invalid(
+                "name",
+                format!("`{SANDBOX_CARRIER}` is the built-in sandbox carrier's name"),
+            ));
+        }
+        if self.plugin.is_empty() {
+            return Err(invalid(
+                "plugin",
+                "must name a plugin or a .wasm file".into(),
+            ));
+        }
+        if self.base_url.is_none() && self.plugin != "simulator" {
+            return Err(invalid(
+                "base_url",
+                "is required (only the simulator has a default)".into(),
+            ));
+        }
+        if !self.settings.is_object() {
+            return Err(invalid("settings", "must be a table".into()));
+        }
+        if self.tps == 0 {
+            return Err(invalid("tps", "must be greater than 0".into()));
+        }
+        if self.window == 0 {
+            return Err(invalid("window", "must be greater than 0".into()));
+        }
+        if self.timeout_ms == 0 {
+            return Err(invalid("timeout_ms", "must be greater than 0".into()));
+        }
+        if self.countries.is_empty() {
+            return Err(invalid(
+                "countries",
+                "name at least one country, or \"*\"".into(),
+            ));
+        }
+        let is_country = |c: &str| c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase());
+        if let Some(bad) = self.countries.iter().find(|c| *c != "*" && !is_country(c)) {
+            return Err(invalid(
+                "countries",
+                format!("{bad:?} is not an upper-case ISO 3166 alpha-2 code or \"*\""),
+            ));
+        }
+        for (country, price) in &self.price {
+            if country != "default" && !is_country(country) {
+                return Err(invalid(
+                    "price",
+                    format!("{country:?} is not an ISO 3166 alpha-2 code or \"default\""),
+                ));
+            }
+            if !price.is_finite() || *price < 0.0 {
+                return Err(invalid(
+                    "price",
+                    format!("{country}: must be a number of at least 0"),
+                ));
+            }
+        }
+        if let Some(secret) = &self.callback_secret
+            && (secret.len() < 16
+                || !secret
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return Err(invalid(
+                "callback_secret",
+                "must be at least 16 letters, digits, `-` or `_`".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -214,6 +439,35 @@ impl Config {
                 message: "must not be less than webhooks.retry_base_ms".into(),
             });
         }
+        positive("plugins.deadline_ms", self.plugins.deadline_ms)?;
+        positive("plugins.memory_mib", self.plugins.memory_mib as u64)?;
+        positive("sandbox.tps", self.sandbox.tps as u64)?;
+        positive("sandbox.window", self.sandbox.window as u64)?;
+        if !self.sandbox.settings.is_object() {
+            return Err(ConfigError::Invalid {
+                key: "sandbox.settings",
+                message: "must be a table".into(),
+            });
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "public_url",
+                message: "must start with http:// or https://".into(),
+            });
+        }
+        let mut names = std::collections::HashSet::new();
+        for carrier in &self.carriers {
+            carrier.validate()?;
+            if !names.insert(carrier.name.as_str()) {
+                return Err(ConfigError::Carrier {
+                    carrier: carrier.name.clone(),
+                    key: "name",
+                    message: "two carriers have this name".into(),
+                });
+            }
+        }
         if self.dispatch.retry_max_ms < self.dispatch.retry_base_ms {
             return Err(ConfigError::Invalid {
                 key: "dispatch.retry_max_ms",
@@ -268,6 +522,61 @@ mod tests {
             let err = Config::from_toml(toml).unwrap_err();
             assert!(err.contains(key), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn carriers_are_read_and_checked() {
+        let config = Config::from_toml(
+            r#"
+            [[carriers]]
+            name = "vonage-vn"
+            plugin = "vonage"
+            base_url = "https://rest.nexmo.com"
+            settings = { api_key = "k", api_secret = "s" }
+            tps = 30
+            countries = ["VN", "HK"]
+            price = { VN = 0.03, default = 0.05 }
+            "#,
+        )
+        .unwrap();
+        let carrier = &config.carriers[0];
+        assert_eq!(carrier.window, 64);
+        assert_eq!(carrier.settings["api_key"], "k");
+        assert!(carrier.serves(Some("HK")) && !carrier.serves(Some("US")));
+        assert_eq!(carrier.price_for(Some("VN")), Some(0.03));
+        assert_eq!(carrier.price_for(Some("US")), Some(0.05));
+
+        for (toml, needle) in [
+            ("name = \"Big\"\nplugin = \"simulator\"", "`name`"),
+            ("name = \"sandbox\"\nplugin = \"simulator\"", "built-in"),
+            ("name = \"a\"\nplugin = \"kannel\"", "`base_url`"),
+            ("name = \"a\"\nplugin = \"simulator\"\ntps = 0", "`tps`"),
+            (
+                "name = \"a\"\nplugin = \"simulator\"\ncountries = [\"vn\"]",
+                "`countries`",
+            ),
+            (
+                "name = \"a\"\nplugin = \"simulator\"\nprice = { VN = -1.0 }",
+                "`price`",
+            ),
+            (
+                "name = \"a\"\nplugin = \"simulator\"\ncallback_secret = \"short\"",
+                "`callback_secret`",
+            ),
+            (
+                "name = \"a\"\nplugin = \"simulator\"\nsettngs = {}",
+                "settngs",
+            ),
+        ] {
+            let err = Config::from_toml(&format!("[[carriers]]\n{toml}\n")).unwrap_err();
+            assert!(err.contains(needle), "{toml}: {err}");
+        }
+        let twice = "[[carriers]]\nname = \"a\"\nplugin = \"simulator\"\n".repeat(2);
+        assert!(
+            Config::from_toml(&twice)
+                .unwrap_err()
+                .contains("two carriers")
+        );
     }
 
     #[test]

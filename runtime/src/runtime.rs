@@ -1,18 +1,19 @@
-//! Starting and stopping Pigeon: the store, accounts, tracker, dispatcher
-//! and HTTP API, in the order they depend on each other.
+//! Starting and stopping Pigeon: the store, accounts, carriers (plugins),
+//! dispatcher, webhooks and HTTP API, in the order they depend on each other.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::App;
 use crate::auth::{Accounts, AuthError};
-use crate::carriers::LoopbackCarrier;
+use crate::carriers::{CarrierError, CarrierSet};
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
+use crate::plugins::{LoadError, PluginEngine};
 use crate::store::{Store, StoreError, queue};
 use crate::webhooks::{Deliverer, WebhookError};
 
@@ -24,6 +25,8 @@ pub enum StartError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Webhooks(#[from] WebhookError),
+    #[error(transparent)]
+    Carriers(#[from] CarrierError),
 }
 
 /// A running Pigeon, minus its HTTP listener.
@@ -32,15 +35,17 @@ pub struct Pigeon {
     store: Store,
     shutdown: watch::Sender<bool>,
     dispatcher: JoinHandle<()>,
-    tracker: JoinHandle<()>,
     webhooks: JoinHandle<()>,
+    plugin_reloader: Option<JoinHandle<()>>,
     /// The admin key made at first start, to be shown once.
     pub generated_admin_key: Option<String>,
 }
 
 impl Pigeon {
-    /// Opens the store, recovers interrupted work and starts dispatching.
-    /// `admin_key` becomes the first admin key on an empty database.
+    /// Opens the store, recovers interrupted work, loads the carriers and
+    /// starts dispatching. `admin_key` becomes the first admin key on an
+    /// empty database. `config.listen` must be the address the API is
+    /// served on (the sandbox carrier calls back there).
     pub async fn start(config: &Config, admin_key: Option<String>) -> Result<Self, StartError> {
         let store = Store::open(&config.data_dir, &config.store)?;
         let now = crate::time::now_ms();
@@ -53,21 +58,28 @@ impl Pigeon {
         let accounts = Accounts::load(store.clone()).await?;
         let generated_admin_key = accounts.bootstrap(admin_key).await?;
 
-        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
-        let tracker = tokio::spawn(crate::tracking::run(store.clone(), reports_rx));
-        let carrier = Arc::new(LoopbackCarrier::new(
-            reports_tx,
-            Duration::from_millis(config.loopback.delivery_delay_ms),
-        ));
+        let engine = PluginEngine::new().map_err(CarrierError::from)?;
+        let client = crate::plugins::http_client()
+            .map_err(|e| CarrierError::Load(LoadError::Engine(e.to_string())))?;
+        let carriers = Arc::new(CarrierSet::load(config, &store, &engine, client).await?);
+        let sandbox = &carriers.all()[0];
+        let name = sandbox.name().to_owned();
         let awaiting = store
-            .read(|c| queue::awaiting_reports(c, LoopbackCarrier::NAME))
+            .read(move |c| queue::awaiting_reports(c, &name))
             .await?;
-        carrier.report_later(awaiting);
-        let dispatcher = Dispatcher::new(store.clone(), carrier, config.dispatch.clone());
+        carriers.sandbox_endpoint().resume(sandbox.name(), awaiting);
+        let plugin_reloader = (config.plugins.reload_interval_ms > 0).then(|| {
+            crate::plugins::watch(
+                carriers.plugins().to_vec(),
+                Duration::from_millis(config.plugins.reload_interval_ms),
+            )
+        });
+        let dispatcher = Dispatcher::new(store.clone(), carriers.clone(), config.dispatch.clone());
         let app = Arc::new(App {
             store: store.clone(),
             accounts,
             dispatch_waker: dispatcher.waker(),
+            carriers,
             default_validity_secs: config.dispatch.default_validity_secs,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -79,8 +91,8 @@ impl Pigeon {
             store,
             shutdown,
             dispatcher,
-            tracker,
             webhooks,
+            plugin_reloader,
             generated_admin_key,
         })
     }
@@ -95,16 +107,13 @@ impl Pigeon {
         self.stop().await;
     }
 
-    /// Finishes submissions in flight, applies the reports that come back,
-    /// and closes the store.
+    /// Finishes submissions in flight and closes the store. Delivery reports
+    /// the sandbox still owes are sent after the next start.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.dispatcher.await;
-        if tokio::time::timeout(Duration::from_secs(5), self.tracker)
-            .await
-            .is_err()
-        {
-            tracing::warn!("delivery reports still pending at shutdown were not applied");
+        if let Some(reloader) = self.plugin_reloader {
+            reloader.abort();
         }
         // Webhook requests in flight finish (each within webhooks.timeout_ms)
         // and are recorded; webhooks not yet sent stay in the outbox.

@@ -1050,10 +1050,10 @@ async fn a_message_shows_its_parts_and_events() {
         assert_eq!(part["index"], i);
         assert_eq!(part["status"], "delivered");
         assert_eq!(part["attempts"], 1);
-        assert_eq!(part["carrier"], "loopback");
+        assert_eq!(part["carrier"], "sandbox");
         assert_eq!(part["error_code"], Value::Null);
         let carrier_id = part["carrier_message_id"].as_str().unwrap();
-        assert!(carrier_id.starts_with("lb_"), "{carrier_id}");
+        assert!(carrier_id.starts_with("sim-"), "{carrier_id}");
         carrier_ids.push(carrier_id);
     }
     assert_ne!(carrier_ids[0], carrier_ids[1]);
@@ -1076,8 +1076,8 @@ async fn a_message_shows_its_parts_and_events() {
             .map(|e| e["status"].as_str().unwrap())
             .collect();
         assert_eq!(statuses, ["sending", "sent", "delivered"], "part {part}");
-        assert_eq!(of_part[1]["carrier"], "loopback");
-        assert_eq!(of_part[2]["carrier"], "loopback");
+        assert_eq!(of_part[1]["carrier"], "sandbox");
+        assert_eq!(of_part[2]["carrier"], "sandbox");
         assert_eq!(of_part[2]["detail"], "carrier status DELIVERED");
     }
     assert_eq!(events.len(), 7);

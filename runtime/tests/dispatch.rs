@@ -1,4 +1,4 @@
-//! Dispatch through the HTTP API, with the loopback carrier's outcomes picked
+//! Dispatch through the HTTP API, with the sandbox carrier's outcomes picked
 //! by number suffix (`…0001` undeliverable, `…0002` rejected, `…0003` fails
 //! once), plus the queue's priority order and restarts.
 
@@ -45,16 +45,16 @@ async fn an_absent_subscriber_ends_undelivered() {
     let part = &parts(&message)[0];
     assert_eq!(part["status"], "undelivered");
     assert_eq!(part["error_code"], "absent_subscriber");
-    assert_eq!(part["carrier"], "loopback");
+    assert_eq!(part["carrier"], "sandbox");
     assert!(
         part["carrier_message_id"]
             .as_str()
             .unwrap()
-            .starts_with("lb_")
+            .starts_with("sim-")
     );
     assert_eq!(
         message["events"][3]["detail"],
-        "carrier status UNDELIVERABLE"
+        "carrier status undeliverable"
     );
 
     // Every part of a longer message reports the same.
@@ -74,9 +74,9 @@ async fn a_carrier_rejection_fails_the_message() {
     let part = &parts(&message)[0];
     assert_eq!(part["error_code"], "carrier_rejected");
     assert_eq!(part["attempts"], 1, "a permanent failure is not retried");
-    assert_eq!(part["carrier"], "loopback");
+    assert_eq!(part["carrier"], "sandbox");
     assert_eq!(part["carrier_message_id"], Value::Null);
-    assert_eq!(message["events"][2]["carrier"], "loopback");
+    assert_eq!(message["events"][2]["carrier"], "sandbox");
     let detail = message["events"][2]["detail"].as_str().unwrap();
     assert!(detail.contains("0002"), "{detail}");
 }
@@ -98,9 +98,9 @@ async fn a_retryable_failure_is_retried_and_then_delivered() {
     );
     let retry = &message["events"][2];
     assert_eq!(retry["part"], 0);
-    assert_eq!(retry["carrier"], "loopback");
+    assert_eq!(retry["carrier"], "sandbox");
     let detail = retry["detail"].as_str().unwrap();
-    assert!(detail.contains("fails the first attempt"), "{detail}");
+    assert!(detail.contains("failing once"), "{detail}");
     let part = &parts(&message)[0];
     assert_eq!(part["attempts"], 2);
     assert_eq!(part["error_code"], Value::Null);
@@ -116,7 +116,7 @@ async fn exhausted_retries_fail_the_message() {
     assert_eq!(part["attempts"], 1);
     let detail = message["events"][2]["detail"].as_str().unwrap();
     assert!(
-        detail.contains("gave up after 1 attempts") && detail.contains("fails the first attempt"),
+        detail.contains("gave up after 1 attempts") && detail.contains("failing once"),
         "{detail}"
     );
 
@@ -272,7 +272,7 @@ async fn a_canceled_message_never_leaves_canceled() {
         message_id: id.clone(),
         index: 0,
         segments: 2,
-        carrier: "loopback".into(),
+        carrier: "sandbox".into(),
         outcome: SubmitOutcome::Accepted {
             carrier_message_id: "lb_1".into(),
         },

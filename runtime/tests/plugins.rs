@@ -115,6 +115,7 @@ fn request(text: &str) -> SubmitRequest {
         message_id: "msg_test".into(),
         to: "+84912345678".into(),
         from: Some("Pigeon".into()),
+        text: text.into(),
         message_type: MessageType::Transactional,
         encoding: encoded.encoding,
         parts: encoded.parts,
@@ -216,10 +217,7 @@ async fn carrier_failures_map_to_submit_errors() {
         ),
         (
             "/status/401",
-            SubmitError::Permanent {
-                code: "carrier_misconfigured".into(),
-                reason: "carrier said status 401".into(),
-            },
+            SubmitError::Misconfigured("carrier said status 401".into()),
         ),
     ];
     for (path, expected) in cases {

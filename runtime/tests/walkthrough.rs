@@ -31,7 +31,7 @@ async fn newcomer_walkthrough_reaches_delivered() {
         .map(|e| e["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["queued", "sending", "sent", "delivered"]);
-    assert_eq!(message["parts"][0]["carrier"], "loopback");
+    assert_eq!(message["parts"][0]["carrier"], "sandbox");
     assert_eq!(message["country"], "VN");
 
     let exit = server.terminate().await;

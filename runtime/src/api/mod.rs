@@ -2,6 +2,7 @@
 //! its own file; every answer, errors included, is JSON.
 
 mod accounts;
+mod carriers;
 pub mod error;
 mod json;
 mod messages;
@@ -20,6 +21,7 @@ use tokio::sync::Notify;
 pub use error::ApiError;
 
 use crate::auth::{Accounts, Permission, Principal};
+use crate::carriers::CarrierSet;
 use crate::store::Store;
 
 pub type Response = hyper::Response<Full<Bytes>>;
@@ -31,6 +33,7 @@ pub struct App {
     /// Wakes the dispatcher when a message is due now.
     pub dispatch_waker: Arc<Notify>,
     pub default_validity_secs: u64,
+    pub carriers: Arc<CarrierSet>,
 }
 
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
@@ -124,6 +127,15 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
             messages::webhooks(app, &authed(ReadMessages)?, id).await
         }
 
+        (["v1", "carriers"], &Method::GET) => carriers::list(app, &authed(ManageAccounts)?).await,
+        (["v1", "carriers", name, "callback", secret, rest @ ..], &Method::GET | &Method::POST) => {
+            let path = rest.join("/");
+            carriers::callback(app, name, secret, &path, &parts, body).await
+        }
+        (["v1", "inbound"], &Method::GET) => {
+            carriers::list_inbound(app, &authed(ReadMessages)?, parts.uri.query()).await
+        }
+
         (["v1", "encoding", "analyze"], &Method::POST) => {
             authed(UseTools)?;
             tools::analyze(body).await
@@ -165,6 +177,9 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         ["v1", "messages", _, "cancel"] => "POST",
         ["v1", "messages", _, "webhooks"] => "GET",
         ["v1", "encoding", "analyze"] => "POST",
+        ["v1", "carriers"] => "GET",
+        ["v1", "carriers", _, "callback", _, ..] => "GET, POST",
+        ["v1", "inbound"] => "GET",
         _ => return None,
     })
 }

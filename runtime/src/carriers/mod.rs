@@ -1,22 +1,23 @@
-//! The carrier interface the dispatcher talks to. Carriers take the parts of
-//! a message and either accept them (one carrier id per part) or say why not;
-//! delivery reports come back later through a [`ReportSink`].
+//! The carriers: the interface the dispatcher submits through, the
+//! configured carriers with their pacing and counters ([`CarrierSet`]), and
+//! the sandbox's fake carrier. Every carrier is served by a plugin
+//! ([`crate::plugins`]); delivery reports come back through the callback
+//! route.
 
-mod loopback;
+mod pacing;
+mod registry;
+mod sandbox;
 
 use std::future::Future;
 use std::pin::Pin;
 
-pub use loopback::LoopbackCarrier;
+pub use registry::{Admission, CarrierCounters, CarrierError, CarrierHandle, CarrierSet};
+pub use sandbox::SandboxEndpoint;
 
 use crate::encoding::{Encoding, Part};
 use crate::model::MessageType;
-use crate::store::DeliveryReport;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Where carriers send delivery reports; the tracker applies them.
-pub type ReportSink = tokio::sync::mpsc::UnboundedSender<DeliveryReport>;
 
 /// One submission: some or all parts of one message.
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub struct SubmitRequest {
     pub message_id: String,
     pub to: String,
     pub from: Option<String>,
+    /// The whole message text, even when only some parts are submitted.
+    pub text: String,
     pub message_type: MessageType,
     pub encoding: Encoding,
     pub parts: Vec<Part>,
@@ -42,6 +45,10 @@ pub enum SubmitError {
     /// Will never succeed (bad number, blocked content).
     #[error("{code}: {reason}")]
     Permanent { code: String, reason: String },
+    /// The carrier's configuration is wrong (credentials, settings): no
+    /// message will go through until an operator fixes it.
+    #[error("carrier misconfigured: {0}")]
+    Misconfigured(String),
 }
 
 pub trait Carrier: Send + Sync + 'static {

@@ -1,10 +1,12 @@
 //! The dispatcher: claims due parts from the queue (most urgent type first),
-//! hands each message's parts to the carrier, and records the outcome —
-//! accepted, retry later with backoff, or failed.
+//! picks each message's carrier, waits for that carrier's pacing, hands it
+//! the parts, and records the outcome — accepted, retry later with backoff,
+//! put back for pacing, or failed.
 
 mod backoff;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -12,7 +14,9 @@ use tracing::Instrument;
 
 pub use backoff::retry_delay;
 
-use crate::carriers::{Carrier, SubmitError, SubmitRequest};
+use crate::carriers::{
+    Carrier, CarrierCounters, CarrierHandle, CarrierSet, SubmitError, SubmitRequest,
+};
 use crate::config::DispatchConfig;
 use crate::encoding;
 use crate::store::Store;
@@ -21,16 +25,16 @@ use crate::workers::{self, Limits};
 
 pub struct Dispatcher {
     store: Store,
-    carrier: Arc<dyn Carrier>,
+    carriers: Arc<CarrierSet>,
     config: DispatchConfig,
     wake: Arc<Notify>,
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, carrier: Arc<dyn Carrier>, config: DispatchConfig) -> Self {
+    pub fn new(store: Store, carriers: Arc<CarrierSet>, config: DispatchConfig) -> Self {
         Self {
             store,
-            carrier,
+            carriers,
             config,
             wake: Arc::new(Notify::new()),
         }
@@ -55,16 +59,23 @@ impl Dispatcher {
             store.write(move |c| queue::claim_due(c, now, limit))
         };
         let config = Arc::new(self.config);
-        let carrier = self.carrier;
+        let carriers = self.carriers;
         let work = |claim: ClaimedPart| {
-            let (carrier, config) = (carrier.clone(), config.clone());
+            let carrier = carriers.route(&claim.message).cloned();
+            let config = config.clone();
             let span = tracing::info_span!(
                 "submit",
                 message_id = %claim.message.id,
-                carrier = carrier.name(),
+                carrier = carrier.as_ref().map(|c| c.name()),
                 attempt = claim.attempt
             );
-            async move { submit(carrier.as_ref(), claim, &config).await }.instrument(span)
+            async move {
+                match carrier {
+                    Some(carrier) => paced_submit(&carrier, claim, &config).await,
+                    None => no_route(claim),
+                }
+            }
+            .instrument(span)
         };
         let record = |c: &rusqlite::Connection, results: &[SubmitResult]| {
             queue::record_results(c, results, crate::time::now_ms())
@@ -73,9 +84,67 @@ impl Dispatcher {
     }
 }
 
+/// Fails the parts of a message no carrier serves.
+fn no_route(claim: ClaimedPart) -> Vec<SubmitResult> {
+    let country = claim.message.country.as_deref().unwrap_or("unknown");
+    tracing::warn!(country, "no carrier serves this destination");
+    claim
+        .parts
+        .iter()
+        .map(|&index| SubmitResult {
+            message_id: claim.message.id.clone(),
+            index,
+            segments: claim.message.segments,
+            carrier: String::new(),
+            outcome: SubmitOutcome::Failed {
+                code: "no_route".into(),
+                reason: format!("no carrier is configured for destination country {country}"),
+            },
+        })
+        .collect()
+}
+
+/// Waits for the carrier's rate and window, submits, and counts the outcome.
+/// A claim the carrier cannot take soon goes back to the queue unattempted.
+async fn paced_submit(
+    carrier: &CarrierHandle,
+    claim: ClaimedPart,
+    config: &DispatchConfig,
+) -> Vec<SubmitResult> {
+    let counters = &carrier.counters;
+    let admission = match carrier.admit(claim.parts.len()).await {
+        Ok(admission) => admission,
+        Err(wait) => {
+            CarrierCounters::add(&counters.deferred, 1);
+            let due_at = crate::time::now_ms() + wait.as_millis() as i64;
+            let reason = format!(
+                "paced: waiting for carrier {}'s rate and window",
+                carrier.name()
+            );
+            return claim
+                .parts
+                .iter()
+                .map(|&index| SubmitResult {
+                    message_id: claim.message.id.clone(),
+                    index,
+                    segments: claim.message.segments,
+                    carrier: carrier.name().to_owned(),
+                    outcome: SubmitOutcome::Deferred {
+                        due_at,
+                        reason: reason.clone(),
+                    },
+                })
+                .collect();
+        }
+    };
+    let results = submit(carrier, claim, config).await;
+    drop(admission);
+    results
+}
+
 /// Submits one claim and turns the carrier's answer into per-part results.
 async fn submit(
-    carrier: &dyn Carrier,
+    carrier: &CarrierHandle,
     claim: ClaimedPart,
     config: &DispatchConfig,
 ) -> Vec<SubmitResult> {
@@ -108,6 +177,7 @@ async fn submit(
         message_id: message.id.clone(),
         to: message.to.clone(),
         from: message.from.clone(),
+        text: message.body.clone(),
         message_type: message.message_type,
         encoding: encoded.encoding,
         parts: claim
@@ -131,9 +201,14 @@ async fn submit(
             }
         }
     };
-    let outcomes: Vec<SubmitOutcome> = match carrier.submit(&request).await {
+    let counters = &carrier.counters;
+    let count = |counter| CarrierCounters::add(counter, 1);
+    let outcomes: Vec<SubmitOutcome> = match carrier.carrier.submit(&request).await {
         Ok(ids) if ids.len() == request.parts.len() => {
             tracing::debug!(parts = ids.len(), "carrier accepted");
+            count(&counters.submitted);
+            CarrierCounters::add(&counters.parts_submitted, ids.len() as u64);
+            carrier.misconfigured.store(false, Ordering::Relaxed);
             ids.into_iter()
                 .map(|carrier_message_id| SubmitOutcome::Accepted { carrier_message_id })
                 .collect()
@@ -145,10 +220,12 @@ async fn submit(
                 request.parts.len()
             );
             tracing::warn!(%reason, "carrier answer malformed");
+            count(&counters.failed);
             vec![failed("carrier_bad_response", reason); request.parts.len()]
         }
         Err(SubmitError::Retryable(reason)) => {
             tracing::info!(%reason, "retryable carrier failure");
+            count(&counters.retried);
             let delay = retry_delay(
                 claim.attempt,
                 Duration::from_millis(config.retry_base_ms),
@@ -159,10 +236,20 @@ async fn submit(
         Err(SubmitError::Throttled { retry_after_ms }) => {
             let reason = format!("carrier throttled; retry after {retry_after_ms} ms");
             tracing::info!(%reason, "carrier throttled");
+            count(&counters.throttled);
             vec![retry(Duration::from_millis(retry_after_ms), reason); request.parts.len()]
+        }
+        Err(SubmitError::Misconfigured(reason)) => {
+            // Not the message's fault: keep it until an operator fixes the
+            // carrier (or its validity runs out).
+            let reason = format!("carrier misconfigured: {reason}");
+            count(&counters.retried);
+            carrier.misconfigured.store(true, Ordering::Relaxed);
+            vec![retry(Duration::from_millis(config.retry_max_ms), reason); request.parts.len()]
         }
         Err(SubmitError::Permanent { code, reason }) => {
             tracing::info!(%code, %reason, "permanent carrier failure");
+            count(&counters.failed);
             vec![failed(&code, reason); request.parts.len()]
         }
     };

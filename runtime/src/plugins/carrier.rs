@@ -17,8 +17,9 @@ use crate::model::MessageType;
 use crate::store::{DeliveryReport, ReportState};
 
 /// Most requests one submission may send (a plugin that keeps asking for
-/// more is cut off).
-const MAX_ROUND_TRIPS: usize = 8;
+/// more is cut off). Enough for one request per part of the longest message
+/// (10 parts), as plugins for per-part APIs such as Kannel's sendsms send.
+const MAX_ROUND_TRIPS: usize = 16;
 
 /// How one carrier uses a plugin.
 #[derive(Debug, Clone)]
@@ -247,10 +248,7 @@ impl PluginCarrier {
             },
             types::Failure::Misconfigured(reason) => {
                 tracing::error!(%reason, "carrier is misconfigured");
-                SubmitError::Permanent {
-                    code: "carrier_misconfigured".into(),
-                    reason,
-                }
+                SubmitError::Misconfigured(reason)
             }
         }
     }
@@ -351,7 +349,7 @@ fn wit_message(request: &SubmitRequest) -> types::Message {
         id: request.message_id.clone(),
         to: request.to.clone(),
         from: request.from.clone(),
-        text: request.parts.iter().map(|p| p.text.as_str()).collect(),
+        text: request.text.clone(),
         message_type: match request.message_type {
             MessageType::Otp => types::MessageType::Otp,
             MessageType::Transactional => types::MessageType::Transactional,

@@ -394,8 +394,9 @@ pub(super) struct PartChange<'a> {
     pub carrier_message_id: Option<&'a str>,
     pub error_code: Option<&'a str>,
     pub due_at: Option<i64>,
-    /// A new delivery attempt starts with this change.
-    pub new_attempt: bool,
+    /// Added to the part's attempt count: 1 when a delivery attempt starts
+    /// with this change, -1 when a claimed part is handed back unattempted.
+    pub attempts_delta: i64,
     pub detail: Option<&'a str>,
     pub at: i64,
 }
@@ -410,7 +411,7 @@ impl<'a> PartChange<'a> {
             carrier_message_id: None,
             error_code: None,
             due_at: None,
-            new_attempt: false,
+            attempts_delta: 0,
             detail: None,
             at,
         }
@@ -435,7 +436,7 @@ pub(super) fn change_part(
             change.carrier_message_id,
             change.error_code,
             change.due_at,
-            change.new_attempt as i64,
+            change.attempts_delta,
         ])?;
     if changed == 0 {
         return Ok(false);

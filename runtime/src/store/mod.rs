@@ -4,6 +4,7 @@
 //! small pool of read-only connections.
 
 pub mod accounts;
+pub mod inbound;
 pub mod messages;
 pub mod queue;
 pub mod reports;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
 pub use accounts::{AccountRecord, KeyRecord};
+pub use inbound::{InboundRecord, NewInbound};
 pub use messages::{
     CancelOutcome, EventRecord, Idempotency, InsertOutcome, ListFilter, MessageRecord, PartRecord,
 };

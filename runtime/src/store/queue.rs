@@ -26,6 +26,9 @@ pub enum SubmitOutcome {
     Accepted { carrier_message_id: String },
     /// Try again at `due_at`.
     Retry { due_at: i64, reason: String },
+    /// Not attempted (the carrier's rate or window is full): back to the
+    /// queue until `due_at`, without counting an attempt.
+    Deferred { due_at: i64, reason: String },
     /// The part will not be sent.
     Failed { code: String, reason: String },
 }
@@ -92,7 +95,7 @@ pub fn claim_due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Claime
             continue;
         }
         let mut change = PartChange::new(&message_id, index, Status::Sending, now);
-        change.new_attempt = true;
+        change.attempts_delta = 1;
         if change_part(conn, &change, segments)? {
             entry.attempt = entry.attempt.max(attempts + 1);
             entry.parts.push(index);
@@ -125,6 +128,14 @@ pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> 
                 change.detail = Some(reason);
                 change_part(conn, &change, segments)?;
             }
+            SubmitOutcome::Deferred { due_at, reason } => {
+                change.status = Status::Queued;
+                change.carrier = None;
+                change.due_at = Some(*due_at);
+                change.attempts_delta = -1;
+                change.detail = Some(reason);
+                change_part(conn, &change, segments)?;
+            }
             SubmitOutcome::Failed { code, reason } => {
                 change.status = Status::Failed;
                 change.error_code = Some(code);
@@ -154,13 +165,13 @@ pub fn requeue_interrupted(conn: &Connection, now: i64) -> Result<usize> {
     Ok(interrupted.len())
 }
 
-/// Parts a carrier acknowledged that still wait for a delivery report, with
-/// their recipient: `(carrier message id, to)`.
-pub fn awaiting_reports(conn: &Connection, carrier: &str) -> Result<Vec<(String, String)>> {
+/// Carrier ids of the parts `carrier` acknowledged that still wait for a
+/// delivery report.
+pub fn awaiting_reports(conn: &Connection, carrier: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare(
-        "SELECT p.carrier_message_id, m.to_number FROM parts p JOIN messages m ON m.id = p.message_id \
-         WHERE p.status = 'sent' AND p.carrier = ?1 AND p.carrier_message_id IS NOT NULL",
+        "SELECT carrier_message_id FROM parts \
+         WHERE status = 'sent' AND carrier = ?1 AND carrier_message_id IS NOT NULL",
     )?;
-    let rows = stmt.query_map([carrier], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let rows = stmt.query_map([carrier], |row| row.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

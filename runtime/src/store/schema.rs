@@ -117,6 +117,33 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at) WHERE state = 'pending';
     CREATE INDEX webhook_outbox_by_message ON webhook_outbox (message_id, id);
     "#,
+    // 3: inbound messages, carriers' callback secrets, and finding the
+    // latest message to a number (to file a reply under its account).
+    r#"
+    CREATE TABLE inbound_messages (
+        id                  TEXT PRIMARY KEY,
+        account_id          TEXT,
+        in_reply_to         TEXT,
+        carrier             TEXT NOT NULL,
+        carrier_message_id  TEXT NOT NULL,
+        from_number         TEXT NOT NULL,
+        to_number           TEXT NOT NULL,
+        body                TEXT NOT NULL,
+        sent_at             INTEGER NOT NULL,
+        received_at         INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- A carrier that repeats a callback does not store the message twice.
+    CREATE UNIQUE INDEX inbound_by_carrier_id ON inbound_messages (carrier, carrier_message_id);
+    CREATE INDEX inbound_by_account ON inbound_messages (account_id, id);
+
+    CREATE TABLE carrier_secrets (
+        carrier     TEXT PRIMARY KEY,
+        secret      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE INDEX messages_by_recipient ON messages (to_number, id);
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.

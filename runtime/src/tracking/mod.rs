@@ -1,42 +1,47 @@
-//! Delivery tracking: applies carriers' delivery reports to parts, in
-//! batches, and thereby moves messages to their final state.
+//! Delivery tracking: what a carrier's callback brings — delivery reports,
+//! which move parts (and so messages) to their final state, and inbound
+//! messages — is written in one transaction before the carrier gets its
+//! answer, so a report acknowledged is a report kept.
 
-use tokio::sync::mpsc;
-
+use crate::store::inbound::{NewInbound, insert_inbound};
 use crate::store::reports::{ReportOutcome, apply_report};
 use crate::store::{DeliveryReport, Store};
 
-/// Most reports applied in one write.
-const BATCH: usize = 1024;
+/// What one callback changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Reports that moved a part.
+    pub applied: usize,
+    /// Duplicates, out-of-order and non-final reports.
+    pub ignored: usize,
+    /// Reports for carrier ids not recorded yet, kept for when they are.
+    pub early: usize,
+    /// Inbound messages stored (repeats of one already stored are not).
+    pub inbound: usize,
+}
 
-/// Applies reports until every sender is gone.
-pub async fn run(store: Store, mut reports: mpsc::UnboundedReceiver<DeliveryReport>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while reports.recv_many(&mut batch, BATCH).await > 0 {
-        let pending = std::mem::take(&mut batch);
-        let count = pending.len();
-        let result = store
-            .write(move |conn| {
-                let now = crate::time::now_ms();
-                let mut early = 0;
-                for report in &pending {
-                    if apply_report(conn, report, now)? == ReportOutcome::Early {
-                        early += 1;
-                    }
+pub async fn apply(
+    store: &Store,
+    reports: Vec<DeliveryReport>,
+    inbound: Vec<NewInbound>,
+) -> crate::store::Result<Applied> {
+    store
+        .write(move |conn| {
+            let now = crate::time::now_ms();
+            let mut applied = Applied::default();
+            for report in &reports {
+                match apply_report(conn, report, now)? {
+                    ReportOutcome::Applied => applied.applied += 1,
+                    ReportOutcome::Ignored => applied.ignored += 1,
+                    ReportOutcome::Early => applied.early += 1,
                 }
-                Ok(early)
-            })
-            .await;
-        match result {
-            Ok(early) if early > 0 => {
-                tracing::debug!(
-                    count,
-                    early,
-                    "delivery reports for unknown carrier ids kept for later"
-                )
             }
-            Ok(_) => {}
-            Err(err) => tracing::error!(error = %err, count, "applying delivery reports failed"),
-        }
-    }
+            for message in &inbound {
+                if insert_inbound(conn, message, now)? {
+                    applied.inbound += 1;
+                }
+            }
+            Ok(applied)
+        })
+        .await
 }

@@ -34,7 +34,7 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.dispatch.retry_base_ms = 20;
     config.dispatch.retry_max_ms = 200;
     config.dispatch.poll_interval_ms = 20;
-    config.loopback.delivery_delay_ms = 10;
+    config.sandbox.settings = json!({"dlr_delay_ms": 10});
     // Test receivers listen on 127.0.0.1, which webhooks refuse by default.
     config.webhooks.allow_private_networks = true;
     config.webhooks.poll_interval_ms = 20;
@@ -68,6 +68,7 @@ impl TestServer {
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        config.listen = addr;
         let pigeon = Pigeon::start(&config, Some(ADMIN_KEY.into()))
             .await
             .unwrap();

@@ -1,0 +1,265 @@
+//! Carriers: the operator's list (`GET /v1/carriers`), the callback route
+//! carriers call with delivery reports and inbound messages, and the inbound
+//! messages each account may read (`GET /v1/inbound`).
+
+use std::sync::atomic::Ordering;
+
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{StatusCode, http};
+use serde_json::{Value, json};
+
+use super::json::{query_params, read_body};
+use super::{ApiError, App, Response, json_response};
+use crate::auth::Principal;
+use crate::carriers::{CarrierCounters, CarrierHandle};
+use crate::plugins::{CallbackError, CallbackRequest};
+use crate::store::inbound::{self, NewInbound};
+use crate::time::to_rfc3339;
+
+/// `GET /v1/carriers`: operator admins only.
+pub async fn list(app: &App, principal: &Principal) -> Result<Response, ApiError> {
+    if !principal.operator {
+        return Err(ApiError::forbidden());
+    }
+    let data: Vec<Value> = app.carriers.all().iter().map(|c| carrier_json(c)).collect();
+    Ok(json_response(StatusCode::OK, &json!({ "data": data })))
+}
+
+fn carrier_json(carrier: &CarrierHandle) -> Value {
+    let plugin = carrier.plugin();
+    let info = plugin.info();
+    let stats = plugin.stats();
+    let reload_error = plugin.reload_error();
+    let c = &carrier.counters;
+    let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let state = if carrier.misconfigured.load(Ordering::Relaxed) {
+        "misconfigured"
+    } else {
+        "active"
+    };
+    json!({
+        "name": carrier.name(),
+        "state": state,
+        "plugin": {
+            "name": info.name,
+            "version": info.version,
+            "contract_version": info.contract_version,
+            "capabilities": info.capabilities,
+            "path": plugin.path().display().to_string(),
+            "reload_error": reload_error,
+        },
+        "base_url": carrier.base_url,
+        "callback_url": carrier.callback_url,
+        "countries": carrier.config.countries,
+        "price": carrier.config.price,
+        "tps": carrier.config.tps,
+        "window": carrier.config.window,
+        "in_flight": carrier.in_flight(),
+        "counters": {
+            "submitted": read(&c.submitted),
+            "parts_submitted": read(&c.parts_submitted),
+            "failed": read(&c.failed),
+            "retried": read(&c.retried),
+            "throttled": read(&c.throttled),
+            "deferred": read(&c.deferred),
+            "dlrs": read(&c.dlrs),
+            "inbound": read(&c.inbound),
+            "callbacks_rejected": read(&c.callbacks_rejected),
+        },
+        "plugin_calls": {
+            "calls": stats.calls,
+            "traps": stats.traps,
+            "deadlines": stats.deadlines,
+            "memory_exceeded": stats.memory_exceeded,
+            "reloads": stats.reloads,
+            "reload_failures": stats.reload_failures,
+        },
+    })
+}
+
+/// `GET|POST /v1/carriers/{name}/callback/{secret}/{path}`: no API key; the
+/// secret in the path is the credential. An unknown carrier and a wrong
+/// secret both answer 404, so neither can be probed for.
+pub async fn callback(
+    app: &App,
+    name: &str,
+    secret: &str,
+    path: &str,
+    parts: &http::request::Parts,
+    body: Incoming,
+) -> Result<Response, ApiError> {
+    let carrier = app
+        .carriers
+        .get(name)
+        .filter(|c| c.secret_matches(secret))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no such endpoint: {}", parts.uri.path()),
+            )
+        })?;
+    let body = read_body(body).await?;
+    let request = CallbackRequest {
+        method: parts.method.clone(),
+        path: format!("/{path}"),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    let counters = &carrier.counters;
+    let outcome = match carrier.carrier.parse_callback(request).await {
+        Ok(outcome) => outcome,
+        Err(CallbackError::Rejected(reason)) => {
+            CarrierCounters::add(&counters.callbacks_rejected, 1);
+            tracing::warn!(carrier = name, %reason, "carrier callback rejected by the plugin");
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "callback_rejected",
+                reason,
+            ));
+        }
+        Err(CallbackError::Method(method)) => {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed here"),
+            ));
+        }
+        Err(CallbackError::Call(e)) => {
+            // Our fault, not the carrier's: ask it to try again later.
+            CarrierCounters::add(&counters.callbacks_rejected, 1);
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "plugin_failed",
+                e.to_string(),
+            ));
+        }
+    };
+    let reports = outcome.reports.len();
+    let inbound: Vec<NewInbound> = outcome
+        .inbound
+        .into_iter()
+        .map(|m| NewInbound {
+            carrier: m.carrier,
+            carrier_message_id: m.carrier_message_id,
+            from: e164_or_raw(&m.from),
+            to: e164_or_raw(&m.to),
+            text: m.text,
+            sent_at: m.at,
+        })
+        .collect();
+    let applied = crate::tracking::apply(&app.store, outcome.reports, inbound).await?;
+    CarrierCounters::add(&counters.dlrs, reports as u64);
+    CarrierCounters::add(&counters.inbound, applied.inbound as u64);
+    if applied.early > 0 || applied.ignored > 0 {
+        tracing::debug!(
+            carrier = name,
+            early = applied.early,
+            ignored = applied.ignored,
+            "delivery reports kept out of parts' state (early, duplicate or not final)"
+        );
+    }
+    let mut response = hyper::Response::new(Full::new(outcome.response.body.into()));
+    *response.status_mut() =
+        StatusCode::from_u16(outcome.response.status).unwrap_or(StatusCode::OK);
+    for (name, value) in outcome.response.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    Ok(response)
+}
+
+/// A number as E.164 when it reads as one (carriers often drop the `+`).
+fn e164_or_raw(number: &str) -> String {
+    let candidate = if number.starts_with('+') {
+        number.to_owned()
+    } else {
+        format!("+{number}")
+    };
+    crate::numbers::normalize(&candidate, None)
+        .map(|r| r.e164)
+        .unwrap_or_else(|_| number.to_owned())
+}
+
+/// `GET /v1/inbound`: the caller's account's inbound messages, newest first
+/// (`limit`, `cursor`). Operator admins see every account's, and those filed
+/// under none.
+pub async fn list_inbound(
+    app: &App,
+    principal: &Principal,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    let mut limit = 50;
+    let mut cursor = None;
+    for (key, value) in query_params(query) {
+        match key.as_str() {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::invalid("invalid_limit", "limit", "`limit` must be 1 to 100")
+                    })?
+            }
+            "cursor" if value.starts_with("in_") => cursor = Some(value),
+            "cursor" => {
+                return Err(ApiError::invalid(
+                    "invalid_cursor",
+                    "cursor",
+                    "unknown cursor",
+                ));
+            }
+            other => {
+                return Err(ApiError::invalid(
+                    "unknown_parameter",
+                    other,
+                    format!("`{other}` is not a parameter of this request"),
+                ));
+            }
+        }
+    }
+    let everyone = principal.operator && principal.role == crate::auth::Role::Admin;
+    let account = (!everyone).then(|| principal.account_id.clone());
+    let records = app
+        .store
+        .read(move |c| inbound::list_inbound(c, account.as_deref(), cursor.as_deref(), limit))
+        .await?;
+    let next_cursor = (records.len() == limit)
+        .then(|| records.last().map(|r| r.id.clone()))
+        .flatten();
+    let data: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "account_id": r.account_id,
+                "in_reply_to": r.in_reply_to,
+                "carrier": r.carrier,
+                "carrier_message_id": r.carrier_message_id,
+                "from": r.from,
+                "to": r.to,
+                "text": r.text,
+                "sent_at": to_rfc3339(r.sent_at),
+                "received_at": to_rfc3339(r.received_at),
+            })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"data": data, "next_cursor": next_cursor}),
+    ))
+}

@@ -1,0 +1,347 @@
+//! The carriers Pigeon sends through: each a plugin with its configuration,
+//! pacing, callback secret and counters, and the choice of carrier for a
+//! message.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::pacing::Rate;
+use super::sandbox::SandboxEndpoint;
+use crate::config::{CarrierConfig, Config, SANDBOX_CARRIER};
+use crate::plugins::{
+    CarrierSpec, HttpClient, Limits, LoadError, Plugin, PluginCarrier, PluginEngine,
+};
+use crate::store::{MessageRecord, Store, StoreError, inbound};
+
+/// Longest a submission waits for its carrier's rate or window before it
+/// goes back to the queue instead (so a slow carrier does not hold up the
+/// dispatcher's slots).
+const MAX_PACING_WAIT: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CarrierError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("carrier `{carrier}`: no plugin `{plugin}` (looked for {looked})")]
+    UnknownPlugin {
+        carrier: String,
+        plugin: String,
+        looked: String,
+    },
+    #[error("cannot start the sandbox carrier's endpoint: {0}")]
+    Sandbox(std::io::Error),
+}
+
+/// What happened on one carrier, since start.
+#[derive(Debug, Default)]
+pub struct CarrierCounters {
+    /// Submissions the carrier accepted, and their parts.
+    pub submitted: AtomicU64,
+    pub parts_submitted: AtomicU64,
+    /// Submissions that failed for good.
+    pub failed: AtomicU64,
+    /// Submissions to try again (retryable failures and throttling).
+    pub retried: AtomicU64,
+    pub throttled: AtomicU64,
+    /// Submissions handed back to the queue by pacing.
+    pub deferred: AtomicU64,
+    pub dlrs: AtomicU64,
+    pub inbound: AtomicU64,
+    /// Callbacks the plugin refused or could not parse.
+    pub callbacks_rejected: AtomicU64,
+}
+
+impl CarrierCounters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// One configured carrier.
+pub struct CarrierHandle {
+    pub config: CarrierConfig,
+    pub carrier: PluginCarrier,
+    pub callback_secret: String,
+    /// Where the carrier calls back (shown to operators).
+    pub callback_url: String,
+    pub base_url: String,
+    rate: Rate,
+    window: Arc<Semaphore>,
+    pub counters: CarrierCounters,
+    /// The last submission failed as misconfigured (cleared by a success).
+    pub misconfigured: AtomicBool,
+}
+
+/// Permission to submit: a slot of the carrier's window.
+pub type Admission = OwnedSemaphorePermit;
+
+impl CarrierHandle {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        self.carrier.plugin()
+    }
+
+    /// Submissions in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.config.window - self.window.available_permits()
+    }
+
+    /// Waits for the carrier's rate and window to allow `parts` more parts,
+    /// or says how long to put them back in the queue for.
+    pub async fn admit(&self, parts: usize) -> Result<Admission, Duration> {
+        let wait = self.rate.reserve(parts, Instant::now());
+        if wait > MAX_PACING_WAIT {
+            self.rate.release(parts);
+            return Err(wait);
+        }
+        let acquire = self.window.clone().acquire_owned();
+        let permit = match tokio::time::timeout(MAX_PACING_WAIT, acquire).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                self.rate.release(parts);
+                return Err(MAX_PACING_WAIT);
+            }
+        };
+        tokio::time::sleep(wait).await;
+        Ok(permit)
+    }
+
+    /// Whether `secret` is this carrier's callback secret (constant time).
+    pub fn secret_matches(&self, secret: &str) -> bool {
+        let (a, b) = (self.callback_secret.as_bytes(), secret.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// Every carrier, the sandbox first.
+pub struct CarrierSet {
+    carriers: Vec<Arc<CarrierHandle>>,
+    by_name: HashMap<String, usize>,
+    /// Live traffic goes to the sandbox: no carriers are configured.
+    live_to_sandbox: bool,
+    sandbox_endpoint: SandboxEndpoint,
+    plugins: Vec<Arc<Plugin>>,
+}
+
+impl CarrierSet {
+    /// Loads each carrier's plugin, has it check its settings, and starts
+    /// the sandbox's fake endpoint. `listen` is where this Pigeon's own API
+    /// is reachable (the sandbox calls back there).
+    pub async fn load(
+        config: &Config,
+        store: &Store,
+        engine: &PluginEngine,
+        client: HttpClient,
+    ) -> Result<Self, CarrierError> {
+        let local_api = local_base_url(config.listen);
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| local_api.clone());
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        let sandbox_endpoint = SandboxEndpoint::start(client.clone())
+            .await
+            .map_err(CarrierError::Sandbox)?;
+
+        let mut sandbox = CarrierConfig::new(SANDBOX_CARRIER, "simulator");
+        sandbox.settings = config.sandbox.settings.clone();
+        sandbox.tps = config.sandbox.tps;
+        sandbox.window = config.sandbox.window;
+        let limits = Limits {
+            memory_bytes: config.plugins.memory_mib << 20,
+            deadline: Duration::from_millis(config.plugins.deadline_ms),
+            ..Limits::default()
+        };
+
+        let mut plugins: HashMap<PathBuf, Arc<Plugin>> = HashMap::new();
+        let mut carriers = Vec::new();
+        for carrier_config in std::iter::once(sandbox).chain(config.carriers.iter().cloned()) {
+            let path = plugin_path(&carrier_config, config.plugins.dir.as_deref())?;
+            let plugin = match plugins.get(&path) {
+                Some(plugin) => plugin.clone(),
+                None => {
+                    let engine = engine.clone();
+                    let load_path = path.clone();
+                    let plugin = tokio::task::spawn_blocking(move || {
+                        Plugin::load(&engine, load_path, limits)
+                    })
+                    .await
+                    .map_err(|e| LoadError::Engine(format!("loading task failed: {e}")))??;
+                    plugins.insert(path, plugin.clone());
+                    plugin
+                }
+            };
+            let name = carrier_config.name.clone();
+            let secret = match &carrier_config.callback_secret {
+                Some(secret) => secret.clone(),
+                None => {
+                    let name = name.clone();
+                    store
+                        .write(move |c| inbound::callback_secret(c, &name, crate::time::now_ms()))
+                        .await?
+                }
+            };
+            let callback_path = format!("/v1/carriers/{name}/callback/{secret}");
+            let callback_url = format!("{public_url}{callback_path}");
+            let is_simulator = plugin.info().name == "simulator";
+            let base_url = match (&carrier_config.base_url, is_simulator) {
+                (Some(url), _) => url.clone(),
+                (None, true) => {
+                    sandbox_endpoint.register(&name, format!("{local_api}{callback_path}"))
+                }
+                (None, false) => {
+                    return Err(CarrierError::UnknownPlugin {
+                        carrier: name,
+                        plugin: carrier_config.plugin.clone(),
+                        looked: "a base_url (only the simulator has a default)".into(),
+                    });
+                }
+            };
+            let spec = CarrierSpec {
+                name: name.clone(),
+                base_url: base_url.clone(),
+                settings: carrier_config.settings.clone(),
+                timeout: Duration::from_millis(carrier_config.timeout_ms),
+                max_response_bytes: 1 << 20,
+                callback_url: callback_url.clone(),
+            };
+            let carrier = PluginCarrier::new(spec, plugin, client.clone()).await?;
+            let info = carrier.plugin().info();
+            tracing::info!(
+                carrier = %name,
+                plugin = %info.name,
+                version = %info.version,
+                %base_url,
+                "carrier ready"
+            );
+            carriers.push(Arc::new(CarrierHandle {
+                rate: Rate::per_second(carrier_config.tps),
+                window: Arc::new(Semaphore::new(carrier_config.window)),
+                config: carrier_config,
+                carrier,
+                callback_secret: secret,
+                callback_url,
+                base_url,
+                counters: CarrierCounters::default(),
+                misconfigured: AtomicBool::new(false),
+            }));
+        }
+        let by_name = carriers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name().to_owned(), i))
+            .collect();
+        let live_to_sandbox = config.carriers.is_empty();
+        if live_to_sandbox {
+            tracing::warn!(
+                "no [[carriers]] configured: live messages go to the sandbox carrier and reach no handset"
+            );
+        }
+        Ok(Self {
+            carriers,
+            by_name,
+            live_to_sandbox,
+            sandbox_endpoint,
+            plugins: plugins.into_values().collect(),
+        })
+    }
+
+    pub fn all(&self) -> &[Arc<CarrierHandle>] {
+        &self.carriers
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<CarrierHandle>> {
+        self.by_name.get(name).map(|&i| &self.carriers[i])
+    }
+
+    /// The loaded plugins (each once, however many carriers use it).
+    pub fn plugins(&self) -> &[Arc<Plugin>] {
+        &self.plugins
+    }
+
+    pub fn sandbox_endpoint(&self) -> &SandboxEndpoint {
+        &self.sandbox_endpoint
+    }
+
+    /// The carrier for a message: the sandbox for sandbox messages (and for
+    /// all when no carriers are configured); otherwise the cheapest carrier
+    /// that serves the destination country, the first configured on a tie.
+    pub fn route(&self, message: &MessageRecord) -> Option<&Arc<CarrierHandle>> {
+        if message.sandbox || self.live_to_sandbox {
+            return self.carriers.first();
+        }
+        let country = message.country.as_deref();
+        self.carriers[1..]
+            .iter()
+            .filter(|c| c.config.serves(country))
+            .min_by(|a, b| {
+                let price = |c: &CarrierHandle| c.config.price_for(country).unwrap_or(f64::MAX);
+                price(a).total_cmp(&price(b))
+            })
+    }
+}
+
+/// `http://{listen}`, with an unspecified address replaced by loopback.
+fn local_base_url(listen: std::net::SocketAddr) -> String {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
+
+/// Where a carrier's plugin is: a path to a `.wasm` file as given, else
+/// `<plugins.dir>/<name>.wasm`, else the plugin of that name built with Pigeon.
+fn plugin_path(carrier: &CarrierConfig, dir: Option<&Path>) -> Result<PathBuf, CarrierError> {
+    let name = carrier.plugin.as_str();
+    if name.ends_with(".wasm") || name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    let mut looked = Vec::new();
+    if let Some(dir) = dir {
+        let path = dir.join(format!("{name}.wasm"));
+        if path.exists() {
+            return Ok(path);
+        }
+        looked.push(path.display().to_string());
+    }
+    if let Some(path) = bundled_plugin(name) {
+        if Path::new(path).exists() {
+            return Ok(PathBuf::from(path));
+        }
+        looked.push(path.to_owned());
+    }
+    Err(CarrierError::UnknownPlugin {
+        carrier: carrier.name.clone(),
+        plugin: name.to_owned(),
+        looked: if looked.is_empty() {
+            "plugins.dir and the plugins built with Pigeon".into()
+        } else {
+            looked.join(", ")
+        },
+    })
+}
+
+/// The `.wasm` built from `plugins/<name>` by build.rs, if it built.
+fn bundled_plugin(name: &str) -> Option<&'static str> {
+    match name {
+        "simulator" => option_env!("PIGEON_PLUGIN_SIMULATOR"),
+        "http-json" => option_env!("PIGEON_PLUGIN_HTTP_JSON"),
+        "kannel" => option_env!("PIGEON_PLUGIN_KANNEL"),
+        "vonage" => option_env!("PIGEON_PLUGIN_VONAGE"),
+        _ => None,
+    }
+}
