@@ -62,12 +62,16 @@ impl Pigeon {
         let client = crate::plugins::http_client()
             .map_err(|e| CarrierError::Load(LoadError::Engine(e.to_string())))?;
         let carriers = Arc::new(CarrierSet::load(config, &store, &engine, client).await?);
-        let sandbox = &carriers.all()[0];
-        let name = sandbox.name().to_owned();
-        let awaiting = store
-            .read(move |c| queue::awaiting_reports(c, &name))
-            .await?;
-        carriers.sandbox_endpoint().resume(sandbox.name(), awaiting);
+        // The fake carrier keeps nothing across restarts: it sends again the
+        // reports it still owes, from the carrier ids.
+        let endpoint = carriers.sandbox_endpoint();
+        for carrier in carriers.all().iter().filter(|c| endpoint.serves(c.name())) {
+            let name = carrier.name().to_owned();
+            let awaiting = store
+                .read(move |c| queue::awaiting_reports(c, &name))
+                .await?;
+            endpoint.resume(carrier.name(), awaiting);
+        }
         let plugin_reloader = (config.plugins.reload_interval_ms > 0).then(|| {
             crate::plugins::watch(
                 carriers.plugins().to_vec(),

@@ -104,6 +104,13 @@ struct Args {
     #[arg(long, value_name = "SECS")]
     schedule_in: Option<u64>,
 
+    /// After the load, wait until no message is left queued, sending or
+    /// sent (awaiting its delivery report), and report the end-to-end rate:
+    /// messages accepted / time from the start until the last one was final.
+    /// Use with `--warmup 0`.
+    #[arg(long, conflicts_with = "schedule_in")]
+    drain: bool,
+
     /// Print a single JSON object instead of the human-readable report.
     #[arg(long)]
     json: bool,
@@ -220,7 +227,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let elapsed = measure_start.elapsed();
 
-    let report = Report::new(stats, elapsed);
+    let mut report = Report::new(stats, elapsed);
+    if args.drain {
+        wait_until_final(&shared).await?;
+        report.final_after_s = Some(measure_start.elapsed().as_secs_f64());
+    }
     if args.json {
         println!("{}", report.json(&args));
     } else {
@@ -234,6 +245,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bail!("no message was accepted; first error: {first}");
     }
     Ok(())
+}
+
+/// Polls the message list until no message is queued, sending or sent
+/// (gives up after 5 minutes).
+async fn wait_until_final(shared: &Shared) -> anyhow::Result<()> {
+    let mut conn = connect(&shared.target.addrs).await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    'poll: loop {
+        ensure!(
+            Instant::now() < deadline,
+            "messages still in flight after 5 minutes"
+        );
+        for status in ["queued", "sending", "sent"] {
+            let uri = shared
+                .target
+                .uri(&format!("/v1/messages?status={status}&limit=1"))?;
+            let request = shared
+                .target
+                .request(Method::GET, uri, &shared.auth, String::new())?;
+            let reply = send(&mut conn, request).await?;
+            ensure!(
+                reply.status == StatusCode::OK,
+                "listing {status} messages answered {}",
+                reply.status
+            );
+            let list: Value = serde_json::from_slice(&reply.body)?;
+            if list["data"].as_array().is_some_and(|d| !d.is_empty()) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue 'poll;
+            }
+        }
+        return Ok(());
+    }
 }
 
 /// Where the server is: resolved socket addresses, `Host` header and base path.
@@ -567,6 +611,8 @@ struct Report {
     elapsed_s: f64,
     /// p50, p90, p99, p99.9 and max, in milliseconds; `None` when nothing was measured.
     latency_ms: Option<[f64; 5]>,
+    /// With `--drain`: seconds from the start until every message was final.
+    final_after_s: Option<f64>,
 }
 
 const PERCENTILES: [(&str, f64); 5] = [
@@ -601,7 +647,14 @@ impl Report {
             reconnects: stats.reconnects,
             elapsed_s: elapsed.as_secs_f64(),
             latency_ms,
+            final_after_s: None,
         }
+    }
+
+    fn end_to_end_per_s(&self) -> Option<f64> {
+        self.final_after_s
+            .filter(|s| *s > 0.0)
+            .map(|s| self.accepted as f64 / s)
     }
 
     fn accepted_per_s(&self) -> f64 {
@@ -643,6 +696,10 @@ impl Report {
         );
         println!("elapsed           {:.3} s", self.elapsed_s);
         println!("throughput        {:.1} accepted/s", self.accepted_per_s());
+        if let (Some(after), Some(rate)) = (self.final_after_s, self.end_to_end_per_s()) {
+            println!("all final after   {after:.3} s");
+            println!("end to end        {rate:.1} messages/s");
+        }
         match &self.latency_ms {
             Some(values) => {
                 let parts: Vec<_> = PERCENTILES
@@ -693,6 +750,8 @@ impl Report {
             "elapsed_s": round(self.elapsed_s, 3),
             "accepted_per_s": round(self.accepted_per_s(), 1),
             "latency_ms": latency,
+            "final_after_s": self.final_after_s.map(|s| round(s, 3)),
+            "end_to_end_per_s": self.end_to_end_per_s().map(|r| round(r, 1)),
         })
     }
 }

@@ -112,6 +112,11 @@ impl SandboxEndpoint {
         format!("http://{}/{carrier}", self.addr)
     }
 
+    /// Whether `carrier` sends to this fake carrier.
+    pub fn serves(&self, carrier: &str) -> bool {
+        lock(&self.state.callbacks).contains_key(carrier)
+    }
+
     /// Sends the reports still owed for parts accepted before a restart.
     pub fn resume(&self, carrier: &str, carrier_ids: Vec<String>) {
         let reports: Vec<Report> = carrier_ids
@@ -336,7 +341,11 @@ async fn send_reports(state: Arc<State>) {
                 ));
             }
         }
-        futures_join_all(sends).await;
+        // One request per carrier and chunk, all at once.
+        let sends: Vec<_> = sends.into_iter().map(tokio::spawn).collect();
+        for send in sends {
+            let _ = send.await;
+        }
     }
 }
 
@@ -372,12 +381,4 @@ async fn send_batch(state: Arc<State>, url: String, reports: Vec<Report>) {
         .collect();
     tracing::warn!(%url, error = %outcome, retrying = retry.len(), "sandbox: delivery report callback failed");
     state.schedule(crate::time::now_ms() + 1000, retry);
-}
-
-/// Runs the futures concurrently and waits for all of them.
-async fn futures_join_all(futures: Vec<impl Future<Output = ()> + Send + 'static>) {
-    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    for handle in handles {
-        let _ = handle.await;
-    }
 }
