@@ -1,14 +1,15 @@
 //! Builds the WebAssembly carrier plugins, so `cargo build` alone produces a
 //! runnable Pigeon.
 //!
-//! Every crate under `plugins/*/` and the host's test guest
-//! (`tests/guests/`) is compiled for `wasm32-wasip2` in release by a nested
-//! cargo with its own target directory (`target/wasm-plugins`: the outer
-//! cargo holds the lock on the main one). Each component's path is passed on
-//! as `PIGEON_PLUGIN_<NAME>` (`simulator` → `PIGEON_PLUGIN_SIMULATOR`) and
-//! `PIGEON_TEST_GUEST`. Cargo's own freshness checks make the nested builds
-//! cheap when nothing changed, and this script reruns only when plugins/,
-//! sdk/ or the test guest change.
+//! Every crate under `plugins/*/`, the host's test guest (`tests/guests/`)
+//! and the copyable adapter `examples/carrier-template/` are compiled for
+//! `wasm32-wasip2` in release by a nested cargo with its own target directory
+//! (`target/wasm-plugins`: the outer cargo holds the lock on the main one).
+//! Each component's path is passed on as `PIGEON_PLUGIN_<NAME>` (`simulator`
+//! → `PIGEON_PLUGIN_SIMULATOR`), `PIGEON_TEST_GUEST` and
+//! `PIGEON_CARRIER_TEMPLATE`. Cargo's own freshness checks make the nested
+//! builds cheap when nothing changed, and this script reruns only when
+//! plugins/, sdk/, the test guest or the template's sources change.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,12 +23,18 @@ fn main() {
         .expect("runtime/ is inside the workspace")
         .to_owned();
     let target_dir = workspace.join("target").join("wasm-plugins");
+    let template = workspace.join("examples/carrier-template");
 
+    // Only what goes into the component: the template's own `target/` (from
+    // `cargo test` in its folder) and its fixtures must not rerun this.
     for watched in [
         workspace.join("plugins"),
         workspace.join("sdk"),
         manifest_dir.join("tests/guests/src"),
         manifest_dir.join("tests/guests/Cargo.toml"),
+        template.join("src"),
+        template.join("Cargo.toml"),
+        template.join("Cargo.lock"),
     ] {
         println!("cargo:rerun-if-changed={}", watched.display());
     }
@@ -62,6 +69,29 @@ fn main() {
                     println!("cargo:warning=plugin `{name}`: {line}");
                 }
                 println!("cargo:warning=plugin `{name}` did not build for {TARGET}; left out");
+            }
+        }
+    }
+
+    // The carrier template, for the test that runs it end to end
+    // (tests/carrier_template.rs). Like a bundled plugin, one that does not
+    // build is a warning (that test then does not compile), not a failed
+    // runtime build.
+    let template_manifest = template.join("Cargo.toml");
+    if template_manifest.exists() {
+        match build(&template_manifest, &target_dir) {
+            Ok(()) => println!(
+                "cargo:rustc-env=PIGEON_CARRIER_TEMPLATE={}",
+                wasm_path(&target_dir, "carrier-template").display()
+            ),
+            Err(output) => {
+                for line in output.lines().filter(|l| l.starts_with("error")).take(5) {
+                    println!("cargo:warning=carrier template: {line}");
+                }
+                println!(
+                    "cargo:warning=examples/carrier-template did not build for {TARGET}; \
+                     PIGEON_CARRIER_TEMPLATE is not set"
+                );
             }
         }
     }

@@ -442,3 +442,57 @@ async fn a_plugin_replaced_under_load_loses_nothing() {
         dev.wait_for_status(id, "delivered").await;
     }
 }
+
+/// A carrier that answers every request with `401 Unauthorized`.
+async fn refusing_carrier() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0; 65536];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_misconfigured_carrier_keeps_messages_waiting_and_says_so() {
+    let base_url = refusing_carrier().await;
+    let server = TestServer::start_with(|config| {
+        let mut carrier = test_guest("bad-creds", "ok", &["*"]);
+        carrier.base_url = Some(base_url);
+        config.dispatch.max_attempts = 1;
+        config.carriers = vec![carrier];
+    })
+    .await;
+    let dev = new_tenant(&server.admin(), "acme").await.developer;
+    let id = dev
+        .send_message(json!({"to": "+84912345678", "body": "hi"}))
+        .await;
+    let carrier = wait_until("the carrier to be flagged", || async {
+        let c = carrier(&server, "bad-creds").await;
+        (c["state"] == "misconfigured").then_some(c)
+    })
+    .await;
+    assert!(carrier["counters"]["retried"].as_u64().unwrap() >= 1);
+    // Even with max_attempts = 1 the message is not failed: it waits for
+    // the operator, its attempt not counted.
+    let message = wait_until("the part to be queued again", || async {
+        let (_, m) = dev.get(&format!("/v1/messages/{id}")).await;
+        (m["parts"][0]["status"] == "queued").then_some(m)
+    })
+    .await;
+    assert_eq!(message["parts"][0]["attempts"], 0, "{message}");
+    let detail = message["events"].as_array().unwrap().last().unwrap()["detail"].clone();
+    assert!(
+        detail.as_str().unwrap().contains("carrier misconfigured"),
+        "{detail}"
+    );
+}

@@ -3,14 +3,19 @@
 //! with your carrier's.
 //!
 //! Acme's API, as this adapter assumes it:
-//! - `POST /v1/sms`, HTTP basic auth, a form body `to`, `from`, `text` and
-//!   `udh` (hex, for concatenated parts). One request per SMS part; `200`
-//!   answers `{"id": "..."}`, `429` has `Retry-After`, `400` answers
+//! - `POST /v1/sms`, HTTP basic auth, a form body `to`, `from`, `text`,
+//!   `udh` (hex, for concatenated parts; absent for a single SMS) and
+//!   `callback_url` (where to report on this SMS). One request per SMS part;
+//!   `200` answers `{"id": "..."}`, `429` has `Retry-After`, `400` answers
 //!   `{"error": "...", "detail": "..."}`, `401` means bad credentials.
-//! - Delivery reports: `POST` to our callback URL with a form body `id`,
-//!   `status` (`DELIVRD`, `UNDELIV`, `EXPIRED`, `REJECTD`, `ACCEPTD`), `err`
-//!   and `ts` (Unix seconds), signed with `X-Acme-Signature`: hex
+//! - Delivery reports: `POST` to the part's `callback_url` with a form body
+//!   `id`, `status` (`DELIVRD`, `UNDELIV`, `EXPIRED`, `REJECTD`, `ACCEPTD`),
+//!   `err` and `ts` (Unix seconds), signed with `X-Acme-Signature`: hex
 //!   HMAC-SHA256 of the body under the webhook secret.
+//!
+//! The `callback_url` this adapter hands Acme is this carrier's callback URL
+//! in Pigeon (`pigeon_sdk::host::callback_url()`) followed by `/dlr`, so the
+//! reports come back to `parse_callback` with the path `/dlr`.
 
 use pigeon_sdk::Carrier;
 use pigeon_sdk::encoding::hex_encode;
@@ -66,11 +71,15 @@ impl Continuation {
     /// The request for the next part to send.
     fn next_request(&self, settings: &Settings) -> HttpRequest {
         let (text, udh) = &self.parts[self.ids.len()];
+        // Where Acme reports on this part: Pigeon's callback URL for this
+        // carrier, with a path of our own.
+        let report_url = format!("{}/dlr", pigeon_sdk::host::callback_url());
         let mut form = vec![("to", self.to.as_str()), ("from", self.from.as_str())];
         form.push(("text", text));
         if !udh.is_empty() {
             form.push(("udh", udh));
         }
+        form.push(("callback_url", &report_url));
         HttpRequest::post("/v1/sms")
             .with_basic_auth(&settings.username, &settings.password)
             .with_form(&form)
@@ -166,6 +175,10 @@ impl Carrier for Acme {
 
     fn parse_callback(settings: &str, request: CallbackRequest) -> Result<CallbackReply, String> {
         let settings = Settings::parse(settings)?;
+        // The path after the callback URL: `/dlr`, as `next_request` asked.
+        if request.path != "/dlr" {
+            return Err(format!("unknown callback path {}", request.path));
+        }
         if let Some(secret) = &settings.webhook_secret {
             let signature = request
                 .header("X-Acme-Signature")

@@ -240,12 +240,16 @@ async fn submit(
             vec![retry(Duration::from_millis(retry_after_ms), reason); request.parts.len()]
         }
         Err(SubmitError::Misconfigured(reason)) => {
-            // Not the message's fault: keep it until an operator fixes the
-            // carrier (or its validity runs out).
-            let reason = format!("carrier misconfigured: {reason}");
+            // Not the message's fault: it waits, without using up its
+            // attempts, until an operator fixes the carrier or its validity
+            // runs out.
             count(&counters.retried);
             carrier.misconfigured.store(true, Ordering::Relaxed);
-            vec![retry(Duration::from_millis(config.retry_max_ms), reason); request.parts.len()]
+            let outcome = SubmitOutcome::Deferred {
+                due_at: now + config.retry_max_ms as i64,
+                reason: format!("carrier misconfigured: {reason}"),
+            };
+            vec![outcome; request.parts.len()]
         }
         Err(SubmitError::Permanent { code, reason }) => {
             tracing::info!(%code, %reason, "permanent carrier failure");

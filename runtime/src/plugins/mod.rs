@@ -9,7 +9,7 @@
 //! plugin's [`PluginStats`]. A [`Plugin`] can be reloaded from disk while
 //! calls are in flight ([`Plugin::reload_if_changed`], [`watch`]).
 //!
-//! Not wired into the dispatcher or the configuration yet.
+//! Each configured carrier is a [`PluginCarrier`] (see `crate::carriers`).
 
 mod carrier;
 mod engine;
