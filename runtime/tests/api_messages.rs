@@ -1078,7 +1078,7 @@ async fn a_message_shows_its_parts_and_events() {
         assert_eq!(statuses, ["sending", "sent", "delivered"], "part {part}");
         assert_eq!(of_part[1]["carrier"], "sandbox");
         assert_eq!(of_part[2]["carrier"], "sandbox");
-        assert_eq!(of_part[2]["detail"], "carrier status DELIVERED");
+        assert_eq!(of_part[2]["detail"], "carrier status delivered");
     }
     assert_eq!(events.len(), 7);
 

@@ -2,18 +2,58 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Store, Trap};
+use wasmtime::{
+    Enabled, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store,
+    Trap,
+};
 
-use super::bindings::{Carrier as Bindings, CarrierPre};
+use super::bindings::{Carrier as Bindings, CarrierPre, types};
+use super::carrier::{CallbackRequest, wit_message, wit_method};
+use super::http::HttpResponse;
 use super::limits::{CallState, Caller, Limits};
+use crate::carriers::SubmitRequest;
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Plugin calls that may be in flight at once, over every plugin. Each holds
+/// one instance from wasmtime's pooling allocator while it runs, and the
+/// pool is sized for this many (below). Calls beyond it wait for a free
+/// instance, up to their deadline, and then fail ([`CallError::Busy`]).
+///
+/// A call is CPU-bound and short, so more calls in flight than cores only
+/// queue in the scheduler instead of here: 64 is far more than the dispatcher
+/// needs on any machine Pigeon targets, and costs address space only (see
+/// [`pooling`]).
+const CALLS_IN_FLIGHT: u32 = 64;
+
+/// Per call, the most of each resource the pool provides (summed over the
+/// pool, not capped per call). A call of the simulator, a Rust
+/// `wasm32-wasip2` component, takes 2 memories and 4 tables (its module's and
+/// those of the WASI preview 1 adapter linked into it) and a few core
+/// instances. A plugin that needs more than its share still runs while
+/// others need less; when the pool runs out of one of them, the call fails
+/// at once ([`CallError::Busy`]).
+const CORE_INSTANCES_PER_CALL: u32 = 8;
+const MEMORIES_PER_CALL: u32 = 2;
+const TABLES_PER_CALL: u32 = 4;
+
+/// Elements in any one table of the pool: [`Limits::table_elements`] cannot
+/// go past it (the default does not).
+const POOL_TABLE_ELEMENTS: usize = 20_000;
+
+/// Bytes of each memory (and table) kept mapped, and reset in place, when
+/// its instance is done, where the kernel can tell which pages a call wrote
+/// (`PAGEMAP_SCAN`, Linux 6.7). A call of the simulator writes about four
+/// pages; resetting just those beats giving them back to the kernel and
+/// faulting them in again at the next call. A call that writes more has the
+/// rest decommitted. Also the most a warm, unused slot keeps resident.
+const KEEP_RESIDENT_BYTES: usize = 1 << 20;
 
 /// One wasmtime engine for every plugin, with a thread that advances its
 /// epoch so calls can be interrupted. Cheap to clone; the thread stops when
@@ -26,6 +66,7 @@ pub struct PluginEngine {
 struct EngineInner {
     engine: wasmtime::Engine,
     stop: Arc<AtomicBool>,
+    slots: CallSlots,
 }
 
 impl Drop for EngineInner {
@@ -38,6 +79,7 @@ impl PluginEngine {
     pub fn new() -> Result<Self, LoadError> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling()));
         let engine = wasmtime::Engine::new(&config).map_err(|e| LoadError::Engine(chain(&e)))?;
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = engine.clone();
@@ -52,12 +94,80 @@ impl PluginEngine {
             })
             .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?;
         Ok(Self {
-            inner: Arc::new(EngineInner { engine, stop }),
+            inner: Arc::new(EngineInner {
+                engine,
+                stop,
+                slots: CallSlots::new(CALLS_IN_FLIGHT),
+            }),
         })
     }
 
     pub(super) fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner.engine
+    }
+}
+
+/// Instances come from a pool made once, instead of being mapped and
+/// unmapped for every call: a fresh instance then costs a few page resets
+/// instead of `mmap`, `munmap` (with its TLB shootdown on every core) and
+/// page faults. Each memory keeps wasmtime's default 4 GiB reservation and
+/// guard, so compiled code needs no bounds checks and any memory cap up to
+/// 4 GiB works; the pool reserves (but does not commit) that much address
+/// space for each of its memories, about 0.5 TiB in all.
+fn pooling() -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(CALLS_IN_FLIGHT)
+        .total_core_instances(CALLS_IN_FLIGHT * CORE_INSTANCES_PER_CALL)
+        .total_memories(CALLS_IN_FLIGHT * MEMORIES_PER_CALL)
+        .total_tables(CALLS_IN_FLIGHT * TABLES_PER_CALL)
+        .table_elements(POOL_TABLE_ELEMENTS)
+        .max_unused_warm_slots(CALLS_IN_FLIGHT);
+    // Without PAGEMAP_SCAN, keeping memory resident means `memset`ting all of
+    // it at every call: the kernel's `madvise` is cheaper then.
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(KEEP_RESIDENT_BYTES);
+    }
+    pool
+}
+
+/// A counting semaphore over the pool's instances, so a call beyond
+/// [`CALLS_IN_FLIGHT`] waits for one instead of failing at once.
+struct CallSlots {
+    free: Mutex<u32>,
+    freed: Condvar,
+}
+
+impl CallSlots {
+    fn new(count: u32) -> Self {
+        Self {
+            free: Mutex::new(count),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// A slot, waiting at most `patience` for one.
+    fn acquire(&self, patience: Duration) -> Option<CallSlot<'_>> {
+        let free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut free, _) = self
+            .freed
+            .wait_timeout_while(free, patience, |free| *free == 0)
+            .unwrap_or_else(|e| e.into_inner());
+        if *free == 0 {
+            return None;
+        }
+        *free -= 1;
+        Some(CallSlot(self))
+    }
+}
+
+struct CallSlot<'a>(&'a CallSlots);
+
+impl Drop for CallSlot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.freed.notify_one();
     }
 }
 
@@ -81,6 +191,8 @@ pub struct PluginStats {
     pub deadlines: u64,
     /// Calls that failed because the memory cap refused an allocation.
     pub memory_exceeded: u64,
+    /// Calls that found no free instance until their deadline.
+    pub busy: u64,
     /// Successful reloads from disk.
     pub reloads: u64,
     /// Reloads that failed (the previous version kept running).
@@ -93,6 +205,7 @@ struct Counters {
     traps: AtomicU64,
     deadlines: AtomicU64,
     memory_exceeded: AtomicU64,
+    busy: AtomicU64,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
 }
@@ -151,6 +264,16 @@ pub enum CallError {
         plugin: String,
         function: &'static str,
         message: String,
+    },
+    /// No instance was free in the pool: all of `CALLS_IN_FLIGHT` stayed
+    /// in use for the call's whole deadline, or the calls in flight held all
+    /// of one of its resources.
+    #[error(
+        "plugin `{plugin}` could not run {function}: every plugin instance was in use (at most {CALLS_IN_FLIGHT} calls at once)"
+    )]
+    Busy {
+        plugin: String,
+        function: &'static str,
     },
 }
 
@@ -254,6 +377,7 @@ impl Plugin {
             traps: c.traps.load(Ordering::Relaxed),
             deadlines: c.deadlines.load(Ordering::Relaxed),
             memory_exceeded: c.memory_exceeded.load(Ordering::Relaxed),
+            busy: c.busy.load(Ordering::Relaxed),
             reloads: c.reloads.load(Ordering::Relaxed),
             reload_failures: c.reload_failures.load(Ordering::Relaxed),
         }
@@ -338,11 +462,126 @@ impl Plugin {
                 CallError::Deadline { .. } => &self.counters.deadlines,
                 CallError::MemoryLimit { .. } => &self.counters.memory_exceeded,
                 CallError::Trap { .. } => &self.counters.traps,
+                CallError::Busy { .. } => &self.counters.busy,
             };
             counter.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(carrier = &*caller.carrier, error = %e, "plugin call failed");
         }
         result
+    }
+}
+
+/// Most requests one [`Plugin::submit_now`] sends before giving up.
+const MAX_DIRECT_ROUND_TRIPS: usize = 8;
+
+/// Direct calls, outside any carrier: for benchmarks and tools. Each is one
+/// call on a fresh instance within the limits, exactly as a carrier's calls
+/// are made (and counted in [`Plugin::stats`]); only the HTTP around them is
+/// missing. Blocking.
+impl Plugin {
+    /// `describe`.
+    pub fn describe_now(&self) -> Result<PluginInfo, CallError> {
+        let info = self.call(&self.direct_caller(), "describe", |b, s| b.call_describe(s))?;
+        Ok(PluginInfo {
+            name: info.name,
+            version: info.version,
+            contract_version: info.contract_version,
+            capabilities: info.capabilities,
+        })
+    }
+
+    /// `validate-settings`: `Ok(Err(problems))` when the plugin refuses them.
+    pub fn validate_settings_now(
+        &self,
+        settings: &str,
+    ) -> Result<Result<(), Vec<String>>, CallError> {
+        let settings = settings.to_owned();
+        self.call(&self.direct_caller(), "validate-settings", |b, s| {
+            b.call_validate_settings(s, &settings)
+        })
+    }
+
+    /// A submission's dialogue with the plugin, as a carrier runs it:
+    /// `start-submit`, then `resume-submit` with the answer to each request
+    /// the plugin asks for, until it accepts or fails the message.
+    /// `transport` stands in for the carrier: it gets each request's path
+    /// and body and returns the answer. `Ok(Ok(ids))`: the carrier ids;
+    /// `Ok(Err(failure))`: the plugin failed the message (its failure as
+    /// text, also after too many requests).
+    pub fn submit_now(
+        &self,
+        settings: &str,
+        request: &SubmitRequest,
+        mut transport: impl FnMut(&str, &[u8]) -> HttpResponse,
+    ) -> Result<Result<Vec<String>, String>, CallError> {
+        let caller = self.direct_caller();
+        let settings = settings.to_owned();
+        let message = wit_message(request);
+        let mut step = self.call(&caller, "start-submit", |b, s| {
+            b.call_start_submit(s, &settings, &message)
+        })?;
+        for _ in 0..MAX_DIRECT_ROUND_TRIPS {
+            let outgoing = match step {
+                Ok(types::Step::Accepted(ids)) => return Ok(Ok(ids)),
+                Ok(types::Step::Send(outgoing)) => outgoing,
+                Err(failure) => return Ok(Err(format!("{failure:?}"))),
+            };
+            let answer = transport(&outgoing.request.path, &outgoing.request.body);
+            let response = types::HttpResponse {
+                status: answer.status,
+                headers: answer
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| types::Header { name, value })
+                    .collect(),
+                body: answer.body,
+            };
+            step = self.call(&caller, "resume-submit", |b, s| {
+                b.call_resume_submit(s, &settings, &outgoing.continuation, &response)
+            })?;
+        }
+        Ok(Err(format!(
+            "the plugin asked for more than {MAX_DIRECT_ROUND_TRIPS} requests"
+        )))
+    }
+
+    /// `parse-callback`: `Ok(Ok(n))` when the plugin accepted the callback,
+    /// with `n` delivery reports and inbound messages in it; `Ok(Err(why))`
+    /// when it rejected it.
+    pub fn parse_callback_now(
+        &self,
+        settings: &str,
+        request: &CallbackRequest,
+    ) -> Result<Result<usize, String>, CallError> {
+        let Some(method) = wit_method(&request.method) else {
+            return Ok(Err(format!("method {} is not supported", request.method)));
+        };
+        let wit = types::CallbackRequest {
+            method,
+            path: request.path.clone(),
+            query: request.query.clone(),
+            headers: request
+                .headers
+                .iter()
+                .map(|(name, value)| types::Header {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            body: request.body.clone(),
+        };
+        let settings = settings.to_owned();
+        let reply = self.call(&self.direct_caller(), "parse-callback", |b, s| {
+            b.call_parse_callback(s, &settings, &wit)
+        })?;
+        Ok(reply.map(|r| r.reports.len() + r.inbound.len()))
+    }
+
+    fn direct_caller(&self) -> Caller {
+        Caller {
+            carrier: self.label.clone(),
+            callback_url: "".into(),
+        }
     }
 }
 
@@ -414,6 +653,14 @@ fn call_in<R>(
     function: &'static str,
     f: impl FnOnce(&Bindings, &mut Store<CallState>) -> wasmtime::Result<R>,
 ) -> Result<R, CallError> {
+    // Declared before the store, so dropped after it: the store gives its
+    // instance back to the pool when dropped.
+    let Some(_slot) = engine.inner.slots.acquire(limits.deadline) else {
+        return Err(CallError::Busy {
+            plugin: plugin.to_owned(),
+            function,
+        });
+    };
     let mut store = Store::new(engine.wasmtime(), CallState::new(caller, limits));
     let carrier = &caller.carrier;
     store.limiter(|state| &mut state.limiter);
@@ -433,6 +680,11 @@ fn call_in<R>(
                 plugin: plugin.to_owned(),
                 function,
                 deadline_ms: limits.deadline.as_millis(),
+            }
+        } else if e.is::<PoolConcurrencyLimitError>() {
+            CallError::Busy {
+                plugin: plugin.to_owned(),
+                function,
             }
         } else if store.data().limiter.denied {
             CallError::MemoryLimit {
@@ -473,4 +725,26 @@ fn chain(e: &wasmtime::Error) -> String {
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_beyond_the_pool_waits_for_a_slot_then_gives_up() {
+        let slots = Arc::new(CallSlots::new(1));
+        let held = slots.acquire(Duration::ZERO).unwrap();
+        assert!(slots.acquire(Duration::from_millis(20)).is_none());
+
+        // A slot freed while a call waits goes to that call.
+        let waiter = std::thread::spawn({
+            let slots = slots.clone();
+            move || slots.acquire(Duration::from_secs(10)).is_some()
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        drop(held);
+        assert!(waiter.join().unwrap());
+        assert!(slots.acquire(Duration::ZERO).is_some());
+    }
 }
