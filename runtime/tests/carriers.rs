@@ -140,6 +140,13 @@ async fn the_carrier_list_shows_plugins_counters_and_is_for_the_operator() {
     assert_eq!(sim["countries"], json!(["*"]));
     assert_eq!(sim["tps"], 100);
     assert!(sim["plugin_calls"]["calls"].as_u64().unwrap() >= 5, "{sim}");
+    // One delivered, one undeliverable, one refused at submission.
+    let recent = &sim["stats"]["last_15_minutes"];
+    assert_eq!(recent["delivery_rate"], 0.5, "{sim}");
+    assert_eq!(recent["submissions"], 3);
+    assert!((recent["error_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert!(recent["median_dlr_latency_ms"].as_f64().is_some(), "{sim}");
+    assert_eq!(sim["stats"]["last_24_hours"]["reports"], 2);
     let names: Vec<Value> = carriers(&server)
         .await
         .iter()

@@ -14,6 +14,7 @@ use super::json::{query_params, read_body};
 use super::{ApiError, App, Response, json_response};
 use crate::auth::Principal;
 use crate::carriers::{CarrierCounters, CarrierHandle};
+use crate::model::Status;
 use crate::plugins::{CallbackError, CallbackRequest};
 use crate::store::inbound::{self, NewInbound};
 use crate::time::to_rfc3339;
@@ -34,6 +35,7 @@ fn carrier_json(carrier: &CarrierHandle) -> Value {
     let reload_error = plugin.reload_error();
     let c = &carrier.counters;
     let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let now = crate::time::now_ms();
     let state = if carrier.misconfigured.load(Ordering::Relaxed) {
         "misconfigured"
     } else {
@@ -57,6 +59,10 @@ fn carrier_json(carrier: &CarrierHandle) -> Value {
         "tps": carrier.config.tps,
         "window": carrier.config.window,
         "in_flight": carrier.in_flight(),
+        "stats": {
+            "last_15_minutes": window_json(carrier.stats.window(now, 15)),
+            "last_24_hours": window_json(carrier.stats.window(now, 24 * 60)),
+        },
         "counters": {
             "submitted": read(&c.submitted),
             "parts_submitted": read(&c.parts_submitted),
@@ -76,6 +82,16 @@ fn carrier_json(carrier: &CarrierHandle) -> Value {
             "reloads": stats.reloads,
             "reload_failures": stats.reload_failures,
         },
+    })
+}
+
+fn window_json(w: crate::carriers::Window) -> Value {
+    json!({
+        "delivery_rate": w.delivery_rate,
+        "error_rate": w.error_rate,
+        "median_dlr_latency_ms": w.median_dlr_latency_ms.map(f64::round),
+        "submissions": w.submissions,
+        "reports": w.reports,
     })
 }
 
@@ -159,6 +175,14 @@ pub async fn callback(
         .collect();
     let applied = crate::tracking::apply(&app.store, outcome.reports, inbound).await?;
     CarrierCounters::add(&counters.dlrs, reports as u64);
+    let now = crate::time::now_ms();
+    for (status, latency_ms) in &applied.applied {
+        if status.is_final() {
+            carrier
+                .stats
+                .record_report(now, *status == Status::Delivered, *latency_ms);
+        }
+    }
     CarrierCounters::add(&counters.inbound, applied.inbound as u64);
     if applied.early > 0 || applied.ignored > 0 {
         tracing::debug!(

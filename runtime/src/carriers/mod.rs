@@ -7,12 +7,14 @@
 mod pacing;
 mod registry;
 mod sandbox;
+mod stats;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use registry::{Admission, CarrierCounters, CarrierError, CarrierHandle, CarrierSet};
 pub use sandbox::SandboxEndpoint;
+pub use stats::{CarrierStats, Window};
 
 use crate::encoding::{Encoding, Part};
 use crate::model::MessageType;

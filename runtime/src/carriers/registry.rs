@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::pacing::Rate;
 use super::sandbox::SandboxEndpoint;
+use super::stats::CarrierStats;
 use crate::config::{CarrierConfig, Config, SANDBOX_CARRIER};
 use crate::plugins::{
     CarrierSpec, HttpClient, Limits, LoadError, Plugin, PluginCarrier, PluginEngine,
@@ -75,6 +76,8 @@ pub struct CarrierHandle {
     rate: Rate,
     window: Arc<Semaphore>,
     pub counters: CarrierCounters,
+    /// Delivery and error rates and report latency, by minute.
+    pub stats: CarrierStats,
     /// The last submission failed as misconfigured (cleared by a success).
     pub misconfigured: AtomicBool,
 }
@@ -233,6 +236,7 @@ impl CarrierSet {
                 callback_url,
                 base_url,
                 counters: CarrierCounters::default(),
+                stats: CarrierStats::default(),
                 misconfigured: AtomicBool::new(false),
             }));
         }

@@ -154,8 +154,15 @@ impl Drop for SandboxEndpoint {
 
 impl State {
     fn schedule(&self, at: i64, reports: Vec<Report>) {
-        lock(&self.due).entry(at).or_default().extend(reports);
-        self.wake.notify_one();
+        let mut due = lock(&self.due);
+        // The sender sleeps until the earliest due time: wake it only when
+        // this one is earlier.
+        let earlier = due.keys().next().is_none_or(|&first| at < first);
+        due.entry(at).or_default().extend(reports);
+        drop(due);
+        if earlier {
+            self.wake.notify_one();
+        }
     }
 
     /// True the first time `message_id` asks to fail once.

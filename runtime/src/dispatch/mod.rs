@@ -257,6 +257,8 @@ async fn submit(
             vec![failed(&code, reason); request.parts.len()]
         }
     };
+    let accepted = matches!(outcomes.first(), Some(SubmitOutcome::Accepted { .. }));
+    carrier.stats.record_submission(now, accepted);
     claim
         .parts
         .iter()

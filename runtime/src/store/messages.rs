@@ -437,6 +437,7 @@ pub(super) fn change_part(
             change.error_code,
             change.due_at,
             change.attempts_delta,
+            change.at,
         ])?;
     if changed == 0 {
         return Ok(false);
@@ -547,7 +548,8 @@ fn update_part_sql(status: Status) -> &'static str {
                     "UPDATE parts SET status = ?3, carrier = COALESCE(?4, carrier), \
                      carrier_message_id = COALESCE(?5, carrier_message_id), \
                      error_code = COALESCE(?6, error_code), due_at = COALESCE(?7, due_at), \
-                     attempts = attempts + ?8 \
+                     attempts = attempts + ?8, \
+                     sent_at = CASE WHEN ?3 = 'sent' THEN ?9 ELSE sent_at END \
                      WHERE message_id = ?1 AND idx = ?2 AND status IN ({})",
                     if from.is_empty() {
                         "NULL".to_owned()

@@ -67,7 +67,12 @@ pub struct DeliveryReport {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportOutcome {
-    Applied,
+    /// The part is now `status`; the report reached us `latency_ms` after
+    /// the carrier took the part.
+    Applied {
+        status: Status,
+        latency_ms: Option<i64>,
+    },
     /// Duplicate, out of order, or not final: kept out of the part's state.
     Ignored,
     /// No part has this carrier id yet; kept for when one does.
@@ -75,18 +80,18 @@ pub enum ReportOutcome {
 }
 
 /// The part a carrier id names (served by the `parts_by_carrier_id` index).
-pub(super) const PART_BY_CARRIER_ID: &str = "SELECT p.message_id, p.idx, m.segments \
+pub(super) const PART_BY_CARRIER_ID: &str = "SELECT p.message_id, p.idx, m.segments, p.sent_at \
      FROM parts p JOIN messages m ON m.id = p.message_id \
      WHERE p.carrier = ?1 AND p.carrier_message_id = ?2";
 
 pub fn apply_report(conn: &Connection, report: &DeliveryReport, now: i64) -> Result<ReportOutcome> {
-    let part: Option<(String, i64, i64)> = conn
+    let part: Option<(String, i64, i64, Option<i64>)> = conn
         .prepare_cached(PART_BY_CARRIER_ID)?
         .query_row(params![report.carrier, report.carrier_message_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         })
         .optional()?;
-    let Some((message_id, index, segments)) = part else {
+    let Some((message_id, index, segments, sent_at)) = part else {
         conn.prepare_cached(
             "INSERT INTO early_reports (carrier, carrier_message_id, state, error_code, raw_status, at, received_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -114,7 +119,10 @@ pub fn apply_report(conn: &Connection, report: &DeliveryReport, now: i64) -> Res
     change.error_code = report.error_code.as_deref();
     change.detail = detail.as_deref();
     Ok(if change_part(conn, &change, Some(segments))? {
-        ReportOutcome::Applied
+        ReportOutcome::Applied {
+            status,
+            latency_ms: sent_at.map(|sent| (now - sent).max(0)),
+        }
     } else {
         ReportOutcome::Ignored
     })

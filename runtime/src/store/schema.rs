@@ -144,6 +144,12 @@ const MIGRATIONS: &[&str] = &[
 
     CREATE INDEX messages_by_recipient ON messages (to_number, id);
     "#,
+    // 4: when a carrier took each part (delivery-report latency), and the
+    // digest of the policy set that decided each message.
+    r#"
+    ALTER TABLE parts ADD COLUMN sent_at INTEGER;
+    ALTER TABLE messages ADD COLUMN policy_digest TEXT;
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.

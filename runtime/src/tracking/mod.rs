@@ -3,15 +3,17 @@
 //! messages — is written in one transaction before the carrier gets its
 //! answer, so a report acknowledged is a report kept.
 
+use crate::model::Status;
 use crate::store::inbound::{NewInbound, insert_inbound};
 use crate::store::reports::{ReportOutcome, apply_report};
 use crate::store::{DeliveryReport, Store};
 
 /// What one callback changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
-    /// Reports that moved a part.
-    pub applied: usize,
+    /// Reports that moved a part: the part's new state, and how long after
+    /// the carrier took it the report came.
+    pub applied: Vec<(Status, Option<i64>)>,
     /// Duplicates, out-of-order and non-final reports.
     pub ignored: usize,
     /// Reports for carrier ids not recorded yet, kept for when they are.
@@ -31,7 +33,9 @@ pub async fn apply(
             let mut applied = Applied::default();
             for report in &reports {
                 match apply_report(conn, report, now)? {
-                    ReportOutcome::Applied => applied.applied += 1,
+                    ReportOutcome::Applied { status, latency_ms } => {
+                        applied.applied.push((status, latency_ms))
+                    }
                     ReportOutcome::Ignored => applied.ignored += 1,
                     ReportOutcome::Early => applied.early += 1,
                 }
