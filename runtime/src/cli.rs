@@ -21,6 +21,26 @@ struct Cli {
 enum Command {
     /// Run the HTTP API and the dispatcher.
     Serve(ServeArgs),
+    /// Check and test the Rhai policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Compile the policy set and run its tests, as a reload would; errors
+    /// are printed as file:line:col.
+    Check {
+        /// The policies directory.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Run the tests in DIR/tests/ and report each case.
+    Test {
+        /// The policies directory.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,6 +63,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Policy(PolicyCommand::Check { dir }) => crate::policies::check_command(&dir),
+        Command::Policy(PolicyCommand::Test { dir }) => crate::policies::test_command(&dir),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod model;
 pub mod numbers;
 pub mod plugins;
+pub mod policies;
 pub mod runtime;
 pub mod server;
 pub mod store;
