@@ -265,8 +265,11 @@ async fn reports_that_repeat_arrive_out_of_order_or_early_do_not_regress_a_messa
 
 #[tokio::test]
 async fn inbound_messages_are_filed_under_the_account_that_wrote_to_the_sender() {
-    let server =
-        TestServer::start_with(|config| config.carriers = vec![simulator("sim", &["*"])]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |config| {
+        config.carriers = vec![simulator("sim", &["*"])]
+    })
+    .await;
     let acme = new_tenant(&server.admin(), "acme").await;
     let other = new_tenant(&server.admin(), "other").await;
     let id = acme
@@ -318,6 +321,34 @@ async fn inbound_messages_are_filed_under_the_account_that_wrote_to_the_sender()
     let (status, body) = server.admin().get("/v1/inbound?limit=0").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["field"], "limit");
+
+    // After a restart (nothing in memory), a reply is still matched, from
+    // the stored messages.
+    server.stop().await;
+    let server = TestServer::start_in(dir.path(), |config| {
+        config.carriers = vec![simulator("sim", &["*"])]
+    })
+    .await;
+    let path = format!("{}/inbound", callback_path(&server, "sim").await);
+    let again = json!({"id": "mo-3", "from": "+84912345678", "to": "Pigeon", "text": "STOP"});
+    let reply = server
+        .admin()
+        .without_key()
+        .send(
+            Method::POST,
+            &path,
+            Some(again.to_string().into_bytes()),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    let mut viewer = acme.viewer.clone();
+    viewer.addr = server.addr;
+    let (_, list) = viewer.get("/v1/inbound").await;
+    let data = list["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "{list}");
+    assert_eq!(data[0]["text"], "STOP");
+    assert_eq!(data[0]["in_reply_to"], id.as_str());
 }
 
 #[tokio::test]

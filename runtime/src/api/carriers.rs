@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::json::{query_params, read_body};
 use super::{ApiError, App, Response, json_response};
 use crate::auth::Principal;
-use crate::carriers::{CarrierCounters, CarrierHandle};
+use crate::carriers::{CarrierCounters, CarrierHandle, LastSent};
 use crate::model::Status;
 use crate::plugins::{CallbackError, CallbackRequest};
 use crate::store::inbound::{self, NewInbound};
@@ -161,18 +161,21 @@ pub async fn callback(
         }
     };
     let reports = outcome.reports.len();
-    let inbound: Vec<NewInbound> = outcome
-        .inbound
-        .into_iter()
-        .map(|m| NewInbound {
+    let mut inbound = Vec::with_capacity(outcome.inbound.len());
+    for m in outcome.inbound {
+        let from = e164_or_raw(&m.from);
+        let replying_to = reply_target(app, &from).await?;
+        inbound.push(NewInbound {
             carrier: m.carrier,
             carrier_message_id: m.carrier_message_id,
-            from: e164_or_raw(&m.from),
             to: e164_or_raw(&m.to),
             text: m.text,
             sent_at: m.at,
-        })
-        .collect();
+            account_id: replying_to.as_ref().map(|s| s.account_id.clone()),
+            in_reply_to: replying_to.map(|s| s.message_id),
+            from,
+        });
+    }
     let applied = crate::tracking::apply(&app.store, outcome.reports, inbound).await?;
     CarrierCounters::add(&counters.dlrs, reports as u64);
     let now = crate::time::now_ms();
@@ -204,6 +207,27 @@ pub async fn callback(
         }
     }
     Ok(response)
+}
+
+/// Newest messages searched for the one an inbound message answers, when
+/// the sender is not among the recent recipients kept in memory (after a
+/// restart).
+const REPLY_SCAN: usize = 50_000;
+
+/// The latest message sent to `number`, whose account a reply belongs to.
+async fn reply_target(app: &App, number: &str) -> Result<Option<LastSent>, ApiError> {
+    if let Some(sent) = app.carriers.recipients.last_sent_to(number) {
+        return Ok(Some(sent));
+    }
+    let number = number.to_owned();
+    let found = app
+        .store
+        .read(move |c| inbound::latest_message_to(c, &number, REPLY_SCAN))
+        .await?;
+    Ok(found.map(|(message_id, account_id)| LastSent {
+        account_id,
+        message_id,
+    }))
 }
 
 /// A number as E.164 when it reads as one (carriers often drop the `+`).

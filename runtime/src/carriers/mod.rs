@@ -5,6 +5,7 @@
 //! route.
 
 mod pacing;
+mod recipients;
 mod registry;
 mod sandbox;
 mod stats;
@@ -12,6 +13,7 @@ mod stats;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use recipients::{LastSent, RecentRecipients};
 pub use registry::{Admission, CarrierCounters, CarrierError, CarrierHandle, CarrierSet};
 pub use sandbox::SandboxEndpoint;
 pub use stats::{CarrierStats, Window};

@@ -134,6 +134,8 @@ pub struct CarrierSet {
     live_to_sandbox: bool,
     sandbox_endpoint: SandboxEndpoint,
     plugins: Vec<Arc<Plugin>>,
+    /// Who last sent to each number, for filing replies.
+    pub recipients: super::RecentRecipients,
 }
 
 impl CarrierSet {
@@ -257,6 +259,7 @@ impl CarrierSet {
             live_to_sandbox,
             sandbox_endpoint,
             plugins: plugins.into_values().collect(),
+            recipients: super::RecentRecipients::default(),
         })
     }
 

@@ -15,7 +15,7 @@ use tracing::Instrument;
 pub use backoff::retry_delay;
 
 use crate::carriers::{
-    Carrier, CarrierCounters, CarrierHandle, CarrierSet, SubmitError, SubmitRequest,
+    Carrier, CarrierCounters, CarrierHandle, CarrierSet, LastSent, SubmitError, SubmitRequest,
 };
 use crate::config::DispatchConfig;
 use crate::encoding;
@@ -62,7 +62,7 @@ impl Dispatcher {
         let carriers = self.carriers;
         let work = |claim: ClaimedPart| {
             let carrier = carriers.route(&claim.message).cloned();
-            let config = config.clone();
+            let (carriers, config) = (carriers.clone(), config.clone());
             let span = tracing::info_span!(
                 "submit",
                 message_id = %claim.message.id,
@@ -70,10 +70,24 @@ impl Dispatcher {
                 attempt = claim.attempt
             );
             async move {
-                match carrier {
-                    Some(carrier) => paced_submit(&carrier, claim, &config).await,
-                    None => no_route(claim),
+                let Some(carrier) = carrier else {
+                    return no_route(claim);
+                };
+                let (to, sent) = (
+                    claim.message.to.clone(),
+                    LastSent {
+                        account_id: claim.message.account_id.clone(),
+                        message_id: claim.message.id.clone(),
+                    },
+                );
+                let results = paced_submit(&carrier, claim, &config).await;
+                if results
+                    .iter()
+                    .any(|r| matches!(r.outcome, SubmitOutcome::Accepted { .. }))
+                {
+                    carriers.recipients.remember(&to, sent);
                 }
+                results
             }
             .instrument(span)
         };

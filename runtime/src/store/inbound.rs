@@ -1,4 +1,4 @@
-//! Messages handsets sent to us, as carriers reported them. Each is filed
+//! Messages handsets sent to us, as carriers reported them, each filed
 //! under the account that last messaged that handset (a reply), or under no
 //! account when none did (the operator sees those).
 
@@ -17,6 +17,9 @@ pub struct NewInbound {
     pub text: String,
     /// When the carrier says it was sent (Unix ms).
     pub sent_at: i64,
+    /// The account it is filed under, and the message it answers.
+    pub account_id: Option<String>,
+    pub in_reply_to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,14 +39,6 @@ pub struct InboundRecord {
 
 /// Stores one inbound message; `false` when the carrier already reported it.
 pub fn insert_inbound(conn: &Connection, message: &NewInbound, now: i64) -> Result<bool> {
-    // The latest message to this handset (served by `messages_by_recipient`).
-    let reply: Option<(String, String)> = conn
-        .prepare_cached(
-            "SELECT id, account_id FROM messages WHERE to_number = ?1 ORDER BY id DESC LIMIT 1",
-        )?
-        .query_row([&message.from], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
-    let (in_reply_to, account_id) = reply.unzip();
     let inserted = conn
         .prepare_cached(
             "INSERT INTO inbound_messages (id, account_id, in_reply_to, carrier, carrier_message_id, \
@@ -53,8 +48,8 @@ pub fn insert_inbound(conn: &Connection, message: &NewInbound, now: i64) -> Resu
         )?
         .execute(params![
             crate::ids::new_id("in"),
-            account_id,
-            in_reply_to,
+            message.account_id,
+            message.in_reply_to,
             message.carrier,
             message.carrier_message_id,
             message.from,
@@ -64,6 +59,26 @@ pub fn insert_inbound(conn: &Connection, message: &NewInbound, now: i64) -> Resu
             now,
         ])?;
     Ok(inserted == 1)
+}
+
+/// The latest of the newest `scan` messages that went to `number`: `(id,
+/// account)`. Bounded because no index serves it: one on the recipient
+/// would halve the accept rate (random inserts).
+pub fn latest_message_to(
+    conn: &Connection,
+    number: &str,
+    scan: usize,
+) -> Result<Option<(String, String)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, account_id FROM \
+             (SELECT id, account_id, to_number FROM messages ORDER BY id DESC LIMIT ?2) \
+             WHERE to_number = ?1 LIMIT 1",
+        )?
+        .query_row(params![number, scan as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?)
 }
 
 /// Newest first. `account_id: None` lists every account's (the operator's view).

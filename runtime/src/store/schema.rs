@@ -117,8 +117,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at) WHERE state = 'pending';
     CREATE INDEX webhook_outbox_by_message ON webhook_outbox (message_id, id);
     "#,
-    // 3: inbound messages, carriers' callback secrets, and finding the
-    // latest message to a number (to file a reply under its account).
+    // 3: inbound messages and carriers' callback secrets.
     r#"
     CREATE TABLE inbound_messages (
         id                  TEXT PRIMARY KEY,
@@ -141,8 +140,6 @@ const MIGRATIONS: &[&str] = &[
         secret      TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     ) WITHOUT ROWID;
-
-    CREATE INDEX messages_by_recipient ON messages (to_number, id);
     "#,
     // 4: when a carrier took each part (delivery-report latency), and the
     // digest of the policy set that decided each message.
