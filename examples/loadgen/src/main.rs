@@ -104,6 +104,17 @@ struct Args {
     #[arg(long, value_name = "SECS")]
     schedule_in: Option<u64>,
 
+    /// Send this many messages per request, to `POST /v1/messages/batch`
+    /// (1: one message per `POST /v1/messages`). Counts and rates are of
+    /// messages; latencies are of requests.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    batch: u32,
+
+    /// Offer this many messages per second in all (open loop, spread over
+    /// the connections) instead of sending as fast as answers come back.
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    rate: Option<u32>,
+
     /// After the load, wait until no message is left queued, sending or
     /// sent (awaiting its delivery report), and report the end-to-end rate:
     /// messages accepted / time from the start until the last one was final.
@@ -193,6 +204,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let measure_start = Instant::now() + Duration::from_secs(args.warmup);
     let shared = Arc::new(Shared {
         messages_uri: target.uri("/v1/messages")?,
+        batch_uri: target.uri("/v1/messages/batch")?,
+        batch: args.batch,
+        request_interval: args.rate.map(|rate| {
+            Duration::from_secs_f64(
+                f64::from(args.connections) * f64::from(args.batch) / f64::from(rate.max(1)),
+            )
+        }),
         target,
         auth,
         mix: args.message_type,
@@ -452,6 +470,11 @@ enum Phase {
 struct Shared {
     target: Target,
     messages_uri: Uri,
+    batch_uri: Uri,
+    /// Messages per request.
+    batch: u32,
+    /// With `--rate`: how often each connection sends a request.
+    request_interval: Option<Duration>,
     auth: HeaderValue,
     mix: MessageMix,
     /// JSON-encoded bodies for each `Kind`, indexed by `Kind as usize`.
@@ -493,6 +516,19 @@ impl Shared {
     }
 
     fn message_request(&self, rng: &mut Rng) -> anyhow::Result<Request<Full<Bytes>>> {
+        if self.batch > 1 {
+            let items: Vec<String> = (0..self.batch).map(|_| self.message_json(rng)).collect();
+            let json = format!(r#"{{"messages":[{}]}}"#, items.join(","));
+            return self
+                .target
+                .request(Method::POST, self.batch_uri.clone(), &self.auth, json);
+        }
+        let json = self.message_json(rng);
+        self.target
+            .request(Method::POST, self.messages_uri.clone(), &self.auth, json)
+    }
+
+    fn message_json(&self, rng: &mut Rng) -> String {
         let kind = match self.mix {
             MessageMix::Otp => Kind::Otp,
             MessageMix::Transactional => Kind::Transactional,
@@ -502,14 +538,24 @@ impl Shared {
         let bodies = &self.bodies[kind as usize];
         let body = &bodies[rng.below(bodies.len())];
         let to = phone_number(rng);
-        let json = format!(
+        format!(
             r#"{{"to":"{to}","body":{body},"type":"{}"{}}}"#,
             kind.name(),
             self.extra_fields
-        );
-        self.target
-            .request(Method::POST, self.messages_uri.clone(), &self.auth, json)
+        )
     }
+}
+
+/// How many items of a batch answer were accepted.
+fn count_accepted(body: &[u8]) -> u64 {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v["results"]
+                .as_array()
+                .map(|r| r.iter().filter(|i| i["status"] == 202).count() as u64)
+        })
+        .unwrap_or(0)
 }
 
 /// Per-task results, merged at the end.
@@ -537,6 +583,13 @@ async fn worker(shared: Arc<Shared>, conn: Sender, seed: u64) -> anyhow::Result<
     let mut rng = Rng::new(seed);
     let mut stats = Stats::default();
     let mut initial = Some(conn);
+    let mut pace = shared.request_interval.map(|period| {
+        // Connections start spread over one period, not all at once.
+        let offset = period.mul_f64((seed % 1000) as f64 / 1000.0);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
     'connection: loop {
         let mut sender = match initial.take() {
             Some(sender) => sender,
@@ -563,6 +616,9 @@ async fn worker(shared: Arc<Shared>, conn: Sender, seed: u64) -> anyhow::Result<
             if phase == Phase::Done {
                 break 'connection;
             }
+            if let Some(pace) = pace.as_mut() {
+                pace.tick().await;
+            }
             let request = shared.message_request(&mut rng)?;
             let started = Instant::now();
             let outcome = tokio::time::timeout(shared.timeout, send(&mut sender, request)).await;
@@ -580,7 +636,13 @@ async fn worker(shared: Arc<Shared>, conn: Sender, seed: u64) -> anyhow::Result<
                     continue 'connection;
                 }
             };
-            if reply.status != StatusCode::ACCEPTED {
+            // A batch answers 200 with a result per message.
+            let accepted_status = if shared.batch > 1 {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            if reply.status != accepted_status {
                 shared.note_error(|| {
                     format!(
                         "HTTP {}: {}",
@@ -591,7 +653,16 @@ async fn worker(shared: Arc<Shared>, conn: Sender, seed: u64) -> anyhow::Result<
             }
             if phase == Phase::Measure {
                 stats.latencies_us.push(latency.as_micros() as u64);
-                *stats.statuses.entry(reply.status.as_u16()).or_default() += 1;
+                if reply.status == StatusCode::OK && shared.batch > 1 {
+                    let accepted = count_accepted(&reply.body);
+                    *stats.statuses.entry(202).or_default() += accepted;
+                    let refused = u64::from(shared.batch) - accepted;
+                    if refused > 0 {
+                        *stats.statuses.entry(422).or_default() += refused;
+                    }
+                } else {
+                    *stats.statuses.entry(reply.status.as_u16()).or_default() += 1;
+                }
             }
             if reply.close {
                 continue 'connection;

@@ -21,6 +21,34 @@ use crate::store::{DeliveryReport, ReportState};
 /// (10 parts), as plugins for per-part APIs such as Kannel's sendsms send.
 const MAX_ROUND_TRIPS: usize = 16;
 
+/// How long a plugin whose call could not run inline has its calls run on
+/// the blocking pool instead of the async workers.
+const QUARANTINE: Duration = Duration::from_secs(60);
+
+std::thread_local! {
+    /// Set while an inline plugin call runs: its panics are expected and
+    /// handled, so the panic hook stays silent.
+    static INLINE_CALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the panic hook silenced on this thread (installing, once,
+/// a hook that defers to the previous one otherwise).
+fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !INLINE_CALL.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    INLINE_CALL.with(|flag| flag.set(true));
+    let result = f();
+    INLINE_CALL.with(|flag| flag.set(false));
+    result
+}
+
 /// How one carrier uses a plugin.
 #[derive(Debug, Clone)]
 pub struct CarrierSpec {
@@ -155,35 +183,43 @@ impl PluginCarrier {
         &self.plugin
     }
 
-    /// Runs one plugin call, in the caller's span. A call may run up to its
-    /// deadline, so it must not hold up a runtime worker: on the
-    /// multi-threaded runtime it runs in place with `block_in_place`, which
-    /// hands the worker's other tasks to another thread meanwhile; elsewhere
-    /// on a blocking thread. A typical call takes about 10 µs of CPU, and
-    /// `spawn_blocking` added several times that to each (docs/benchmarks.md).
+    /// Runs one plugin call, in the caller's span. A call takes about 10 µs,
+    /// so it runs right here, on the async worker: handing it to another
+    /// thread (`spawn_blocking`, `block_in_place`) costs more than the call.
+    /// Two things cannot run here, and send a plugin's calls to the blocking
+    /// pool for a while ([`QUARANTINE`]): a call that ran into its deadline
+    /// (a looping plugin must not hold up the workers), and one that used
+    /// WASI streams (a panic message on stderr), whose host functions panic
+    /// on an async worker. Calls are pure functions of their arguments, so
+    /// such a call is simply run again there.
     async fn call<R: Send + 'static>(
         &self,
         function: &'static str,
-        f: impl FnOnce(&Bindings, &mut Store<CallState>) -> wasmtime::Result<R> + Send + 'static,
+        f: impl Fn(&Bindings, &mut Store<CallState>) -> wasmtime::Result<R> + Clone + Send + 'static,
     ) -> Result<R, CallError> {
         let plugin = self.plugin.clone();
         let caller = self.caller.clone();
-        let host_failed = |why: String| CallError::Trap {
-            plugin: self.plugin.info().name,
-            function,
-            message: format!("host task failed: {why}"),
-        };
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if multi_thread {
-            let run = std::panic::AssertUnwindSafe(|| plugin.call(&caller, function, f));
-            return tokio::task::block_in_place(|| std::panic::catch_unwind(run))
-                .unwrap_or_else(|_| Err(host_failed("the call panicked".into())));
+        if !plugin.quarantined(QUARANTINE) {
+            let attempt = f.clone();
+            let run = std::panic::AssertUnwindSafe(|| plugin.call(&caller, function, attempt));
+            match quietly(|| std::panic::catch_unwind(run)) {
+                Ok(result) => return result,
+                Err(_) => {
+                    tracing::debug!(function, "plugin call needs a blocking thread");
+                    plugin.quarantine();
+                }
+            }
         }
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || span.in_scope(|| plugin.call(&caller, function, f)))
             .await
-            .unwrap_or_else(|e| Err(host_failed(e.to_string())))
+            .unwrap_or_else(|e| {
+                Err(CallError::Trap {
+                    plugin: self.plugin.info().name,
+                    function,
+                    message: format!("host task failed: {e}"),
+                })
+            })
     }
 
     async fn submit_parts(&self, request: &SubmitRequest) -> Result<Vec<String>, SubmitError> {

@@ -201,6 +201,8 @@ pub struct PluginStats {
 
 #[derive(Default)]
 struct Counters {
+    /// When the plugin was last put in quarantine (Unix ms; 0: never).
+    quarantined_at_ms: std::sync::atomic::AtomicI64,
     calls: AtomicU64,
     traps: AtomicU64,
     deadlines: AtomicU64,
@@ -383,6 +385,20 @@ impl Plugin {
         }
     }
 
+    /// Marks the plugin as one whose calls should not run on an async
+    /// worker for a while (one ran into its deadline, or needed WASI I/O).
+    pub fn quarantine(&self) {
+        self.counters
+            .quarantined_at_ms
+            .store(crate::time::now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether [`Plugin::quarantine`] was called within `window`.
+    pub fn quarantined(&self, window: Duration) -> bool {
+        let at = self.counters.quarantined_at_ms.load(Ordering::Relaxed);
+        at != 0 && crate::time::now_ms() - at < window.as_millis() as i64
+    }
+
     /// Why the last reload failed, until one succeeds.
     pub fn reload_error(&self) -> Option<String> {
         self.reload_error
@@ -458,6 +474,9 @@ impl Plugin {
             f,
         );
         if let Err(e) = &result {
+            if matches!(e, CallError::Deadline { .. }) {
+                self.quarantine();
+            }
             let counter = match e {
                 CallError::Deadline { .. } => &self.counters.deadlines,
                 CallError::MemoryLimit { .. } => &self.counters.memory_exceeded,
