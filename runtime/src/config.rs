@@ -43,6 +43,9 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// The carriers live traffic goes to; with none, it goes to the sandbox.
     pub carriers: Vec<CarrierConfig>,
+    /// Content, routing and pacing policies (Rhai); off when `dir` does
+    /// not exist.
+    pub policies: crate::policies::PoliciesConfig,
 }
 
 impl Default for Config {
@@ -57,6 +60,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             sandbox: SandboxConfig::default(),
             carriers: Vec::new(),
+            policies: crate::policies::PoliciesConfig::default(),
         }
     }
 }
@@ -457,6 +461,7 @@ impl Config {
                 message: "must start with http:// or https://".into(),
             });
         }
+        positive("policies.deadline_ms", self.policies.deadline_ms)?;
         let mut names = std::collections::HashSet::new();
         for carrier in &self.carriers {
             carrier.validate()?;
@@ -467,6 +472,17 @@ impl Config {
                     message: "two carriers have this name".into(),
                 });
             }
+        }
+        if let Some(unknown) = self
+            .policies
+            .fallback_carriers
+            .iter()
+            .find(|name| !names.contains(name.as_str()) && *name != SANDBOX_CARRIER)
+        {
+            return Err(ConfigError::Invalid {
+                key: "policies.fallback_carriers",
+                message: format!("no carrier is named `{unknown}`"),
+            });
         }
         if self.dispatch.retry_max_ms < self.dispatch.retry_base_ms {
             return Err(ConfigError::Invalid {

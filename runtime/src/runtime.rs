@@ -14,6 +14,7 @@ use crate::carriers::{CarrierError, CarrierSet};
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::plugins::{LoadError, PluginEngine};
+use crate::policies::{Policies, PolicyError, PolicyWatcher};
 use crate::store::{Store, StoreError, queue};
 use crate::webhooks::{Deliverer, WebhookError};
 
@@ -27,6 +28,8 @@ pub enum StartError {
     Webhooks(#[from] WebhookError),
     #[error(transparent)]
     Carriers(#[from] CarrierError),
+    #[error("policies: {0}")]
+    Policies(#[from] PolicyError),
 }
 
 /// A running Pigeon, minus its HTTP listener.
@@ -37,6 +40,8 @@ pub struct Pigeon {
     dispatcher: JoinHandle<()>,
     webhooks: JoinHandle<()>,
     plugin_reloader: Option<JoinHandle<()>>,
+    /// Reloads the policies when their files change; stops when dropped.
+    _policy_watcher: Option<PolicyWatcher>,
     /// The admin key made at first start, to be shown once.
     pub generated_admin_key: Option<String>,
 }
@@ -78,12 +83,19 @@ impl Pigeon {
                 Duration::from_millis(config.plugins.reload_interval_ms),
             )
         });
-        let dispatcher = Dispatcher::new(store.clone(), carriers.clone(), config.dispatch.clone());
+        let (policies, policy_watcher) = load_policies(config).await?;
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            carriers.clone(),
+            policies.clone(),
+            config.dispatch.clone(),
+        );
         let app = Arc::new(App {
             store: store.clone(),
             accounts,
             dispatch_waker: dispatcher.waker(),
             carriers,
+            policies,
             default_validity_secs: config.dispatch.default_validity_secs,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -97,6 +109,7 @@ impl Pigeon {
             dispatcher,
             webhooks,
             plugin_reloader,
+            _policy_watcher: policy_watcher,
             generated_admin_key,
         })
     }
@@ -125,4 +138,31 @@ impl Pigeon {
         drop(self.app);
         self.store.close().await;
     }
+}
+
+/// The policies in `config.policies.dir`, compiled and tested, and their
+/// watcher; none when the directory does not exist.
+async fn load_policies(
+    config: &Config,
+) -> Result<(Option<Arc<Policies>>, Option<PolicyWatcher>), StartError> {
+    let policies_config = config.policies.clone();
+    if !policies_config.dir.is_dir() {
+        tracing::warn!(
+            dir = %policies_config.dir.display(),
+            "no policies directory: messages are not checked, routed or paced by policies"
+        );
+        return Ok((None, None));
+    }
+    let policies = tokio::task::spawn_blocking(move || Policies::load(policies_config))
+        .await
+        .map_err(|e| {
+            CarrierError::Load(LoadError::Engine(format!("policy loading failed: {e}")))
+        })??;
+    let policies = Arc::new(policies);
+    let watcher = if config.policies.watch {
+        Some(policies.watch()?)
+    } else {
+        None
+    };
+    Ok((Some(policies), watcher))
 }

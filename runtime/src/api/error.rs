@@ -9,16 +9,21 @@ use crate::store::StoreError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    /// A fixed code, or one a content policy chose.
+    pub code: std::borrow::Cow<'static, str>,
     pub message: String,
     pub field: Option<String>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
-            code,
+            code: code.into(),
             message: message.into(),
             field: None,
         }
@@ -31,7 +36,7 @@ impl ApiError {
 
     /// 422: the request is well-formed JSON but a field is wrong.
     pub fn invalid(
-        code: &'static str,
+        code: impl Into<std::borrow::Cow<'static, str>>,
         field: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {

@@ -15,6 +15,7 @@ use crate::auth::Principal;
 use crate::encoding;
 use crate::model::{MessageType, Status};
 use crate::numbers::{self, NumberError};
+use crate::policies::ContentDecision;
 use crate::store::messages::{self as stored, CancelOutcome, InsertOutcome, ListFilter};
 use crate::store::{EventRecord, Idempotency, MessageRecord, PartRecord};
 use crate::time::{now_ms, parse_rfc3339, to_rfc3339};
@@ -76,6 +77,16 @@ pub async fn create(
         now_ms(),
         app.default_validity_secs,
     )?;
+    let message = match check_content(app, message) {
+        Checked::Allowed(message) => message,
+        Checked::Rejected(message, error) => {
+            let (code, reason) = (error.code.to_string(), error.message.clone());
+            app.store
+                .write(move |conn| stored::insert_rejected(conn, &message, &code, &reason))
+                .await?;
+            return Err(error);
+        }
+    };
     let outcome = app
         .store
         .write(move |conn| stored::insert_message(conn, &message, idempotency.as_ref()))
@@ -96,6 +107,44 @@ pub async fn create(
             Ok(response)
         }
         InsertOutcome::KeyReused => Err(key_reused()),
+    }
+}
+
+/// A message after the content policy: allowed (maybe rewritten), or
+/// refused with the policy's code and reason.
+enum Checked {
+    Allowed(MessageRecord),
+    Rejected(MessageRecord, ApiError),
+}
+
+/// Runs the content policy, if there is one, and records its digest.
+fn check_content(app: &App, mut message: MessageRecord) -> Checked {
+    let Some(policies) = &app.policies else {
+        return Checked::Allowed(message);
+    };
+    let (decision, digest) =
+        policies.check_content(&crate::dispatch::message_view(&message), now_ms());
+    message.policy_digest = Some(digest.to_string());
+    let refuse = |code: String, reason: String| ApiError::invalid(code, "body", reason);
+    match decision {
+        ContentDecision::Allow => Checked::Allowed(message),
+        ContentDecision::Reject { code, reason } => {
+            Checked::Rejected(message, refuse(code, reason))
+        }
+        ContentDecision::Rewrite { text } => {
+            let analysis = encoding::analyze(&text);
+            if text.is_empty() || analysis.segments > MAX_SEGMENTS {
+                let reason = format!(
+                    "the content policy rewrote the body to {} parts; at most {MAX_SEGMENTS} are allowed",
+                    analysis.segments
+                );
+                return Checked::Rejected(message, refuse("policy_error".into(), reason));
+            }
+            message.body = text;
+            message.encoding = analysis.encoding;
+            message.segments = analysis.segments as i64;
+            Checked::Allowed(message)
+        }
     }
 }
 
@@ -120,6 +169,8 @@ pub async fn create_batch(
         ));
     }
     let now = now_ms();
+    // Messages the content policy refused are stored too, as `rejected`.
+    let refused = std::sync::Mutex::new(Vec::new());
     let parsed: Vec<Result<(MessageRecord, Option<Idempotency>), ApiError>> = items
         .into_iter()
         .enumerate()
@@ -136,7 +187,17 @@ pub async fn create_batch(
                         now,
                         app.default_validity_secs,
                     )?;
-                    Ok((message, idempotency))
+                    match check_content(app, message) {
+                        Checked::Allowed(message) => Ok((message, idempotency)),
+                        Checked::Rejected(message, error) => {
+                            refused.lock().unwrap_or_else(|e| e.into_inner()).push((
+                                message,
+                                error.code.to_string(),
+                                error.message.clone(),
+                            ));
+                            Err(error.with_field(format!("messages[{i}].body")))
+                        }
+                    }
                 }
                 _ => Err(ApiError::invalid(
                     "invalid_type",
@@ -150,9 +211,14 @@ pub async fn create_batch(
         .iter()
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
+    let refused: Vec<(MessageRecord, String, String)> =
+        refused.into_inner().unwrap_or_else(|e| e.into_inner());
     let stored = app
         .store
         .write(move |conn| {
+            for (message, code, reason) in &refused {
+                stored::insert_rejected(conn, message, code, reason)?;
+            }
             valid
                 .iter()
                 .map(|(m, idempotency)| stored::insert_message(conn, m, idempotency.as_ref()))
@@ -345,7 +411,7 @@ pub async fn webhooks(app: &App, principal: &Principal, id: &str) -> Result<Resp
 }
 
 /// Checks one message request and turns it into what the store writes.
-fn parse_message(
+pub(super) fn parse_message(
     mut fields: Fields,
     principal: &Principal,
     now: i64,
@@ -473,6 +539,7 @@ fn parse_message(
         expires_at,
         metadata,
         sandbox: principal.sandbox,
+        policy_digest: None,
         created_at: now,
         updated_at: now,
     })
@@ -565,6 +632,7 @@ fn message_json(m: &MessageRecord) -> Value {
     object.insert("expires_at".into(), json!(to_rfc3339(m.expires_at)));
     object.insert("metadata".into(), metadata);
     object.insert("sandbox".into(), json!(m.sandbox));
+    object.insert("policy_digest".into(), json!(m.policy_digest));
     object.insert("updated_at".into(), json!(to_rfc3339(m.updated_at)));
     value
 }

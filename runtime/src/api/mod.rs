@@ -6,6 +6,7 @@ mod carriers;
 pub mod error;
 mod json;
 mod messages;
+mod policies;
 mod tools;
 
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub struct App {
     pub dispatch_waker: Arc<Notify>,
     pub default_validity_secs: u64,
     pub carriers: Arc<CarrierSet>,
+    /// None when no policies directory exists.
+    pub policies: Option<Arc<crate::policies::Policies>>,
 }
 
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
@@ -54,7 +57,7 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response {
         Ok(response) => response,
         Err(err) => {
             if err.status.is_server_error() {
-                tracing::warn!(%method, %path, code = err.code, "request failed");
+                tracing::warn!(%method, %path, code = %err.code, "request failed");
             }
             err.into_response()
         }
@@ -136,6 +139,18 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
             carriers::list_inbound(app, &authed(ReadMessages)?, parts.uri.query()).await
         }
 
+        (["v1", "policies"], &Method::GET) => {
+            authed(ReviewPolicies)?;
+            policies::show(app).await
+        }
+        (["v1", "policies", "history"], &Method::GET) => {
+            authed(ReviewPolicies)?;
+            policies::history(app).await
+        }
+        (["v1", "policies", "simulate"], &Method::POST) => {
+            policies::simulate(app, &authed(ReviewPolicies)?, body).await
+        }
+
         (["v1", "encoding", "analyze"], &Method::POST) => {
             authed(UseTools)?;
             tools::analyze(body).await
@@ -180,6 +195,8 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         ["v1", "carriers"] => "GET",
         ["v1", "carriers", _, "callback", _, ..] => "GET, POST",
         ["v1", "inbound"] => "GET",
+        ["v1", "policies"] | ["v1", "policies", "history"] => "GET",
+        ["v1", "policies", "simulate"] => "POST",
         _ => return None,
     })
 }

@@ -32,6 +32,8 @@ pub enum Permission {
     ManageAccounts,
     /// Pure helpers such as encoding analysis.
     UseTools,
+    /// Read the policies' state and history, and simulate decisions.
+    ReviewPolicies,
 }
 
 impl Role {
@@ -55,7 +57,8 @@ impl Role {
         match self {
             Self::Admin => true,
             Self::Developer => matches!(permission, SendMessages | ReadMessages | UseTools),
-            Self::Compliance | Self::Viewer => matches!(permission, ReadMessages | UseTools),
+            Self::Compliance => matches!(permission, ReadMessages | UseTools | ReviewPolicies),
+            Self::Viewer => matches!(permission, ReadMessages | UseTools),
         }
     }
 }

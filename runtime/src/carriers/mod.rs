@@ -13,8 +13,11 @@ mod stats;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use pacing::Buckets;
 pub use recipients::{LastSent, RecentRecipients};
-pub use registry::{Admission, CarrierCounters, CarrierError, CarrierHandle, CarrierSet};
+pub use registry::{
+    Admission, CarrierCounters, CarrierError, CarrierHandle, CarrierSet, MAX_PACING_WAIT,
+};
 pub use sandbox::SandboxEndpoint;
 pub use stats::{CarrierStats, Window};
 

@@ -2,10 +2,12 @@
 //! the time at which it is next empty, GCRA-style) and a window of
 //! submissions in flight.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Parts per second with a burst of one second's worth.
+/// A rate with a burst: a token bucket, kept as the time until which it is
+/// booked.
 #[derive(Debug)]
 pub struct Rate {
     /// Time one part takes at the rate.
@@ -17,13 +19,27 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// Parts per second with a burst of one second's worth.
     pub fn per_second(parts: u32) -> Self {
-        let parts = parts.max(1);
+        Self::new(f64::from(parts.max(1)), parts.max(1))
+    }
+
+    /// `rate` parts per second (may be below 1: 3 a day is 3/86400), up to
+    /// `burst` at once.
+    pub fn new(rate: f64, burst: u32) -> Self {
+        let interval = Duration::try_from_secs_f64(1.0 / rate.max(1e-9))
+            .unwrap_or(Duration::from_secs(86_400 * 365));
         Self {
-            interval: Duration::from_secs(1) / parts,
-            burst: Duration::from_secs(1),
+            interval,
+            burst: interval.saturating_mul(burst.max(1)),
             booked_until: Mutex::new(Instant::now()),
         }
+    }
+
+    /// Whether the bucket is full again at `now` (nothing booked ahead), so
+    /// forgetting it changes nothing.
+    fn idle(&self, now: Instant) -> bool {
+        *self.booked_until.lock().unwrap_or_else(|e| e.into_inner()) <= now
     }
 
     /// Books `parts` and says how long to wait before sending them.
@@ -40,6 +56,56 @@ impl Rate {
         *booked = booked
             .checked_sub(self.interval * parts as u32)
             .unwrap_or(*booked);
+    }
+}
+
+/// Buckets by key, as pacing policies name them (`recipient:+8491…`,
+/// `account:acc_…`), made on first use. Full buckets are forgotten now and
+/// then, so the map holds only keys in use.
+#[derive(Debug, Default)]
+pub struct Buckets {
+    map: Mutex<HashMap<String, std::sync::Arc<Rate>>>,
+}
+
+/// Keys kept before full buckets are swept out.
+const SWEEP_AT: usize = 100_000;
+
+impl Buckets {
+    /// Books `parts` on every key and says how long to wait for all of
+    /// them, or gives the bookings back and says when to come back if that
+    /// is longer than `patience`.
+    pub fn reserve(
+        &self,
+        keys: &[(String, f64, u32)],
+        parts: usize,
+        patience: Duration,
+    ) -> Result<Duration, Duration> {
+        let now = Instant::now();
+        let rates: Vec<std::sync::Arc<Rate>> = {
+            let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            if map.len() >= SWEEP_AT {
+                map.retain(|_, rate| !rate.idle(now));
+            }
+            keys.iter()
+                .map(|(key, rate, burst)| {
+                    map.entry(key.clone())
+                        .or_insert_with(|| std::sync::Arc::new(Rate::new(*rate, *burst)))
+                        .clone()
+                })
+                .collect()
+        };
+        let wait = rates
+            .iter()
+            .map(|rate| rate.reserve(parts, now))
+            .max()
+            .unwrap_or_default();
+        if wait > patience {
+            for rate in &rates {
+                rate.release(parts);
+            }
+            return Err(wait);
+        }
+        Ok(wait)
     }
 }
 
@@ -61,6 +127,21 @@ mod tests {
         // Time passing frees the bucket.
         let later = now + Duration::from_secs(5);
         assert_eq!(rate.reserve(5, later), Duration::ZERO);
+    }
+
+    #[test]
+    fn three_a_day_then_wait() {
+        let buckets = Buckets::default();
+        let key = [("recipient:+1".to_owned(), 3.0 / 86_400.0, 3)];
+        let patience = Duration::from_secs(1);
+        for _ in 0..3 {
+            assert_eq!(buckets.reserve(&key, 1, patience), Ok(Duration::ZERO));
+        }
+        let wait = buckets.reserve(&key, 1, patience).unwrap_err();
+        assert!(wait > Duration::from_secs(7 * 3600), "{wait:?}");
+        // The refused booking was given back: the next asks the same.
+        let again = buckets.reserve(&key, 1, patience).unwrap_err();
+        assert!(again <= wait);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::store::{MessageRecord, Store, StoreError, inbound};
 /// Longest a submission waits for its carrier's rate or window before it
 /// goes back to the queue instead (so a slow carrier does not hold up the
 /// dispatcher's slots).
-const MAX_PACING_WAIT: Duration = Duration::from_millis(500);
+pub const MAX_PACING_WAIT: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CarrierError {
@@ -117,6 +117,31 @@ impl CarrierHandle {
         };
         tokio::time::sleep(wait).await;
         Ok(permit)
+    }
+
+    /// What routing and pacing policies see of this carrier for a message
+    /// to `country`.
+    pub fn view(&self, country: Option<&str>, now_ms: i64) -> crate::policies::CarrierView {
+        let stats = |minutes| {
+            let w = self.stats.window(now_ms, minutes);
+            crate::policies::CarrierStats {
+                sent: w.submissions,
+                delivery_rate: w.delivery_rate,
+                error_rate: w.error_rate,
+                median_dlr_latency_ms: w.median_dlr_latency_ms,
+            }
+        };
+        crate::policies::CarrierView {
+            name: self.config.name.clone(),
+            healthy: !self
+                .misconfigured
+                .load(std::sync::atomic::Ordering::Relaxed),
+            countries: self.config.countries.clone(),
+            price: self.config.price_for(country),
+            tps: self.config.tps,
+            last_15m: stats(15),
+            last_24h: stats(24 * 60),
+        }
     }
 
     /// Whether `secret` is this carrier's callback secret (constant time).
@@ -280,11 +305,21 @@ impl CarrierSet {
         &self.sandbox_endpoint
     }
 
+    /// The `[[carriers]]`, without the sandbox.
+    pub fn configured(&self) -> &[Arc<CarrierHandle>] {
+        &self.carriers[1..]
+    }
+
+    /// Whether a message goes to the sandbox whatever the policies say.
+    pub fn uses_sandbox(&self, message: &MessageRecord) -> bool {
+        message.sandbox || self.live_to_sandbox
+    }
+
     /// The carrier for a message: the sandbox for sandbox messages (and for
     /// all when no carriers are configured); otherwise the cheapest carrier
     /// that serves the destination country, the first configured on a tie.
     pub fn route(&self, message: &MessageRecord) -> Option<&Arc<CarrierHandle>> {
-        if message.sandbox || self.live_to_sandbox {
+        if self.uses_sandbox(message) {
             return self.carriers.first();
         }
         let country = message.country.as_deref();

@@ -15,10 +15,12 @@ use tracing::Instrument;
 pub use backoff::retry_delay;
 
 use crate::carriers::{
-    Carrier, CarrierCounters, CarrierHandle, CarrierSet, LastSent, SubmitError, SubmitRequest,
+    Buckets, Carrier, CarrierCounters, CarrierHandle, CarrierSet, LastSent, MAX_PACING_WAIT,
+    SubmitError, SubmitRequest,
 };
 use crate::config::DispatchConfig;
 use crate::encoding;
+use crate::policies::{CarrierView, MessageView, PaceDecision, Policies, RouteDecision};
 use crate::store::Store;
 use crate::store::queue::{self, ClaimedPart, SubmitOutcome, SubmitResult};
 use crate::workers::{self, Limits};
@@ -26,15 +28,22 @@ use crate::workers::{self, Limits};
 pub struct Dispatcher {
     store: Store,
     carriers: Arc<CarrierSet>,
+    policies: Option<Arc<Policies>>,
     config: DispatchConfig,
     wake: Arc<Notify>,
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, carriers: Arc<CarrierSet>, config: DispatchConfig) -> Self {
+    pub fn new(
+        store: Store,
+        carriers: Arc<CarrierSet>,
+        policies: Option<Arc<Policies>>,
+        config: DispatchConfig,
+    ) -> Self {
         Self {
             store,
             carriers,
+            policies,
             config,
             wake: Arc::new(Notify::new()),
         }
@@ -60,18 +69,30 @@ impl Dispatcher {
         };
         let config = Arc::new(self.config);
         let carriers = self.carriers;
+        let policies = self.policies;
+        let buckets = Arc::new(Buckets::default());
         let work = |claim: ClaimedPart| {
-            let carrier = carriers.route(&claim.message).cloned();
-            let (carriers, config) = (carriers.clone(), config.clone());
+            let route = plan_route(&carriers, policies.as_deref(), &claim);
+            let (carriers, policies, config, buckets) = (
+                carriers.clone(),
+                policies.clone(),
+                config.clone(),
+                buckets.clone(),
+            );
             let span = tracing::info_span!(
                 "submit",
                 message_id = %claim.message.id,
-                carrier = carrier.as_ref().map(|c| c.name()),
+                carrier = route.carrier.as_ref().map(|c| c.name()),
                 attempt = claim.attempt
             );
             async move {
-                let Some(carrier) = carrier else {
-                    return no_route(claim);
+                let Some(carrier) = route.carrier else {
+                    let (code, reason) = route.refusal.unwrap_or_else(|| no_route_reason(&claim));
+                    return refuse(claim, &code, &reason);
+                };
+                let pacing = Pacing {
+                    policies: policies.as_deref(),
+                    buckets: &buckets,
                 };
                 let (to, sent) = (
                     claim.message.to.clone(),
@@ -80,7 +101,7 @@ impl Dispatcher {
                         message_id: claim.message.id.clone(),
                     },
                 );
-                let results = paced_submit(&carrier, claim, &config).await;
+                let results = paced_submit(&carrier, route.sender, claim, &config, pacing).await;
                 if results
                     .iter()
                     .any(|r| matches!(r.outcome, SubmitOutcome::Accepted { .. }))
@@ -98,10 +119,91 @@ impl Dispatcher {
     }
 }
 
-/// Fails the parts of a message no carrier serves.
-fn no_route(claim: ClaimedPart) -> Vec<SubmitResult> {
+/// Where a claim goes: a carrier and maybe a sender, or why nowhere.
+struct Route {
+    carrier: Option<Arc<CarrierHandle>>,
+    sender: Option<String>,
+    /// The routing policy's `reject(code, reason)`.
+    refusal: Option<(String, String)>,
+}
+
+/// Picks the carrier. Sandbox messages (and all, while no carriers are
+/// configured) go to the sandbox; otherwise the routing policy gives the
+/// failover order and attempt `n` goes to the `n`-th carrier in it (round
+/// and round); without policies, the cheapest carrier serving the country.
+fn plan_route(carriers: &CarrierSet, policies: Option<&Policies>, claim: &ClaimedPart) -> Route {
+    let message = &claim.message;
+    let route = |carrier: Option<&Arc<CarrierHandle>>| Route {
+        carrier: carrier.cloned(),
+        sender: None,
+        refusal: None,
+    };
+    let Some(policies) = policies.filter(|_| !carriers.uses_sandbox(message)) else {
+        return route(carriers.route(message));
+    };
+    let now = crate::time::now_ms();
+    let views: Vec<CarrierView> = carriers
+        .configured()
+        .iter()
+        .map(|c| c.view(message.country.as_deref(), now))
+        .collect();
+    match policies.route(&message_view(message), &views, now).0 {
+        RouteDecision::Route {
+            carriers: names,
+            sender,
+        } => {
+            let order: Vec<&Arc<CarrierHandle>> =
+                names.iter().filter_map(|name| carriers.get(name)).collect();
+            if order.is_empty() {
+                return route(None);
+            }
+            let turn = (claim.attempt.max(1) - 1) as usize % order.len();
+            Route {
+                carrier: Some(order[turn].clone()),
+                sender,
+                refusal: None,
+            }
+        }
+        RouteDecision::Reject { code, reason } => Route {
+            carrier: None,
+            sender: None,
+            refusal: Some((code, reason)),
+        },
+    }
+}
+
+/// What a routing or pacing policy sees of a message.
+pub fn message_view(message: &crate::store::MessageRecord) -> MessageView {
+    let metadata = message
+        .metadata
+        .as_deref()
+        .and_then(|m| serde_json::from_str::<std::collections::BTreeMap<String, String>>(m).ok())
+        .unwrap_or_default();
+    MessageView {
+        id: message.id.clone(),
+        account: message.account_id.clone(),
+        to: message.to.clone(),
+        country: message.country.clone(),
+        from: message.from.clone(),
+        message_type: message.message_type,
+        text: message.body.clone(),
+        encoding: message.encoding,
+        segments: u32::try_from(message.segments).unwrap_or(u32::MAX),
+        metadata,
+    }
+}
+
+fn no_route_reason(claim: &ClaimedPart) -> (String, String) {
     let country = claim.message.country.as_deref().unwrap_or("unknown");
     tracing::warn!(country, "no carrier serves this destination");
+    (
+        "no_route".into(),
+        format!("no carrier is configured for destination country {country}"),
+    )
+}
+
+/// Fails the parts of a message that goes nowhere.
+fn refuse(claim: ClaimedPart, code: &str, reason: &str) -> Vec<SubmitResult> {
     claim
         .parts
         .iter()
@@ -111,21 +213,88 @@ fn no_route(claim: ClaimedPart) -> Vec<SubmitResult> {
             segments: claim.message.segments,
             carrier: String::new(),
             outcome: SubmitOutcome::Failed {
-                code: "no_route".into(),
-                reason: format!("no carrier is configured for destination country {country}"),
+                code: code.into(),
+                reason: reason.into(),
             },
         })
         .collect()
 }
 
-/// Waits for the carrier's rate and window, submits, and counts the outcome.
-/// A claim the carrier cannot take soon goes back to the queue unattempted.
+/// The pacing policy and the buckets its keys live in.
+struct Pacing<'a> {
+    policies: Option<&'a Policies>,
+    buckets: &'a Buckets,
+}
+
+impl Pacing<'_> {
+    /// How long the pacing policy says to wait before sending `parts`, or
+    /// when to come back (Unix ms) if it is too long.
+    async fn wait(&self, carrier: &CarrierHandle, claim: &ClaimedPart) -> Result<(), i64> {
+        let Some(policies) = self.policies else {
+            return Ok(());
+        };
+        let now = crate::time::now_ms();
+        let view = carrier.view(claim.message.country.as_deref(), now);
+        let keys = match policies.pace(&message_view(&claim.message), &view, now).0 {
+            PaceDecision::DeferUntil(at) if at > now => return Err(at),
+            PaceDecision::DeferUntil(_) => return Ok(()),
+            PaceDecision::Keys(keys) => keys,
+        };
+        let keys: Vec<(String, f64, u32)> = keys
+            .into_iter()
+            .map(|k| (k.key, k.rate_per_sec, k.burst))
+            .collect();
+        match self
+            .buckets
+            .reserve(&keys, claim.parts.len(), MAX_PACING_WAIT)
+        {
+            Ok(wait) => {
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }
+            Err(wait) => Err(now + wait.as_millis() as i64),
+        }
+    }
+}
+
+/// Puts the parts back in the queue until `due_at`, unattempted.
+fn defer(claim: &ClaimedPart, carrier: &str, due_at: i64, reason: &str) -> Vec<SubmitResult> {
+    claim
+        .parts
+        .iter()
+        .map(|&index| SubmitResult {
+            message_id: claim.message.id.clone(),
+            index,
+            segments: claim.message.segments,
+            carrier: carrier.to_owned(),
+            outcome: SubmitOutcome::Deferred {
+                due_at,
+                reason: reason.to_owned(),
+            },
+        })
+        .collect()
+}
+
+/// Waits for the pacing policy and the carrier's rate and window, submits,
+/// and counts the outcome. A claim that cannot go soon goes back to the
+/// queue unattempted.
 async fn paced_submit(
     carrier: &CarrierHandle,
+    sender: Option<String>,
     claim: ClaimedPart,
     config: &DispatchConfig,
+    pacing: Pacing<'_>,
 ) -> Vec<SubmitResult> {
     let counters = &carrier.counters;
+    if let Err(due_at) = pacing.wait(carrier, &claim).await {
+        CarrierCounters::add(&counters.deferred, 1);
+        return defer(
+            &claim,
+            carrier.name(),
+            due_at,
+            "deferred by the pacing policy",
+        );
+    }
     let admission = match carrier.admit(claim.parts.len()).await {
         Ok(admission) => admission,
         Err(wait) => {
@@ -135,23 +304,10 @@ async fn paced_submit(
                 "paced: waiting for carrier {}'s rate and window",
                 carrier.name()
             );
-            return claim
-                .parts
-                .iter()
-                .map(|&index| SubmitResult {
-                    message_id: claim.message.id.clone(),
-                    index,
-                    segments: claim.message.segments,
-                    carrier: carrier.name().to_owned(),
-                    outcome: SubmitOutcome::Deferred {
-                        due_at,
-                        reason: reason.clone(),
-                    },
-                })
-                .collect();
+            return defer(&claim, carrier.name(), due_at, &reason);
         }
     };
-    let results = submit(carrier, claim, config).await;
+    let results = submit(carrier, sender, claim, config).await;
     drop(admission);
     results
 }
@@ -159,6 +315,7 @@ async fn paced_submit(
 /// Submits one claim and turns the carrier's answer into per-part results.
 async fn submit(
     carrier: &CarrierHandle,
+    sender: Option<String>,
     claim: ClaimedPart,
     config: &DispatchConfig,
 ) -> Vec<SubmitResult> {
@@ -190,7 +347,7 @@ async fn submit(
     let request = SubmitRequest {
         message_id: message.id.clone(),
         to: message.to.clone(),
-        from: message.from.clone(),
+        from: sender.or_else(|| message.from.clone()),
         text: message.body.clone(),
         message_type: message.message_type,
         encoding: encoded.encoding,

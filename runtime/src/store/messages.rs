@@ -43,6 +43,9 @@ pub struct MessageRecord {
     pub expires_at: i64,
     pub metadata: Option<String>,
     pub sandbox: bool,
+    /// The digest of the policy set that decided the message (none when
+    /// no policies are in use).
+    pub policy_digest: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -94,7 +97,7 @@ pub struct ListFilter {
 
 const MESSAGE_COLUMNS: &str = "SELECT id, account_id, status, to_number, sender, country, body, type, \
      encoding, segments, concat_ref, callback_url, send_at, expires_at, metadata, sandbox, \
-     created_at, updated_at FROM messages";
+     created_at, updated_at, policy_digest FROM messages";
 
 /// Writes a new message and its parts, in their initial state (whatever
 /// `msg.status` says).
@@ -133,8 +136,8 @@ pub fn insert_message(
     conn.prepare_cached(
         "INSERT INTO messages (id, account_id, status, to_number, sender, country, body, type, \
          encoding, segments, concat_ref, callback_url, send_at, expires_at, metadata, sandbox, \
-         idempotency_key, request_hash, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19)",
+         idempotency_key, request_hash, created_at, updated_at, policy_digest) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20)",
     )?
     .execute(params![
         msg.id,
@@ -156,6 +159,7 @@ pub fn insert_message(
         idempotency_key,
         request_hash,
         msg.created_at,
+        msg.policy_digest,
     ])?;
     let due_at = msg.send_at.unwrap_or(msg.created_at).max(msg.created_at);
     let mut insert_part = conn.prepare_cached(
@@ -175,6 +179,31 @@ pub fn insert_message(
         updated_at: msg.created_at,
         ..msg.clone()
     }))
+}
+
+/// Writes a message the content policy refused: the message and its parts
+/// `rejected` with `code`, and an event with the reason, so the sender can
+/// read what happened.
+pub fn insert_rejected(
+    conn: &Connection,
+    msg: &MessageRecord,
+    code: &str,
+    reason: &str,
+) -> Result<MessageRecord> {
+    let mut rejected = msg.clone();
+    rejected.send_at = None;
+    insert_message(conn, &rejected, None)?;
+    for index in 0..msg.segments {
+        let mut change = PartChange::new(&msg.id, index, Status::Rejected, msg.created_at);
+        change.error_code = Some(code);
+        change.detail = Some(reason);
+        change_part(conn, &change, Some(msg.segments))?;
+    }
+    Ok(MessageRecord {
+        status: Status::Rejected,
+        send_at: None,
+        ..msg.clone()
+    })
 }
 
 /// A message by id alone, for the runtime's own use (never for API callers).
@@ -594,6 +623,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Result<MessageRecord>> {
             sandbox: row.get(15)?,
             created_at: row.get(16)?,
             updated_at: row.get(17)?,
+            policy_digest: row.get(18)?,
         })
     })();
     Ok(parsed)

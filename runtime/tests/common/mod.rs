@@ -464,6 +464,7 @@ pub fn stored_message(
         expires_at: created_at + 3_600_000,
         metadata: None,
         sandbox: false,
+        policy_digest: None,
         created_at,
         updated_at: created_at,
     }
