@@ -78,6 +78,14 @@ pub struct CarrierHandle {
     pub counters: CarrierCounters,
     /// Delivery and error rates and report latency, by minute.
     pub stats: CarrierStats,
+    /// [`CarrierHandle::recent_stats`] of the current second.
+    #[allow(clippy::type_complexity)]
+    stats_cache: std::sync::Mutex<
+        Option<(
+            i64,
+            (crate::policies::CarrierStats, crate::policies::CarrierStats),
+        )>,
+    >,
     /// The last submission failed as misconfigured (cleared by a success).
     pub misconfigured: AtomicBool,
 }
@@ -122,15 +130,7 @@ impl CarrierHandle {
     /// What routing and pacing policies see of this carrier for a message
     /// to `country`.
     pub fn view(&self, country: Option<&str>, now_ms: i64) -> crate::policies::CarrierView {
-        let stats = |minutes| {
-            let w = self.stats.window(now_ms, minutes);
-            crate::policies::CarrierStats {
-                sent: w.submissions,
-                delivery_rate: w.delivery_rate,
-                error_rate: w.error_rate,
-                median_dlr_latency_ms: w.median_dlr_latency_ms,
-            }
-        };
+        let (last_15m, last_24h) = self.recent_stats(now_ms);
         crate::policies::CarrierView {
             name: self.config.name.clone(),
             healthy: !self
@@ -139,9 +139,36 @@ impl CarrierHandle {
             countries: self.config.countries.clone(),
             price: self.config.price_for(country),
             tps: self.config.tps,
-            last_15m: stats(15),
-            last_24h: stats(24 * 60),
+            last_15m,
+            last_24h,
         }
+    }
+
+    /// The stats over 15 minutes and 24 hours, summed at most once a second
+    /// (every message's routing reads them).
+    fn recent_stats(
+        &self,
+        now_ms: i64,
+    ) -> (crate::policies::CarrierStats, crate::policies::CarrierStats) {
+        let second = now_ms / 1000;
+        let mut cached = self.stats_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, stats)) = &*cached
+            && *at == second
+        {
+            return stats.clone();
+        }
+        let window = |minutes| {
+            let w = self.stats.window(now_ms, minutes);
+            crate::policies::CarrierStats {
+                sent: w.submissions,
+                delivery_rate: w.delivery_rate,
+                error_rate: w.error_rate,
+                median_dlr_latency_ms: w.median_dlr_latency_ms,
+            }
+        };
+        let stats = (window(15), window(24 * 60));
+        *cached = Some((second, stats.clone()));
+        stats
     }
 
     /// Whether `secret` is this carrier's callback secret (constant time).
@@ -264,6 +291,7 @@ impl CarrierSet {
                 base_url,
                 counters: CarrierCounters::default(),
                 stats: CarrierStats::default(),
+                stats_cache: std::sync::Mutex::default(),
                 misconfigured: AtomicBool::new(false),
             }));
         }

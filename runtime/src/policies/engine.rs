@@ -442,6 +442,72 @@ fn register_helpers(engine: &mut Engine) {
     });
     engine.register_fn("sort_by", sort_by);
     engine.register_fn("names_of", names_of);
+    engine.register_fn("rank_carriers", rank_carriers);
+}
+
+/// The names of the carriers worth trying for a message to `country`, best
+/// first: healthy carriers that serve it and have a price for it, those
+/// delivering at least `min_delivery_rate` before the others, each group
+/// ordered by `order_by`: `"cost"` (price per delivered message: price /
+/// delivery rate) or `"loss"` (share of messages not delivered). The
+/// delivery rate counted on is the last 15 minutes' when the carrier sent
+/// 20 messages or more then, else the last 24 hours', else 90%. What the
+/// shipped routing policy describes, done natively: in script it cost about
+/// 4 µs per carrier.
+fn rank_carriers(
+    carriers: Array,
+    country: &str,
+    min_delivery_rate: f64,
+    order_by: &str,
+) -> Result<Array, Box<EvalAltResult>> {
+    let by_loss = match order_by {
+        "cost" => false,
+        "loss" => true,
+        other => {
+            return Err(runtime_error(
+                format!("rank_carriers: order_by must be \"cost\" or \"loss\", not {other:?}"),
+                Position::NONE,
+            ));
+        }
+    };
+    let mut good = Vec::new();
+    let mut last_resort = Vec::new();
+    for item in &carriers {
+        let Some(carrier) = item.read_lock::<ScriptCarrier>() else {
+            return Err(runtime_error(
+                "rank_carriers: pass the `carriers` list route() was given",
+                Position::NONE,
+            ));
+        };
+        let view = carrier.view();
+        let Some(price) = view.price else { continue };
+        if !view.healthy || !carrier.serves(country) {
+            continue;
+        }
+        let delivery = match (view.last_15m.sent, view.last_15m.delivery_rate) {
+            (sent, Some(rate)) if sent >= 20 => rate,
+            _ => view.last_24h.delivery_rate.unwrap_or(0.90),
+        };
+        let key = if by_loss {
+            1.0 - delivery
+        } else {
+            price / delivery.max(0.01)
+        };
+        let entry = (key, Dynamic::from(carrier.name().clone()));
+        if delivery >= min_delivery_rate {
+            good.push(entry);
+        } else {
+            last_resort.push(entry);
+        }
+    }
+    // Stable: carriers that tie keep their configured order.
+    good.sort_by(|a, b| a.0.total_cmp(&b.0));
+    last_resort.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(good
+        .into_iter()
+        .chain(last_resort)
+        .map(|(_, name)| name)
+        .collect())
 }
 
 /// The `name` of each item: carriers, or maps with a `name`.

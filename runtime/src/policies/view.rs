@@ -187,6 +187,10 @@ impl ScriptCarrier {
         &self.0.name
     }
 
+    pub(crate) fn view(&self) -> &CarrierView {
+        &self.0.view
+    }
+
     /// Whether the carrier takes messages to `country` (`*`: all).
     pub(crate) fn serves(&self, country: &str) -> bool {
         self.0
