@@ -283,8 +283,8 @@ fn routing_and_pacing_errors_fall_back() {
     edit(
         dir.path(),
         "routing.rhai",
-        "let good = [];",
-        "let good = [];\n    let x = 1 / 0;",
+        "let order_by = ",
+        "let x = 1 / 0;\n    let order_by = ",
     );
     edit(
         dir.path(),
