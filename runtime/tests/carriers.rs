@@ -481,28 +481,9 @@ async fn a_plugin_replaced_under_load_loses_nothing() {
     }
 }
 
-/// A carrier that answers every request with `401 Unauthorized`.
-async fn refusing_carrier() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0; 65536];
-                let _ = stream.read(&mut buf).await;
-                let _ = stream
-                    .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 #[tokio::test]
 async fn a_misconfigured_carrier_keeps_messages_waiting_and_says_so() {
-    let base_url = refusing_carrier().await;
+    let base_url = common::carrier_answering("401 Unauthorized").await;
     let server = TestServer::start_with(|config| {
         let mut carrier = test_guest("bad-creds", "ok", &["*"]);
         carrier.base_url = Some(base_url);

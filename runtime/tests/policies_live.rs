@@ -5,29 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::{TestServer, new_tenant, wait_until};
 use hyper::StatusCode;
 use pigeon::config::CarrierConfig;
 use serde_json::{Value, json};
-
-fn shipped_policies() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// A simulator carrier serving VN and HK at `price` a segment.
 fn simulator(name: &str, price: f64) -> CarrierConfig {
@@ -40,8 +23,7 @@ fn simulator(name: &str, price: f64) -> CarrierConfig {
 
 /// Starts Pigeon on a copy of the shipped policies (returned, to edit).
 async fn with_shipped_policies() -> (TestServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&shipped_policies(), dir.path());
+    let dir = common::shipped_policies_copy();
     let policies = dir.path().to_owned();
     let server = TestServer::start_with(move |config| {
         config.policies.dir = policies;
@@ -205,32 +187,13 @@ fn custom_policies(routing: &str, pacing: &str) -> tempfile::TempDir {
     dir
 }
 
-/// A carrier whose every request fails with a retryable 503.
-async fn failing_carrier() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0; 65536];
-                let _ = stream.read(&mut buf).await;
-                let _ = stream
-                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 #[tokio::test]
 async fn a_retryable_failure_moves_to_the_next_carrier_in_the_route() {
     let dir = custom_policies(
         "fn route(msg, carriers) { route_to([\"flaky\", \"steady\"]) }\n",
         "fn pace(msg, carrier) { [limit(\"c:\" + carrier.name, per_second(1000), 1000)] }\n",
     );
-    let flaky_url = failing_carrier().await;
+    let flaky_url = common::carrier_answering("503 Service Unavailable").await;
     let policies = dir.path().to_owned();
     let server = TestServer::start_with(move |config| {
         let mut flaky = CarrierConfig::new("flaky", env!("PIGEON_TEST_GUEST"));

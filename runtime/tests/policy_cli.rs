@@ -3,6 +3,8 @@
 //! on broken copies; the watcher picks up edits and keeps the last good set
 //! when an edit is broken.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -16,25 +18,6 @@ use pigeon::policies::{
 
 fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-fn copy_of_shipped() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&shipped(), dir.path());
-    dir
 }
 
 /// Replaces the first `from` in `file` with `to`; returns the 1-based line
@@ -95,18 +78,18 @@ fn check_and_test_pass_on_the_shipped_policies() {
 
 #[test]
 fn a_syntax_error_is_reported_with_file_line_and_column() {
-    let dir = copy_of_shipped();
+    let dir = common::shipped_policies_copy();
     let line = edit(
         dir.path(),
         "routing.rhai",
-        "let names = names_of(",
-        "let names = names_of(,",
+        "let names = rank_carriers(",
+        "let names = rank_carriers(,",
     );
     let (output, text) = pigeon(&["policy", "check"], dir.path());
     assert!(!output.status.success(), "{text}");
     assert!(text.contains(&format!("routing.rhai:{line}:")), "{text}");
     // The offending line is shown under the message.
-    assert!(text.contains("let names = names_of(,"), "{text}");
+    assert!(text.contains("let names = rank_carriers(,"), "{text}");
 
     let (output, text) = pigeon(&["policy", "test"], dir.path());
     assert!(!output.status.success(), "{text}");
@@ -115,7 +98,7 @@ fn a_syntax_error_is_reported_with_file_line_and_column() {
 
 #[test]
 fn a_failing_case_is_reported_and_fails_the_check() {
-    let dir = copy_of_shipped();
+    let dir = common::shipped_policies_copy();
     edit(
         dir.path(),
         "pacing.rhai",
@@ -135,7 +118,7 @@ fn a_failing_case_is_reported_and_fails_the_check() {
 
 #[test]
 fn an_endless_loop_is_cut_off() {
-    let dir = copy_of_shipped();
+    let dir = common::shipped_policies_copy();
     edit(
         dir.path(),
         "content.rhai",
@@ -198,7 +181,7 @@ fn quiet_hours_defer_marketing_until_08_local() {
 
 #[test]
 fn the_watcher_reloads_edits_and_keeps_the_last_good_set() {
-    let dir = copy_of_shipped();
+    let dir = common::shipped_policies_copy();
     let policies = Arc::new(
         Policies::load(PoliciesConfig {
             dir: dir.path().to_owned(),
@@ -238,8 +221,8 @@ fn the_watcher_reloads_edits_and_keeps_the_last_good_set() {
     let line = edit(
         dir.path(),
         "routing.rhai",
-        "let names = names_of(",
-        "let names = names_of(,",
+        "let names = rank_carriers(",
+        "let names = rank_carriers(,",
     );
     assert!(
         wait_for(Duration::from_secs(2), || policies.last_error().is_some()),

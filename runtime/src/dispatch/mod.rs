@@ -202,8 +202,8 @@ fn no_route_reason(claim: &ClaimedPart) -> (String, String) {
     )
 }
 
-/// Fails the parts of a message that goes nowhere.
-fn refuse(claim: ClaimedPart, code: &str, reason: &str) -> Vec<SubmitResult> {
+/// The same outcome for every claimed part.
+fn each_part(claim: &ClaimedPart, carrier: &str, outcome: SubmitOutcome) -> Vec<SubmitResult> {
     claim
         .parts
         .iter()
@@ -211,13 +211,19 @@ fn refuse(claim: ClaimedPart, code: &str, reason: &str) -> Vec<SubmitResult> {
             message_id: claim.message.id.clone(),
             index,
             segments: claim.message.segments,
-            carrier: String::new(),
-            outcome: SubmitOutcome::Failed {
-                code: code.into(),
-                reason: reason.into(),
-            },
+            carrier: carrier.to_owned(),
+            outcome: outcome.clone(),
         })
         .collect()
+}
+
+/// Fails the parts of a message that goes nowhere.
+fn refuse(claim: ClaimedPart, code: &str, reason: &str) -> Vec<SubmitResult> {
+    let outcome = SubmitOutcome::Failed {
+        code: code.into(),
+        reason: reason.into(),
+    };
+    each_part(&claim, "", outcome)
 }
 
 /// The pacing policy and the buckets its keys live in.
@@ -259,20 +265,11 @@ impl Pacing<'_> {
 
 /// Puts the parts back in the queue until `due_at`, unattempted.
 fn defer(claim: &ClaimedPart, carrier: &str, due_at: i64, reason: &str) -> Vec<SubmitResult> {
-    claim
-        .parts
-        .iter()
-        .map(|&index| SubmitResult {
-            message_id: claim.message.id.clone(),
-            index,
-            segments: claim.message.segments,
-            carrier: carrier.to_owned(),
-            outcome: SubmitOutcome::Deferred {
-                due_at,
-                reason: reason.to_owned(),
-            },
-        })
-        .collect()
+    let outcome = SubmitOutcome::Deferred {
+        due_at,
+        reason: reason.to_owned(),
+    };
+    each_part(claim, carrier, outcome)
 }
 
 /// Waits for the pacing policy and the carrier's rate and window, submits,
