@@ -12,6 +12,20 @@ pub fn body(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(value).expect("value cannot be serialised as JSON")
 }
 
+/// What kind of JSON value `value` is, with its article, for messages:
+/// "a string", "an object", "null".
+pub fn kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Parses a JSON body; the error says what was wrong and shows the start of
 /// the body.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {

@@ -43,6 +43,24 @@ impl fmt::Display for SettingsError {
 
 impl std::error::Error for SettingsError {}
 
+/// The settings as a JSON object, for adapters that check each key
+/// themselves (to report every problem at once). Empty settings are `{}`.
+pub fn object(settings: &str) -> Result<serde_json::Map<String, serde_json::Value>, Vec<String>> {
+    let text = if settings.trim().is_empty() {
+        "{}"
+    } else {
+        settings
+    };
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(other) => Err(vec![format!(
+            "settings must be a JSON object, got {}",
+            crate::json::kind(&other)
+        )]),
+        Err(e) => Err(vec![format!("settings are not valid JSON: {e}")]),
+    }
+}
+
 /// Parses the settings JSON into `T`. Empty settings are read as `{}`.
 ///
 /// The error names what serde expected and shows the settings text just

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use pigeon_sdk::Carrier;
 use pigeon_sdk::encoding::hex_encode;
 use pigeon_sdk::form::encode_component;
+use pigeon_sdk::json::kind;
 use pigeon_sdk::types::{
     CallbackReply, CallbackRequest, DeliveryReport, Failure, HttpRequest, HttpResponse,
     InboundMessage, Info, Message, Method, ReportState, Step,
@@ -289,17 +290,6 @@ impl Problems {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Whether `key` is a valid `errors.by_status` key: `NNN` or `Nxx`.
 fn is_status_key(key: &str) -> bool {
     let b = key.as_bytes();
@@ -311,15 +301,7 @@ fn is_status_key(key: &str) -> bool {
 impl Settings {
     /// Reads and checks the settings JSON, reporting every problem.
     pub fn parse(text: &str) -> Result<Self, Vec<String>> {
-        let text = if text.trim().is_empty() { "{}" } else { text };
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| vec![format!("settings are not valid JSON: {e}")])?;
-        let Value::Object(map) = value else {
-            return Err(vec![format!(
-                "settings must be a JSON object, got {}",
-                kind(&value)
-            )]);
-        };
+        let map = pigeon_sdk::settings::object(text)?;
         let mut p = Problems::default();
         p.unknown_keys(
             &map,

@@ -20,6 +20,7 @@
 //!   Kannel's message id.
 
 use pigeon_sdk::Carrier;
+use pigeon_sdk::json::kind;
 use pigeon_sdk::types::{
     CallbackReply, CallbackRequest, DeliveryReport, Encoding, Failure, HttpRequest, HttpResponse,
     InboundMessage, Info, Message, Method, Part, ReportState, Step,
@@ -71,15 +72,7 @@ pub struct Settings {
 impl Settings {
     /// Reads and checks the settings JSON, reporting every problem.
     pub fn parse(text: &str) -> Result<Self, Vec<String>> {
-        let text = if text.trim().is_empty() { "{}" } else { text };
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| vec![format!("settings are not valid JSON: {e}")])?;
-        let Value::Object(map) = value else {
-            return Err(vec![format!(
-                "settings must be a JSON object, got {}",
-                kind(&value)
-            )]);
-        };
+        let map = pigeon_sdk::settings::object(text)?;
         let mut problems = Vec::new();
         let mut username = None;
         let mut password = None;
@@ -175,17 +168,6 @@ fn non_empty(key: &str, value: &Value, problems: &mut Vec<String>) -> Option<Str
             problems.push(format!("{key} must be a string, got {}", kind(other)));
             None
         }
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use pigeon_sdk::Carrier;
 use pigeon_sdk::encoding::hex_encode;
+use pigeon_sdk::json::kind;
 use pigeon_sdk::types::{
     CallbackReply, CallbackRequest, DeliveryReport, Failure, HttpRequest, HttpResponse,
     InboundMessage, Info, Message, Method, ReportState, Step,
@@ -124,15 +125,7 @@ impl Default for Settings {
 impl Settings {
     /// Reads and checks the settings JSON, reporting every problem.
     pub fn parse(text: &str) -> Result<Self, Vec<String>> {
-        let text = if text.trim().is_empty() { "{}" } else { text };
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| vec![format!("settings are not valid JSON: {e}")])?;
-        let Value::Object(map) = value else {
-            return Err(vec![format!(
-                "settings must be a JSON object, got {}",
-                kind(&value)
-            )]);
-        };
+        let map = pigeon_sdk::settings::object(text)?;
         let mut settings = Settings::default();
         let mut problems = Vec::new();
         for (key, value) in &map {
@@ -203,17 +196,6 @@ impl Settings {
                 Outcome::Undeliverable
             }
         })
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use pigeon_sdk::Carrier;
 use pigeon_sdk::form::Params;
+use pigeon_sdk::json::kind;
 use pigeon_sdk::signature::verify_hmac_sha256_hex;
 use pigeon_sdk::types::{
     CallbackReply, CallbackRequest, DeliveryReport, Encoding, Failure, HttpRequest, HttpResponse,
@@ -56,15 +57,7 @@ pub struct Settings {
 impl Settings {
     /// Reads and checks the settings JSON, reporting every problem.
     pub fn parse(text: &str) -> Result<Self, Vec<String>> {
-        let text = if text.trim().is_empty() { "{}" } else { text };
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| vec![format!("settings are not valid JSON: {e}")])?;
-        let Value::Object(map) = value else {
-            return Err(vec![format!(
-                "settings must be a JSON object, got {}",
-                kind(&value)
-            )]);
-        };
+        let map = pigeon_sdk::settings::object(text)?;
         let mut problems = Vec::new();
         let mut string = |key: &str, required: bool| -> Option<String> {
             match map.get(key) {
@@ -111,17 +104,6 @@ impl Settings {
             }),
             _ => Err(problems),
         }
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
