@@ -362,19 +362,8 @@ async fn an_inbound_message_is_listed() {
     let status = post_json(&format!("{}/inbound", callback_base(&server)), &event).await;
     assert_eq!(status, StatusCode::OK);
 
-    let admin = server.admin();
-    let listed = wait_until("the inbound message to be listed", || async {
-        let (status, list) = admin.get("/v1/inbound").await;
-        assert_eq!(status, StatusCode::OK, "{list}");
-        list["data"]
-            .as_array()
-            .and_then(|d| {
-                d.iter()
-                    .find(|m| m["carrier_message_id"] == "84cca175-9755-4859-b67f-4730d7f58aa3")
-            })
-            .cloned()
-    })
-    .await;
+    let listed =
+        common::wait_for_inbound(&server.admin(), "84cca175-9755-4859-b67f-4730d7f58aa3").await;
     assert_eq!(listed["carrier"], CARRIER);
     assert_eq!(listed["from"], "+12015550123");
     assert_eq!(listed["to"], "+12015550100");

@@ -83,7 +83,9 @@ async fn mock_vonage() -> (String, Arc<Mutex<Vec<Submitted>>>) {
                                 .unwrap_or_default()
                                 .to_owned();
                             let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let form: Vec<(String, String)> = url_decode_pairs(&body);
+                            let form: Vec<(String, String)> =
+                                pigeon_sdk::form::Params::parse(&String::from_utf8_lossy(&body))
+                                    .into_vec();
                             let submitted = Submitted {
                                 path: path.clone(),
                                 content_type,
@@ -131,36 +133,6 @@ fn answer(request: &Submitted, seq: usize) -> Value {
         })
         .collect();
     json!({"message-count": parts.to_string(), "messages": messages})
-}
-
-/// Decodes a form-urlencoded body (`+` is a space, `%XX` a byte).
-fn url_decode_pairs(body: &[u8]) -> Vec<(String, String)> {
-    fn decode(text: &str) -> String {
-        let bytes = text.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => {
-                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
-                    out.push(u8::from_str_radix(hex, 16).unwrap());
-                    i += 2;
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).unwrap()
-    }
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 /// Pigeon with one `vonage` carrier for Great Britain, pointed at the mock.
@@ -428,19 +400,7 @@ async fn an_inbound_sms_is_listed() {
         StatusCode::OK
     );
 
-    let admin = server.admin();
-    let listed = wait_until("the inbound message to be listed", || async {
-        let (status, list) = admin.get("/v1/inbound").await;
-        assert_eq!(status, StatusCode::OK, "{list}");
-        list["data"]
-            .as_array()
-            .and_then(|d| {
-                d.iter()
-                    .find(|m| m["carrier_message_id"] == "0A0000001234567B")
-            })
-            .cloned()
-    })
-    .await;
+    let listed = common::wait_for_inbound(&server.admin(), "0A0000001234567B").await;
     assert_eq!(listed["carrier"], CARRIER);
     assert_eq!(listed["from"], "+447400123456");
     assert_eq!(listed["to"], "+447700900000");

@@ -103,7 +103,7 @@ async fn answer(
     };
     let body = req.into_body().collect().await.unwrap().to_bytes();
     let submitted = Submitted {
-        form: form_decode(&body),
+        form: pigeon_sdk::form::Params::parse(&String::from_utf8_lossy(&body)).into_vec(),
         ..submitted
     };
     let reply = |status: u16, body: Value| {
@@ -177,36 +177,6 @@ fn basic_auth(user: &str, password: &str) -> String {
         }
     }
     out
-}
-
-/// Decodes a form-urlencoded body (`+` is a space, `%XX` a byte).
-fn form_decode(body: &[u8]) -> Vec<(String, String)> {
-    fn decode(text: &str) -> String {
-        let bytes = text.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => {
-                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
-                    out.push(u8::from_str_radix(hex, 16).unwrap());
-                    i += 2;
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).unwrap()
-    }
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 async fn wait_for_submissions(seen: &Arc<Mutex<Seen>>, count: usize) -> Vec<Submitted> {

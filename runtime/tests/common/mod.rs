@@ -593,3 +593,20 @@ pub async fn carrier_answering(status_line: &'static str) -> String {
     });
     format!("http://{addr}")
 }
+
+/// Waits until `GET /v1/inbound` (as `client`) lists the message the carrier
+/// called `carrier_message_id`, and returns it.
+pub async fn wait_for_inbound(client: &Client, carrier_message_id: &str) -> Value {
+    wait_until("the inbound message to be listed", || async {
+        let (status, list) = client.get("/v1/inbound").await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        list["data"]
+            .as_array()
+            .and_then(|d| {
+                d.iter()
+                    .find(|m| m["carrier_message_id"] == carrier_message_id)
+            })
+            .cloned()
+    })
+    .await
+}
