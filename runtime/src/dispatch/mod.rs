@@ -72,7 +72,9 @@ impl Dispatcher {
         let policies = self.policies;
         let buckets = Arc::new(Buckets::default());
         let work = |claim: ClaimedPart| {
-            let route = plan_route(&carriers, policies.as_deref(), &claim);
+            // What the routing and pacing policies see, built once.
+            let view = policies.as_ref().map(|_| message_view(&claim.message));
+            let route = plan_route(&carriers, policies.as_deref(), view.as_ref(), &claim);
             let (carriers, policies, config, buckets) = (
                 carriers.clone(),
                 policies.clone(),
@@ -91,7 +93,7 @@ impl Dispatcher {
                     return refuse(claim, &code, &reason);
                 };
                 let pacing = Pacing {
-                    policies: policies.as_deref(),
+                    policies: policies.as_deref().zip(view.as_ref()),
                     buckets: &buckets,
                 };
                 let (to, sent) = (
@@ -131,23 +133,31 @@ struct Route {
 /// configured) go to the sandbox; otherwise the routing policy gives the
 /// failover order and attempt `n` goes to the `n`-th carrier in it (round
 /// and round); without policies, the cheapest carrier serving the country.
-fn plan_route(carriers: &CarrierSet, policies: Option<&Policies>, claim: &ClaimedPart) -> Route {
+fn plan_route(
+    carriers: &CarrierSet,
+    policies: Option<&Policies>,
+    view: Option<&MessageView>,
+    claim: &ClaimedPart,
+) -> Route {
     let message = &claim.message;
     let route = |carrier: Option<&Arc<CarrierHandle>>| Route {
         carrier: carrier.cloned(),
         sender: None,
         refusal: None,
     };
-    let Some(policies) = policies.filter(|_| !carriers.uses_sandbox(message)) else {
+    let (Some(policies), Some(view)) = (policies, view) else {
         return route(carriers.route(message));
     };
+    if carriers.uses_sandbox(message) {
+        return route(carriers.route(message));
+    }
     let now = crate::time::now_ms();
     let views: Vec<CarrierView> = carriers
         .configured()
         .iter()
         .map(|c| c.view(message.country.as_deref(), now))
         .collect();
-    match policies.route(&message_view(message), &views, now).0 {
+    match policies.route(view, &views, now).0 {
         RouteDecision::Route {
             carriers: names,
             sender,
@@ -228,7 +238,8 @@ fn refuse(claim: ClaimedPart, code: &str, reason: &str) -> Vec<SubmitResult> {
 
 /// The pacing policy and the buckets its keys live in.
 struct Pacing<'a> {
-    policies: Option<&'a Policies>,
+    /// The policies and what they see of the message.
+    policies: Option<(&'a Policies, &'a MessageView)>,
     buckets: &'a Buckets,
 }
 
@@ -236,12 +247,12 @@ impl Pacing<'_> {
     /// How long the pacing policy says to wait before sending `parts`, or
     /// when to come back (Unix ms) if it is too long.
     async fn wait(&self, carrier: &CarrierHandle, claim: &ClaimedPart) -> Result<(), i64> {
-        let Some(policies) = self.policies else {
+        let Some((policies, message)) = self.policies else {
             return Ok(());
         };
         let now = crate::time::now_ms();
         let view = carrier.view(claim.message.country.as_deref(), now);
-        let keys = match policies.pace(&message_view(&claim.message), &view, now).0 {
+        let keys = match policies.pace(message, &view, now).0 {
             PaceDecision::DeferUntil(at) if at > now => return Err(at),
             PaceDecision::DeferUntil(_) => return Ok(()),
             PaceDecision::Keys(keys) => keys,

@@ -307,19 +307,7 @@ impl PluginCarrier {
     ) -> Result<CallbackOutcome, CallbackError> {
         let span = tracing::info_span!("carrier_callback", carrier = &*self.name);
         async {
-            let method =
-                wit_method(&request.method).ok_or(CallbackError::Method(request.method))?;
-            let wit = types::CallbackRequest {
-                method,
-                path: request.path,
-                query: request.query,
-                headers: request
-                    .headers
-                    .into_iter()
-                    .map(|(name, value)| types::Header { name, value })
-                    .collect(),
-                body: request.body,
-            };
+            let wit = wit_callback(&request).ok_or(CallbackError::Method(request.method))?;
             let settings = self.settings.clone();
             let reply = self
                 .call("parse-callback", move |b, s| {
@@ -417,6 +405,24 @@ pub(super) fn wit_message(request: &SubmitRequest) -> types::Message {
             })
             .collect(),
     }
+}
+
+/// The request in the contract's terms; `None` for a method it has no name for.
+pub(super) fn wit_callback(request: &CallbackRequest) -> Option<types::CallbackRequest> {
+    Some(types::CallbackRequest {
+        method: wit_method(&request.method)?,
+        path: request.path.clone(),
+        query: request.query.clone(),
+        headers: request
+            .headers
+            .iter()
+            .map(|(name, value)| types::Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        body: request.body.clone(),
+    })
 }
 
 pub(super) fn wit_method(method: &hyper::Method) -> Option<types::Method> {

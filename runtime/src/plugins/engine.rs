@@ -13,7 +13,7 @@ use wasmtime::{
 };
 
 use super::bindings::{Carrier as Bindings, CarrierPre, types};
-use super::carrier::{CallbackRequest, wit_message, wit_method};
+use super::carrier::{CallbackRequest, wit_callback, wit_message};
 use super::http::HttpResponse;
 use super::limits::{CallState, Caller, Limits};
 use crate::carriers::SubmitRequest;
@@ -178,6 +178,17 @@ pub struct PluginInfo {
     pub version: String,
     pub contract_version: String,
     pub capabilities: Vec<String>,
+}
+
+impl From<types::Info> for PluginInfo {
+    fn from(info: types::Info) -> Self {
+        Self {
+            name: info.name,
+            version: info.version,
+            contract_version: info.contract_version,
+            capabilities: info.capabilities,
+        }
+    }
 }
 
 /// Counters of one plugin, over every carrier that uses it.
@@ -501,12 +512,7 @@ impl Plugin {
     /// `describe`.
     pub fn describe_now(&self) -> Result<PluginInfo, CallError> {
         let info = self.call(&self.direct_caller(), "describe", |b, s| b.call_describe(s))?;
-        Ok(PluginInfo {
-            name: info.name,
-            version: info.version,
-            contract_version: info.contract_version,
-            capabilities: info.capabilities,
-        })
+        Ok(info.into())
     }
 
     /// `validate-settings`: `Ok(Err(problems))` when the plugin refuses them.
@@ -572,22 +578,8 @@ impl Plugin {
         settings: &str,
         request: &CallbackRequest,
     ) -> Result<Result<usize, String>, CallError> {
-        let Some(method) = wit_method(&request.method) else {
+        let Some(wit) = wit_callback(request) else {
             return Ok(Err(format!("method {} is not supported", request.method)));
-        };
-        let wit = types::CallbackRequest {
-            method,
-            path: request.path.clone(),
-            query: request.query.clone(),
-            headers: request
-                .headers
-                .iter()
-                .map(|(name, value)| types::Header {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
-            body: request.body.clone(),
         };
         let settings = settings.to_owned();
         let reply = self.call(&self.direct_caller(), "parse-callback", |b, s| {
@@ -639,12 +631,7 @@ fn load_file(
         path: path.to_owned(),
         source,
     })?;
-    let info = PluginInfo {
-        name: info.name,
-        version: info.version,
-        contract_version: info.contract_version,
-        capabilities: info.capabilities,
-    };
+    let info = PluginInfo::from(info);
     if !compatible(&info.contract_version) {
         return Err(LoadError::Contract {
             path: path.to_owned(),
