@@ -36,6 +36,8 @@ pub struct Config {
     /// The URL carriers reach this Pigeon at (callbacks); `http://{listen}`
     /// when unset.
     pub public_url: Option<String>,
+    /// Connection limits and timeouts of the HTTP API.
+    pub server: crate::server::ServerConfig,
     pub store: StoreConfig,
     pub dispatch: DispatchConfig,
     pub webhooks: WebhooksConfig,
@@ -54,6 +56,7 @@ impl Default for Config {
             listen: ([127, 0, 0, 1], 8080).into(),
             data_dir: PathBuf::from("data"),
             public_url: None,
+            server: crate::server::ServerConfig::default(),
             store: StoreConfig::default(),
             dispatch: DispatchConfig::default(),
             webhooks: WebhooksConfig::default(),
@@ -370,6 +373,10 @@ pub struct WebhooksConfig {
     pub retry_max_ms: u64,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// Requests in flight at once for one account's messages.
+    pub per_account_concurrency: usize,
+    /// Requests in flight at once to one endpoint (scheme, host and port).
+    pub per_endpoint_concurrency: usize,
     /// Allow callback URLs that resolve to loopback, private, link-local,
     /// unique-local or unspecified addresses (refused by default: SSRF).
     pub allow_private_networks: bool,
@@ -384,7 +391,9 @@ impl Default for WebhooksConfig {
             max_attempts: 12,
             retry_base_ms: 5_000,
             retry_max_ms: 3_600_000,
-            concurrency: 32,
+            concurrency: 64,
+            per_account_concurrency: 16,
+            per_endpoint_concurrency: 8,
             allow_private_networks: false,
             poll_interval_ms: 250,
         }
@@ -420,6 +429,18 @@ impl Config {
                 Ok(())
             }
         };
+        positive("server.max_connections", self.server.max_connections as u64)?;
+        positive("server.idle_timeout_ms", self.server.idle_timeout_ms)?;
+        positive(
+            "server.header_read_timeout_ms",
+            self.server.header_read_timeout_ms,
+        )?;
+        if self.server.max_header_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "server.max_header_bytes",
+                message: "must be at least 1024".into(),
+            });
+        }
         positive("store.max_batch", self.store.max_batch as u64)?;
         positive("store.readers", self.store.readers as u64)?;
         positive("dispatch.concurrency", self.dispatch.concurrency as u64)?;
@@ -436,6 +457,14 @@ impl Config {
         positive("webhooks.retry_base_ms", self.webhooks.retry_base_ms)?;
         positive("webhooks.retry_max_ms", self.webhooks.retry_max_ms)?;
         positive("webhooks.concurrency", self.webhooks.concurrency as u64)?;
+        positive(
+            "webhooks.per_account_concurrency",
+            self.webhooks.per_account_concurrency as u64,
+        )?;
+        positive(
+            "webhooks.per_endpoint_concurrency",
+            self.webhooks.per_endpoint_concurrency as u64,
+        )?;
         positive("webhooks.poll_interval_ms", self.webhooks.poll_interval_ms)?;
         if self.webhooks.retry_max_ms < self.webhooks.retry_base_ms {
             return Err(ConfigError::Invalid {

@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod encoding;
 pub mod http_client;
 pub mod ids;
+pub mod log_limit;
 pub mod model;
 pub mod numbers;
 pub mod plugins;

@@ -42,6 +42,7 @@ pub struct Pigeon {
     plugin_reloader: Option<JoinHandle<()>>,
     /// Reloads the policies when their files change; stops when dropped.
     _policy_watcher: Option<PolicyWatcher>,
+    server: crate::server::ServerConfig,
     /// The admin key made at first start, to be shown once.
     pub generated_admin_key: Option<String>,
 }
@@ -110,6 +111,7 @@ impl Pigeon {
             webhooks,
             plugin_reloader,
             _policy_watcher: policy_watcher,
+            server: config.server.clone(),
             generated_admin_key,
         })
     }
@@ -120,7 +122,7 @@ impl Pigeon {
 
     /// Serves the API on `listener` until `shutdown` resolves, then stops.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        crate::server::run(listener, self.app(), shutdown).await;
+        crate::server::run(listener, self.app(), &self.server, shutdown).await;
         self.stop().await;
     }
 

@@ -737,7 +737,7 @@ async fn a_graceful_stop_finishes_and_records_requests_in_flight() {
 
 #[tokio::test]
 async fn a_claim_the_process_died_holding_becomes_due_again() {
-    use pigeon::store::webhooks::claim_due;
+    use pigeon::store::webhooks::{Admission, ClaimWindow, claim_due};
     let dir = tempfile::tempdir().unwrap();
     let store = common::open_store(dir.path());
     let now = pigeon::time::now_ms();
@@ -753,25 +753,101 @@ async fn a_claim_the_process_died_holding_becomes_due_again() {
 
     let now = pigeon::time::now_ms();
     let lease_until = now + 40_000;
-    let first = store
-        .write(move |c| claim_due(c, now, 10, lease_until))
-        .await
-        .unwrap();
+    let claim = |now: i64, lease_until: i64| {
+        let window = ClaimWindow {
+            now,
+            limit: 10,
+            lease_until,
+            defer_until: now,
+        };
+        store.write(move |c| Ok(claim_due(c, window, "", |_| Admission::Claim)?.0))
+    };
+    let first = claim(now, lease_until).await.unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].attempt, 1);
     // Claimed and never recorded (the process died): not due while leased...
-    let again = store
-        .write(move |c| claim_due(c, now + 1_000, 10, now + 41_000))
-        .await
-        .unwrap();
+    let again = claim(now + 1_000, now + 41_000).await.unwrap();
     assert!(again.is_empty());
     // ...and due again once the lease has run out.
-    let retried = store
-        .write(move |c| claim_due(c, lease_until, 10, lease_until + 40_000))
-        .await
-        .unwrap();
+    let retried = claim(lease_until, lease_until + 40_000).await.unwrap();
     assert_eq!(retried.len(), 1);
     assert_eq!(retried[0].id, first[0].id);
     assert_eq!(retried[0].attempt, 2);
     store.close().await;
+}
+
+/// A TCP endpoint that accepts connections and never answers.
+async fn black_hole() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counting = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            counting.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_never_answers_delays_no_one_else() {
+    let (hole, held) = black_hole().await;
+    let receiver = Receiver::start().await;
+    let server = TestServer::start_with(|config| {
+        // Long enough that waiting behind the black hole would fail the test.
+        config.webhooks.timeout_ms = 20_000;
+        config.webhooks.concurrency = 32;
+        config.webhooks.per_account_concurrency = 16;
+        config.webhooks.per_endpoint_concurrency = 8;
+    })
+    .await;
+    let careless = new_account(&server, "Careless").await;
+    let other = new_account(&server, "Other").await;
+    let hole_url = format!("http://{hole}/hook");
+    let good_url = format!("http://{}/hook", receiver.addr);
+    let batch = |url: &str, count: usize| {
+        let messages: Vec<Value> = (0..count)
+            .map(|i| json!({"to": format!("+8491234{i:04}"), "body": "Hi", "callback_url": url}))
+            .collect();
+        json!({ "messages": messages })
+    };
+    let (status, body) = careless
+        .developer
+        .post("/v1/messages/batch", batch(&hole_url, 200))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["accepted"], 200);
+    wait_until("the black hole to fill its slots", || async {
+        (held.load(Ordering::SeqCst) >= 8).then_some(())
+    })
+    .await;
+    // The careless account's other endpoint, and another account.
+    let (status, mine) = careless
+        .developer
+        .post("/v1/messages/batch", batch(&good_url, 5))
+        .await;
+    assert_eq!((status, &mine["accepted"]), (StatusCode::OK, &json!(5)));
+    let (status, theirs) = other
+        .developer
+        .post("/v1/messages/batch", batch(&good_url, 20))
+        .await;
+    assert_eq!((status, &theirs["accepted"]), (StatusCode::OK, &json!(20)));
+    for (client, body) in [(&careless.developer, &mine), (&other.developer, &theirs)] {
+        for item in body["results"].as_array().unwrap() {
+            let id = item["message"]["id"].as_str().unwrap();
+            wait_for_deliveries(client, id, "webhooks past the black hole", |list| {
+                let last = list.last().map(|d| d["status"].as_str().unwrap_or_default());
+                let final_status = matches!(last, Some("delivered" | "undelivered" | "failed"));
+                final_status && list.iter().all(|d| d["state"] == "delivered")
+            })
+            .await;
+        }
+    }
+    // The black hole got no more than its endpoint's share.
+    assert!(held.load(Ordering::SeqCst) <= 8, "{held:?}");
+    // No graceful stop: it would wait out the black hole's requests.
+    drop(server);
 }

@@ -147,6 +147,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE parts ADD COLUMN sent_at INTEGER;
     ALTER TABLE messages ADD COLUMN policy_digest TEXT;
     "#,
+    // 5: webhook claims go account by account (fairness across accounts).
+    r#"
+    DROP INDEX webhook_outbox_due;
+    CREATE INDEX webhook_outbox_due_by_account ON webhook_outbox (account_id, next_attempt_at)
+        WHERE state = 'pending';
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.

@@ -4,7 +4,7 @@
 //! webhook nor a webhook without its change. The deliverer
 //! (`crate::webhooks`) claims due rows, POSTs them and records the outcome.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use super::{Result, StoreError};
@@ -128,28 +128,81 @@ pub struct ClaimedWebhook {
     pub attempt: i64,
 }
 
-/// Claims up to `limit` due deliveries, oldest due first, and pushes each
-/// one's `next_attempt_at` to `lease_until`: a claim the process dies
-/// holding becomes due again by itself. For each message only its oldest
-/// pending delivery is due, so one message's webhooks arrive in order.
+/// What the deliverer says of one due delivery while claiming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Claim it.
+    Claim,
+    /// Its endpoint is busy: put it off to the claim's `defer_until`, so
+    /// later claims do not read past it again and again.
+    Defer,
+    /// Its account is busy: leave it and the account's other deliveries due.
+    SkipAccount,
+}
+
+/// One claim's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimWindow {
+    pub now: i64,
+    /// Most deliveries claimed.
+    pub limit: usize,
+    /// Claimed deliveries are not due again until then (their lease).
+    pub lease_until: i64,
+    /// When deliveries put off by [`Admission::Defer`] fall due.
+    pub defer_until: i64,
+}
+
+/// Most deliveries of one account one claim puts off.
+const MAX_DEFERRED_PER_ACCOUNT: usize = 64;
+
+/// Claims due deliveries account by account, round robin: starting with
+/// the first account after `after_account` (wrapping around), each
+/// account's due deliveries oldest first, as `admit` allows. Claimed rows
+/// get attempt + 1 and `next_attempt_at = lease_until`: a claim the process
+/// dies holding becomes due again by itself. For each message only its
+/// oldest pending delivery is due, so one message's webhooks arrive in
+/// order. Returns the claims and the last account that got one (the next
+/// claim's `after_account`).
 pub fn claim_due(
     conn: &Connection,
-    now: i64,
-    limit: usize,
-    lease_until: i64,
-) -> Result<Vec<ClaimedWebhook>> {
+    window: ClaimWindow,
+    after_account: &str,
+    mut admit: impl FnMut(&ClaimedWebhook) -> Admission,
+) -> Result<(Vec<ClaimedWebhook>, Option<String>)> {
     let mut claimed = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT o.id, o.account_id, o.message_id, o.url, o.payload, o.attempts, a.webhook_secret \
-             FROM webhook_outbox o LEFT JOIN accounts a ON a.id = o.account_id \
-             WHERE o.state = 'pending' AND o.next_attempt_at <= ?1 \
-             AND NOT EXISTS (SELECT 1 FROM webhook_outbox e WHERE e.message_id = o.message_id \
-                             AND e.state = 'pending' AND e.id < o.id) \
-             ORDER BY o.next_attempt_at",
-        )?;
-        // Rows are read lazily, so stopping after `limit` is as cheap as a LIMIT.
-        let rows = stmt.query_map([now], |row| {
+    let mut deferred = Vec::new();
+    let mut last_served = None;
+    // A loose index scan: one seek per account with pending deliveries.
+    let mut next_account = conn.prepare_cached(
+        "SELECT account_id FROM webhook_outbox WHERE state = 'pending' AND account_id > ?1 \
+         ORDER BY account_id LIMIT 1",
+    )?;
+    let mut due = conn.prepare_cached(
+        "SELECT o.id, o.account_id, o.message_id, o.url, o.payload, o.attempts, a.webhook_secret \
+         FROM webhook_outbox o LEFT JOIN accounts a ON a.id = o.account_id \
+         WHERE o.account_id = ?1 AND o.state = 'pending' AND o.next_attempt_at <= ?2 \
+         AND NOT EXISTS (SELECT 1 FROM webhook_outbox e WHERE e.message_id = o.message_id \
+                         AND e.state = 'pending' AND e.id < o.id) \
+         ORDER BY o.next_attempt_at",
+    )?;
+    let mut cursor = after_account.to_owned();
+    let mut wrapped = false;
+    while claimed.len() < window.limit {
+        let account: Option<String> = next_account
+            .query_row([&cursor], |row| row.get(0))
+            .optional()?;
+        let account = match account {
+            Some(account) if wrapped && account.as_str() > after_account => break,
+            Some(account) => account,
+            None if wrapped || after_account.is_empty() => break,
+            None => {
+                wrapped = true;
+                cursor.clear();
+                continue;
+            }
+        };
+        // Rows are read lazily, so stopping early is as cheap as a LIMIT.
+        let mut rows = due.query_map(params![account, window.now], |row| {
             Ok(ClaimedWebhook {
                 id: row.get(0)?,
                 account_id: row.get(1)?,
@@ -160,17 +213,36 @@ pub fn claim_due(
                 secret: row.get(6)?,
             })
         })?;
-        for row in rows.take(limit) {
-            claimed.push(row?);
+        let mut deferred_here = 0;
+        while claimed.len() < window.limit && deferred_here < MAX_DEFERRED_PER_ACCOUNT {
+            let Some(row) = rows.next() else { break };
+            let row = row?;
+            match admit(&row) {
+                Admission::Claim => {
+                    last_served = Some(account.clone());
+                    claimed.push(row);
+                }
+                Admission::Defer => {
+                    deferred_here += 1;
+                    deferred.push(row.id);
+                }
+                Admission::SkipAccount => break,
+            }
         }
+        cursor = account;
     }
     let mut lease = conn.prepare_cached(
         "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?2 WHERE id = ?1",
     )?;
     for claim in &claimed {
-        lease.execute(params![claim.id, lease_until])?;
+        lease.execute(params![claim.id, window.lease_until])?;
     }
-    Ok(claimed)
+    let mut defer =
+        conn.prepare_cached("UPDATE webhook_outbox SET next_attempt_at = ?2 WHERE id = ?1")?;
+    for id in &deferred {
+        defer.execute(params![id, window.defer_until])?;
+    }
+    Ok((claimed, last_served))
 }
 
 /// What one attempt came to.

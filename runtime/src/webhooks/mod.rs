@@ -3,11 +3,18 @@
 //! each signed payload to the message's `callback_url`, and records the
 //! outcome: delivered on 2xx, otherwise retried with backoff until
 //! `webhooks.max_attempts`, then failed.
+//!
+//! Fairness: claims go round robin across accounts, and each account and
+//! each endpoint (scheme, host and port) may have only so many requests in
+//! flight (`per_account_concurrency`, `per_endpoint_concurrency`). An
+//! endpoint that never answers holds its own slots for the timeout, not
+//! everyone's.
 
 mod guard;
 mod signature;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +31,9 @@ pub use signature::{HEADER as SIGNATURE_HEADER, header_value, sign, verify};
 use crate::config::WebhooksConfig;
 use crate::dispatch::retry_delay;
 use crate::store::Store;
-use crate::store::webhooks::{self as outbox, ClaimedWebhook, DeliveryOutcome, DeliveryResult};
+use crate::store::webhooks::{
+    self as outbox, Admission, ClaimWindow, ClaimedWebhook, DeliveryOutcome, DeliveryResult,
+};
 use crate::workers::{self, Limits};
 
 /// Most deliveries claimed in one write.
@@ -33,6 +42,8 @@ const CLAIM_BATCH: usize = 256;
 /// timeout plus this long (time to record the result). If the process dies
 /// holding it, the delivery becomes due again when that has passed.
 const LEASE_MARGIN_MS: u64 = 30_000;
+/// A delivery whose endpoint is busy is put off this long.
+const BUSY_ENDPOINT_DEFER_MS: i64 = 500;
 /// How much of an endpoint's error answer is kept in `last_error`.
 const MAX_ERROR_BODY: usize = 200;
 
@@ -77,14 +88,34 @@ impl Deliverer {
         };
         let lease_ms = (self.config.timeout_ms + LEASE_MARGIN_MS) as i64;
         let store = self.store.clone();
+        let in_flight = Arc::new(InFlight::new(&self.config));
+        let last_account = Arc::new(Mutex::new(String::new()));
         let claim = |limit| {
             let now = crate::time::now_ms();
-            store.write(move |c| outbox::claim_due(c, now, limit, now + lease_ms))
+            let window = ClaimWindow {
+                now,
+                limit,
+                lease_until: now + lease_ms,
+                defer_until: now + BUSY_ENDPOINT_DEFER_MS,
+            };
+            let (in_flight, last_account) = (in_flight.clone(), last_account.clone());
+            let after = lock(&last_account).clone();
+            store.write(move |c| {
+                // Counted on a copy: the write may fail and claim nothing.
+                let mut counts = in_flight.snapshot();
+                let (claimed, last) = outbox::claim_due(c, window, &after, |row| counts.admit(row))?;
+                in_flight.take(&claimed);
+                if let Some(last) = last {
+                    *lock(&last_account) = last;
+                }
+                Ok(claimed)
+            })
         };
         let config = Arc::new(self.config);
         let client = self.client;
         let work = |claim: ClaimedWebhook| {
             let (client, config) = (client.clone(), config.clone());
+            let slot = Slot::new(in_flight.clone(), &claim);
             let span = tracing::info_span!(
                 "webhook",
                 message_id = %claim.message_id,
@@ -94,6 +125,7 @@ impl Deliverer {
             async move {
                 let id = claim.id.clone();
                 let outcome = deliver(&client, claim, &config).await;
+                drop(slot);
                 vec![DeliveryResult { id, outcome }]
             }
             .instrument(span)
@@ -111,6 +143,108 @@ impl Deliverer {
             outbox::record_results,
         )
         .await;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The endpoint a URL's requests go to: scheme, host and port.
+fn endpoint_of(url: &str) -> String {
+    match url.parse::<Uri>() {
+        Ok(uri) => {
+            let scheme = uri.scheme_str().unwrap_or("http");
+            let default_port = if scheme == "https" { 443 } else { 80 };
+            let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+            let port = uri.port_u16().unwrap_or(default_port);
+            format!("{scheme}://{host}:{port}")
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// Requests in flight per account and per endpoint.
+#[derive(Debug, Clone, Default)]
+struct Counts {
+    per_account_limit: usize,
+    per_endpoint_limit: usize,
+    accounts: HashMap<String, usize>,
+    endpoints: HashMap<String, usize>,
+}
+
+impl Counts {
+    /// Whether `row` may start now; counted in if so.
+    fn admit(&mut self, row: &ClaimedWebhook) -> Admission {
+        if self.accounts.get(&row.account_id).copied().unwrap_or(0) >= self.per_account_limit {
+            return Admission::SkipAccount;
+        }
+        let endpoint = endpoint_of(&row.url);
+        if self.endpoints.get(&endpoint).copied().unwrap_or(0) >= self.per_endpoint_limit {
+            return Admission::Defer;
+        }
+        *self.accounts.entry(row.account_id.clone()).or_default() += 1;
+        *self.endpoints.entry(endpoint).or_default() += 1;
+        Admission::Claim
+    }
+
+    fn release(&mut self, account: &str, endpoint: &str) {
+        for (map, key) in [(&mut self.accounts, account), (&mut self.endpoints, endpoint)] {
+            if let Some(count) = map.get_mut(key) {
+                *count -= 1;
+                if *count == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+    }
+}
+
+/// The deliverer's counts of requests in flight.
+struct InFlight(Mutex<Counts>);
+
+impl InFlight {
+    fn new(config: &WebhooksConfig) -> Self {
+        Self(Mutex::new(Counts {
+            per_account_limit: config.per_account_concurrency,
+            per_endpoint_limit: config.per_endpoint_concurrency,
+            ..Counts::default()
+        }))
+    }
+
+    fn snapshot(&self) -> Counts {
+        lock(&self.0).clone()
+    }
+
+    fn take(&self, claimed: &[ClaimedWebhook]) {
+        let mut counts = lock(&self.0);
+        for row in claimed {
+            *counts.accounts.entry(row.account_id.clone()).or_default() += 1;
+            *counts.endpoints.entry(endpoint_of(&row.url)).or_default() += 1;
+        }
+    }
+}
+
+/// One request's place in the counts, given back when dropped.
+struct Slot {
+    in_flight: Arc<InFlight>,
+    account: String,
+    endpoint: String,
+}
+
+impl Slot {
+    fn new(in_flight: Arc<InFlight>, claim: &ClaimedWebhook) -> Self {
+        Self {
+            in_flight,
+            account: claim.account_id.clone(),
+            endpoint: endpoint_of(&claim.url),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.in_flight.0).release(&self.account, &self.endpoint);
     }
 }
 

@@ -1,0 +1,131 @@
+//! The HTTP server: accepts connections until `shutdown` resolves, then
+//! stops accepting and lets requests in flight finish. What one client may
+//! hold is bounded: connections (`max_connections`, refused past it with a
+//! JSON 503), time without a request (`idle_timeout_ms`), time to send a
+//! request head (`header_read_timeout_ms`) and its size
+//! (`max_header_bytes`); see `connection`.
+
+mod connection;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::api::{self, App};
+use crate::log_limit::LogLimiter;
+use connection::{GuardedStream, Timeouts};
+
+/// Longest wait for open connections at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `[server]`: what one client may hold of the HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Connections open at once; past it a new one gets a 503 and is
+    /// closed. Keep it below the process's open-file limit (`ulimit -n`).
+    pub max_connections: usize,
+    /// How long a connection may wait for the first byte of a request,
+    /// after opening or after the previous response.
+    pub idle_timeout_ms: u64,
+    /// How long a request head may take to arrive, from its first byte.
+    pub header_read_timeout_ms: u64,
+    /// Largest request head (request line and headers), in bytes; larger
+    /// ones get a 431.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            idle_timeout_ms: 60_000,
+            header_read_timeout_ms: 10_000,
+            max_header_bytes: 32 * 1024,
+        }
+    }
+}
+
+/// Refused connections and failed accepts: a few lines a minute at most.
+static REFUSED_LOG: LogLimiter = LogLimiter::new(10_000, 1);
+static ACCEPT_LOG: LogLimiter = LogLimiter::new(10_000, 1);
+
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    config: &ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .max_header_size(config.max_header_bytes)
+        // hyper's read buffer: a whole head must fit, bodies stream through.
+        .max_buf_size((config.max_header_bytes + 1024).max(64 * 1024));
+    let timeouts = Timeouts {
+        idle: Duration::from_millis(config.idle_timeout_ms),
+        header: Duration::from_millis(config.header_read_timeout_ms),
+        max_header_bytes: config.max_header_bytes,
+    };
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off, don't spin.
+                    if let Some(suppressed) = ACCEPT_LOG.allow() {
+                        tracing::warn!(error = %err, suppressed, "accept failed");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Refused at once, so the client learns it now, not at a timeout.
+            let _ = stream.try_write(&connection::refusal(503, config.max_header_bytes));
+            if let Some(suppressed) = REFUSED_LOG.allow() {
+                tracing::warn!(
+                    max_connections = config.max_connections,
+                    suppressed,
+                    "connection refused: as many connections are open as server.max_connections allows"
+                );
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |request| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(api::handle(app, request).await) }
+        });
+        let io = TokioIo::new(GuardedStream::new(stream, timeouts));
+        let connection = graceful.watch(builder.serve_connection(io, service));
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
+            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+        }
+    }
+}
