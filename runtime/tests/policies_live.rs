@@ -305,3 +305,74 @@ async fn simulate_shows_the_decisions_for_drafts_without_sending() {
     let (_, list) = tenant.admin.get("/v1/messages").await;
     assert_eq!(list["data"], json!([]), "simulating stores nothing");
 }
+
+/// The shipped policies with one more content rule: `word` is refused with `code`.
+fn shipped_refusing(to: &Path, word: &str, code: &str) {
+    common::copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"), to);
+    let content = to.join("content.rhai");
+    let shipped = std::fs::read_to_string(&content).unwrap();
+    let edited = shipped.replacen(
+        "fn check(msg) {",
+        &format!(
+            "fn check(msg) {{\n    if msg.text.contains(\"{word}\") {{ return reject(\"{code}\", \"No\"); }}"
+        ),
+        1,
+    );
+    std::fs::write(&content, edited).unwrap();
+}
+
+#[tokio::test]
+async fn a_deploy_that_replaces_the_whole_directory_is_picked_up() {
+    let base = tempfile::tempdir().unwrap();
+    let live = base.path().join("policies");
+    shipped_refusing(&live, "lottery", "no_lottery");
+    let dir = live.clone();
+    let server = TestServer::start_with(move |config| {
+        config.policies.dir = dir;
+        config.policies.debounce_ms = 50;
+    })
+    .await;
+    let tenant = new_tenant(&server.admin(), "acme").await;
+    let refused = |word: &'static str, code: &'static str| {
+        let dev = tenant.developer.clone();
+        async move {
+            wait_until(&format!("policies refusing {word}"), || async {
+                let (status, body) = dev
+                    .post("/v1/messages", json!({"to": "+84912345678", "body": word}))
+                    .await;
+                (status == StatusCode::UNPROCESSABLE_ENTITY && body["error"]["code"] == code)
+                    .then_some(())
+            })
+            .await
+        }
+    };
+    refused("lottery", "no_lottery").await;
+
+    // Deleted and created again, as `git checkout` or `rsync --delete` does.
+    std::fs::remove_dir_all(&live).unwrap();
+    shipped_refusing(&live, "casino", "no_casino");
+    refused("casino", "no_casino").await;
+
+    // A new directory renamed into place.
+    let staged = base.path().join("policies.new");
+    shipped_refusing(&staged, "bingo", "no_bingo");
+    std::fs::rename(&live, base.path().join("policies.old")).unwrap();
+    std::fs::rename(&staged, &live).unwrap();
+    refused("bingo", "no_bingo").await;
+
+    // A symlink to a release, swapped for another atomically.
+    let (v1, v2) = (base.path().join("v1"), base.path().join("v2"));
+    shipped_refusing(&v1, "poker", "no_poker");
+    shipped_refusing(&v2, "raffle", "no_raffle");
+    std::fs::remove_dir_all(&live).unwrap();
+    std::os::unix::fs::symlink(&v1, &live).unwrap();
+    refused("poker", "no_poker").await;
+    let next = base.path().join("policies.next");
+    std::os::unix::fs::symlink(&v2, &next).unwrap();
+    std::fs::rename(&next, &live).unwrap();
+    refused("raffle", "no_raffle").await;
+
+    let (_, status) = tenant.compliance.get("/v1/policies").await;
+    assert!(status["last_error"].is_null(), "{status}");
+    server.stop().await;
+}
