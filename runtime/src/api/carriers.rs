@@ -95,6 +95,9 @@ fn window_json(w: crate::carriers::Window) -> Value {
     })
 }
 
+static REJECTED_CALLBACK_LOG: crate::log_limit::LogLimiter =
+    crate::log_limit::LogLimiter::new(1000, 5);
+
 /// `GET|POST /v1/carriers/{name}/callback/{secret}/{path}`: no API key; the
 /// secret in the path is the credential. An unknown carrier and a wrong
 /// secret both answer 404, so neither can be probed for.
@@ -114,7 +117,7 @@ pub async fn callback(
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                format!("no such endpoint: {}", parts.uri.path()),
+                format!("no such endpoint: {}", super::loggable_path(parts.uri.path())),
             )
         })?;
     let body = read_body(body).await?;
@@ -136,7 +139,17 @@ pub async fn callback(
         Ok(outcome) => outcome,
         Err(CallbackError::Rejected(reason)) => {
             CarrierCounters::add(&counters.callbacks_rejected, 1);
-            tracing::warn!(carrier = name, %reason, "carrier callback rejected by the plugin");
+            // Not the reason: plugins may quote the body, which can carry a
+            // message's text (an OTP). The carrier gets the reason back.
+            if let Some(suppressed) = REJECTED_CALLBACK_LOG.allow() {
+                tracing::warn!(
+                    carrier = name,
+                    path = %super::loggable_path(parts.uri.path()),
+                    body_bytes = body.len(),
+                    suppressed,
+                    "carrier callback rejected by the plugin"
+                );
+            }
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "callback_rejected",

@@ -52,15 +52,37 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
 /// Routes one request. Never fails: every error becomes a JSON answer.
 pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response {
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let path = loggable_path(request.uri().path());
     match route(&app, request).await {
         Ok(response) => response,
         Err(err) => {
-            if err.status.is_server_error() {
-                tracing::warn!(%method, %path, code = %err.code, "request failed");
+            if err.status.is_server_error()
+                && let Some(suppressed) = FAILED_REQUEST_LOG.allow()
+            {
+                tracing::warn!(%method, %path, code = %err.code, suppressed, "request failed");
             }
             err.into_response()
         }
+    }
+}
+
+/// Failed requests: a flood of them is a few lines a second in the log.
+static FAILED_REQUEST_LOG: crate::log_limit::LogLimiter = crate::log_limit::LogLimiter::new(1000, 10);
+
+/// A request path as it may be logged: a carrier callback's secret is
+/// replaced by `{secret}`.
+pub fn loggable_path(path: &str) -> String {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["v1", "carriers", name, "callback", _secret, rest @ ..] => {
+            let mut redacted = format!("/v1/carriers/{name}/callback/{{secret}}");
+            for segment in rest {
+                redacted.push('/');
+                redacted.push_str(segment);
+            }
+            redacted
+        }
+        _ => path.to_owned(),
     }
 }
 
@@ -172,7 +194,7 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no such endpoint: {}", parts.uri.path()),
+            format!("no such endpoint: {}", loggable_path(parts.uri.path())),
         )),
     }
 }
@@ -199,6 +221,22 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         ["v1", "policies", "simulate"] => "POST",
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn callback_secrets_are_kept_out_of_logged_paths() {
+        assert_eq!(
+            super::loggable_path("/v1/carriers/acme/callback/s3cr3tS3CR3Ts3cr3t/dlr"),
+            "/v1/carriers/acme/callback/{secret}/dlr"
+        );
+        assert_eq!(
+            super::loggable_path("/v1/carriers/acme/callback/s3cr3t"),
+            "/v1/carriers/acme/callback/{secret}"
+        );
+        assert_eq!(super::loggable_path("/v1/messages"), "/v1/messages");
+    }
 }
 
 fn authorize(

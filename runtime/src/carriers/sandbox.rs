@@ -386,6 +386,8 @@ async fn send_batch(state: Arc<State>, url: String, reports: Vec<Report>) {
             r
         })
         .collect();
-    tracing::warn!(%url, error = %outcome, retrying = retry.len(), "sandbox: delivery report callback failed");
+    // The carrier's name, not the URL: the URL holds its callback secret.
+    let carrier = retry.first().map(|r| r.carrier.clone()).unwrap_or_default();
+    tracing::warn!(%carrier, error = %outcome, retrying = retry.len(), "sandbox: delivery report callback failed");
     state.schedule(crate::time::now_ms() + 1000, retry);
 }

@@ -22,6 +22,7 @@ use rhai::{
 type SharedModule = std::sync::Arc<Module>;
 
 use super::Located;
+use crate::log_limit::LogLimiter;
 use super::view::{ScriptCarrier, ScriptMessage};
 
 /// Every limit a script runs under, pinned here rather than left to Rhai's
@@ -46,6 +47,28 @@ pub mod limits {
     /// The deadline is checked every this many operations (reading the
     /// clock at every step would double the cost of a script).
     pub const DEADLINE_CHECK_EVERY: u64 = 256;
+    /// `print` and `debug` lines one call may write to the log, and bytes.
+    pub const MAX_PRINT_LINES: u32 = 8;
+    pub const MAX_PRINT_BYTES: usize = 4 * 1024;
+    /// Longest line kept; the rest is cut.
+    pub const MAX_PRINT_LINE: usize = 512;
+}
+
+/// Lines of script output let through per policy file: 20 a second.
+fn print_limiter(file: &str) -> &'static LogLimiter {
+    static LIMITERS: [LogLimiter; 4] = [
+        LogLimiter::new(1000, 20),
+        LogLimiter::new(1000, 20),
+        LogLimiter::new(1000, 20),
+        LogLimiter::new(1000, 20),
+    ];
+    let index = match file {
+        "content.rhai" => 0,
+        "routing.rhai" => 1,
+        "pacing.rhai" => 2,
+        _ => 3,
+    };
+    &LIMITERS[index]
 }
 
 thread_local! {
@@ -53,6 +76,8 @@ thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
     /// The policy file being run, for `print`.
     static RUNNING_FILE: Cell<&'static str> = const { Cell::new("") };
+    /// Lines and bytes the running call has printed.
+    static PRINTED: Cell<(u32, usize)> = const { Cell::new((0, 0)) };
     /// The set being compiled, for resolving `import`.
     static COMPILING: RefCell<Option<CompileContext>> = const { RefCell::new(None) };
 }
@@ -66,6 +91,7 @@ pub(crate) struct RunGuard(());
 pub(crate) fn enter(file: &'static str, deadline: Instant) -> RunGuard {
     DEADLINE.with(|d| d.set(Some(deadline)));
     RUNNING_FILE.with(|f| f.set(file));
+    PRINTED.with(|p| p.set((0, 0)));
     RunGuard(())
 }
 
@@ -330,20 +356,43 @@ fn build_engine() -> Engine {
     });
     engine.on_print(|text| {
         let file = RUNNING_FILE.with(Cell::get);
-        tracing::info!(target: "pigeon::policies::script", file, "{text}");
+        if let Some((text, suppressed)) = admit_print(file, text) {
+            tracing::info!(target: "pigeon::policies::script", file, suppressed, "{text}");
+        }
     });
     engine.on_debug(|text, source, pos| {
         let file = source.unwrap_or_else(|| RUNNING_FILE.with(Cell::get));
-        tracing::debug!(
-            target: "pigeon::policies::script",
-            file,
-            line = pos.line().unwrap_or(0),
-            "{text}"
-        );
+        if let Some((text, suppressed)) = admit_print(file, text) {
+            tracing::debug!(
+                target: "pigeon::policies::script",
+                file,
+                line = pos.line().unwrap_or(0),
+                suppressed,
+                "{text}"
+            );
+        }
     });
     super::view::register_types(&mut engine);
     register_helpers(&mut engine);
     engine
+}
+
+/// Whether a line a script prints may reach the log: within the call's
+/// share and the policy's rate. Gives the line (cut to
+/// `MAX_PRINT_LINE`) and how many lines the rate limit held back before it.
+fn admit_print<'a>(file: &str, text: &'a str) -> Option<(&'a str, u64)> {
+    let (lines, bytes) = PRINTED.with(Cell::get);
+    let mut end = text.len().min(limits::MAX_PRINT_LINE);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let text = &text[..end];
+    if lines >= limits::MAX_PRINT_LINES || bytes + text.len() > limits::MAX_PRINT_BYTES {
+        return None;
+    }
+    PRINTED.with(|p| p.set((lines + 1, bytes + text.len())));
+    let suppressed = print_limiter(file).allow()?;
+    Some((text, suppressed))
 }
 
 fn map<const N: usize>(pairs: [(&str, Dynamic); N]) -> Map {
@@ -655,6 +704,26 @@ fn sort_by(list: &mut Array, field: &str) -> Result<Array, Box<EvalAltResult>> {
     }
     keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
     Ok(keyed.into_iter().map(|(_, item)| item).collect())
+}
+
+#[cfg(test)]
+mod print_tests {
+    use super::*;
+
+    #[test]
+    fn one_call_prints_a_few_short_lines_at_most() {
+        let _running = enter("tests.rhai", Instant::now() + std::time::Duration::from_secs(1));
+        let long = "é".repeat(1000);
+        let (first, _) = admit_print("tests.rhai", &long).unwrap();
+        assert!(first.len() <= limits::MAX_PRINT_LINE, "{}", first.len());
+        let admitted = (0..1000)
+            .filter(|_| admit_print("tests.rhai", "again").is_some())
+            .count();
+        assert_eq!(admitted + 1, limits::MAX_PRINT_LINES as usize);
+        // The next call has its own share.
+        let _next = enter("tests.rhai", Instant::now() + std::time::Duration::from_secs(1));
+        assert!(admit_print("tests.rhai", "new call").is_some());
+    }
 }
 
 #[cfg(test)]

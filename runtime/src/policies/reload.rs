@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::log_limit::LogLimiter;
+
 use super::decision::{ContentDecision, PaceDecision, PacingKey, RouteDecision};
 use super::set::PolicySet;
 use super::view::{CarrierView, MessageView};
@@ -285,12 +287,21 @@ impl Policies {
                 } else {
                     counts.errors.fetch_add(1, Ordering::Relaxed);
                 }
-                tracing::warn!(
-                    policy = kind.as_str(),
-                    message_id,
-                    error = %err,
-                    "policy failed; using its fallback"
-                );
+                // A broken script fails on every message: a few lines a second.
+                static FAILURE_LOG: [LogLimiter; 3] = [
+                    LogLimiter::new(1000, 5),
+                    LogLimiter::new(1000, 5),
+                    LogLimiter::new(1000, 5),
+                ];
+                if let Some(suppressed) = FAILURE_LOG[kind as usize].allow() {
+                    tracing::warn!(
+                        policy = kind.as_str(),
+                        message_id,
+                        error = %err,
+                        suppressed,
+                        "policy failed; using its fallback"
+                    );
+                }
                 fallback()
             }
         }

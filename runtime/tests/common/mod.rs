@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -297,16 +298,23 @@ where
 pub struct BinaryServer {
     pub addr: SocketAddr,
     pub child: tokio::process::Child,
+    /// Every line it has written to stderr.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl BinaryServer {
     pub async fn spawn(data_dir: &Path, extra_args: &[&str]) -> Self {
+        Self::spawn_logging(data_dir, extra_args, "warn").await
+    }
+
+    /// Started with `PIGEON_LOG=level`.
+    pub async fn spawn_logging(data_dir: &Path, extra_args: &[&str], level: &str) -> Self {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pigeon"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
             .env("PIGEON_ADMIN_KEY", ADMIN_KEY)
-            .env("PIGEON_LOG", "warn")
+            .env("PIGEON_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -314,8 +322,10 @@ impl BinaryServer {
             .spawn()
             .expect("starting the pigeon binary");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(Mutex::new(Vec::new()));
         let addr = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.unwrap() {
+                log.lock().unwrap().push(line.clone());
                 if let Some(addr) = line.strip_prefix("pigeon: listening on http://") {
                     return addr.parse::<SocketAddr>().unwrap();
                 }
@@ -325,8 +335,13 @@ impl BinaryServer {
         .await
         .expect("pigeon did not start listening within 30 s");
         // Keep draining stderr so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { addr, child }
+        let kept = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Self { addr, child, log }
     }
 
     pub fn admin(&self) -> Client {
