@@ -97,7 +97,10 @@ impl Pigeon {
             dispatch_waker: dispatcher.waker(),
             carriers,
             policies,
-            default_validity_secs: config.dispatch.default_validity_secs,
+            submit_rules: crate::api::SubmitRules {
+                default_validity_secs: config.dispatch.default_validity_secs,
+                allow_private_callbacks: config.webhooks.allow_private_networks,
+            },
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let deliverer = Deliverer::new(store.clone(), config.webhooks.clone())?;

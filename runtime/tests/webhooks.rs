@@ -561,11 +561,49 @@ async fn loopback_callback_urls_are_refused_unless_private_networks_are_allowed(
         TestServer::start_with(|config| config.webhooks.allow_private_networks = false).await;
     let acme = new_account(&server, "Acme").await;
     let port = receiver.addr.port();
-    // An IP literal (checked before connecting) and a name (checked when resolved).
-    for url in [
-        format!("http://127.0.0.1:{port}/hook"),
-        format!("http://localhost:{port}/hook"),
+    // IP literals are refused at submit, in any notation that reaches loopback.
+    for host in [
+        "127.0.0.1".to_owned(),
+        "[::1]".to_owned(),
+        "[::127.0.0.1]".to_owned(),
+        "[::ffff:127.0.0.1]".to_owned(),
+        "[::ffff:0:7f00:1]".to_owned(),
+        "[2002:7f00:1::1]".to_owned(),
+        "[64:ff9b::7f00:1]".to_owned(),
+        "2130706433".to_owned(),
+        "0x7f.0.0.1".to_owned(),
+        "0177.0.0.1".to_owned(),
+        "127.1".to_owned(),
     ] {
+        let url = format!("http://{host}:{port}/hook");
+        let reply = acme
+            .developer
+            .try_send(
+                Method::POST,
+                "/v1/messages",
+                Some(json!({"to": "+84912345678", "body": "Hi", "callback_url": url}).to_string().into_bytes()),
+                &[],
+            )
+            .await
+            .unwrap();
+        common::assert_422(&reply, "invalid_url", Some("callback_url"));
+    }
+    for url in ["http://example.com:0/hook", "http://example.com:99999/hook", "http://exa_mple..com/"] {
+        let reply = acme
+            .developer
+            .try_send(
+                Method::POST,
+                "/v1/messages",
+                Some(json!({"to": "+84912345678", "body": "Hi", "callback_url": url}).to_string().into_bytes()),
+                &[],
+            )
+            .await
+            .unwrap();
+        common::assert_422(&reply, "invalid_url", Some("callback_url"));
+    }
+    // A name is checked when it is resolved: accepted, then refused for good.
+    {
+        let url = format!("http://localhost:{port}/hook");
         let id = acme
             .developer
             .send_message(json!({"to": "+84912345678", "body": "Hi", "callback_url": url}))

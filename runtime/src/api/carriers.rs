@@ -72,6 +72,7 @@ fn carrier_json(carrier: &CarrierHandle) -> Value {
             "deferred": read(&c.deferred),
             "dlrs": read(&c.dlrs),
             "inbound": read(&c.inbound),
+            "inbound_truncated": read(&c.inbound_truncated),
             "callbacks_rejected": read(&c.callbacks_rejected),
         },
         "plugin_calls": {
@@ -200,6 +201,13 @@ pub async fn callback(
         }
     }
     CarrierCounters::add(&counters.inbound, applied.inbound as u64);
+    CarrierCounters::add(&counters.inbound_truncated, applied.truncated as u64);
+    if applied.pruned > 0 {
+        tracing::info!(
+            pruned = applied.pruned,
+            "delivery reports for unknown carrier ids dropped (too old or too many)"
+        );
+    }
     if applied.early > 0 || applied.ignored > 0 {
         tracing::debug!(
             carrier = name,

@@ -75,7 +75,7 @@ pub async fn create(
         Fields::new(map),
         principal,
         now_ms(),
-        app.default_validity_secs,
+        &app.submit_rules,
     )?;
     let message = match check_content(app, message) {
         Checked::Allowed(message) => message,
@@ -185,7 +185,7 @@ pub async fn create_batch(
                         Fields::nested(map, prefix),
                         principal,
                         now,
-                        app.default_validity_secs,
+                        &app.submit_rules,
                     )?;
                     match check_content(app, message) {
                         Checked::Allowed(message) => Ok((message, idempotency)),
@@ -410,12 +410,22 @@ pub async fn webhooks(app: &App, principal: &Principal, id: &str) -> Result<Resp
     Ok(json_response(StatusCode::OK, &json!({"data": data})))
 }
 
+/// What a message request is checked against, from the configuration.
+#[derive(Debug, Clone)]
+pub struct SubmitRules {
+    /// When the request gives no `validity_secs`.
+    pub default_validity_secs: u64,
+    /// `webhooks.allow_private_networks`: a `callback_url` naming a
+    /// non-public IP address is refused at submit unless this is set.
+    pub allow_private_callbacks: bool,
+}
+
 /// Checks one message request and turns it into what the store writes.
 pub(super) fn parse_message(
     mut fields: Fields,
     principal: &Principal,
     now: i64,
-    default_validity_secs: u64,
+    rules: &SubmitRules,
 ) -> Result<MessageRecord, ApiError> {
     let to = fields.required_str("to")?;
     let body = fields.required_str("body")?;
@@ -475,14 +485,9 @@ pub(super) fn parse_message(
             )
         })?,
     };
-    if let Some(url) = &callback_url
-        && !valid_callback_url(url)
-    {
-        return Err(ApiError::invalid(
-            "invalid_url",
-            fields.name("callback_url"),
-            "`callback_url` must be an http:// or https:// URL",
-        ));
+    if let Some(url) = &callback_url {
+        check_callback_url(url, rules.allow_private_callbacks)
+            .map_err(|message| ApiError::invalid("invalid_url", fields.name("callback_url"), message))?;
     }
     let send_at = match send_at {
         None => None,
@@ -505,7 +510,7 @@ pub(super) fn parse_message(
         }
     };
     let validity_secs = match validity_secs {
-        None => default_validity_secs,
+        None => rules.default_validity_secs,
         Some(secs) if (1..=MAX_VALIDITY_SECS).contains(&secs) => secs,
         Some(_) => {
             return Err(ApiError::invalid(
@@ -588,19 +593,20 @@ fn valid_sender(from: &str) -> bool {
         && from.bytes().any(|b| b.is_ascii_alphanumeric())
 }
 
-fn valid_callback_url(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(rest) => {
-            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-            url.len() <= MAX_URL_LEN
-                && !host.is_empty()
-                && !url.chars().any(|c| c.is_whitespace() || c.is_control())
-        }
-        None => false,
+/// Why `url` cannot be a `callback_url`, if it cannot: not a plain http(s)
+/// URL (see `webhooks::validate_callback_url`), too long, or, unless private
+/// networks are allowed, an IP address that is not public.
+fn check_callback_url(url: &str, allow_private: bool) -> Result<(), String> {
+    if url.len() > MAX_URL_LEN {
+        return Err(format!("`callback_url` may be at most {MAX_URL_LEN} bytes"));
     }
+    crate::webhooks::validate_callback_url(url).map_err(|e| e.to_string())?;
+    if !allow_private
+        && let Some(host) = url.parse::<hyper::Uri>().ok().as_ref().and_then(|u| u.host())
+    {
+        crate::webhooks::check_host(host).map_err(|refused| format!("`callback_url`: {refused}"))?;
+    }
+    Ok(())
 }
 
 /// What `202 Accepted` shows.
@@ -687,10 +693,18 @@ mod tests {
 
     #[test]
     fn callback_urls() {
-        assert!(valid_callback_url("https://example.com/hooks/sms"));
-        assert!(valid_callback_url("http://127.0.0.1:9000"));
-        assert!(!valid_callback_url("ftp://example.com"));
-        assert!(!valid_callback_url("https://"));
-        assert!(!valid_callback_url("https://exa mple.com"));
+        assert!(check_callback_url("https://example.com/hooks/sms", false).is_ok());
+        assert!(check_callback_url("http://127.0.0.1:9000", true).is_ok());
+        for (url, allow_private) in [
+            ("http://127.0.0.1:9000", false),
+            ("http://[::127.0.0.1]/", false),
+            ("http://2130706433/", true),
+            ("http://example.com:0/", true),
+            ("ftp://example.com", true),
+            ("https://", true),
+            ("https://exa mple.com", true),
+        ] {
+            assert!(check_callback_url(url, allow_private).is_err(), "{url}");
+        }
     }
 }

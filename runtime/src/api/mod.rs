@@ -20,6 +20,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 pub use error::ApiError;
+pub use messages::SubmitRules;
 
 use crate::auth::{Accounts, Permission, Principal};
 use crate::carriers::CarrierSet;
@@ -33,7 +34,8 @@ pub struct App {
     pub accounts: Accounts,
     /// Wakes the dispatcher when a message is due now.
     pub dispatch_waker: Arc<Notify>,
-    pub default_validity_secs: u64,
+    /// What a message request is checked against.
+    pub submit_rules: messages::SubmitRules,
     pub carriers: Arc<CarrierSet>,
     /// None when no policies directory exists.
     pub policies: Option<Arc<crate::policies::Policies>>,

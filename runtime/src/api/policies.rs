@@ -119,7 +119,7 @@ pub async fn simulate(
         Fields::nested(message, "message.".into()),
         principal,
         now,
-        app.default_validity_secs,
+        &app.submit_rules,
     )?;
     let views: Vec<CarrierView> = app
         .carriers

@@ -55,6 +55,8 @@ pub struct CarrierCounters {
     pub deferred: AtomicU64,
     pub dlrs: AtomicU64,
     pub inbound: AtomicU64,
+    /// Inbound messages whose text was cut to the 10-part maximum.
+    pub inbound_truncated: AtomicU64,
     /// Callbacks the plugin refused or could not parse.
     pub callbacks_rejected: AtomicU64,
 }

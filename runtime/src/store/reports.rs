@@ -128,6 +128,29 @@ pub fn apply_report(conn: &Connection, report: &DeliveryReport, now: i64) -> Res
     })
 }
 
+/// How long a report for an unknown carrier id is kept for its part to
+/// turn up (a report that beats the submit answer does so by seconds).
+pub const EARLY_REPORT_TTL_MS: i64 = 3_600_000;
+/// Most such reports kept; the oldest go first.
+pub const MAX_EARLY_REPORTS: i64 = 10_000;
+
+/// Drops early reports older than [`EARLY_REPORT_TTL_MS`] and all but the
+/// newest [`MAX_EARLY_REPORTS`]: a carrier (or someone with its callback
+/// URL) reporting ids Pigeon never sent must not grow the table for ever.
+/// Returns how many were dropped.
+pub fn prune_early_reports(conn: &Connection, now: i64) -> Result<usize> {
+    let expired = conn
+        .prepare_cached("DELETE FROM early_reports WHERE received_at < ?1")?
+        .execute([now - EARLY_REPORT_TTL_MS])?;
+    let excess = conn
+        .prepare_cached(
+            "DELETE FROM early_reports WHERE rowid IN (SELECT rowid FROM early_reports \
+             ORDER BY received_at DESC LIMIT -1 OFFSET ?1)",
+        )?
+        .execute([MAX_EARLY_REPORTS])?;
+    Ok(expired + excess)
+}
+
 /// Applies reports that arrived before `carrier_message_id` was recorded.
 pub(super) fn apply_early_reports(
     conn: &Connection,
@@ -163,4 +186,56 @@ pub(super) fn apply_early_reports(
         apply_report(conn, report, now)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn early_count(conn: &Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM early_reports", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    fn report_for_nobody(id: usize) -> DeliveryReport {
+        DeliveryReport {
+            carrier: "sim".into(),
+            carrier_message_id: format!("nobody-{id}"),
+            state: ReportState::Delivered,
+            error_code: None,
+            raw_status: None,
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn early_reports_expire_and_are_bounded_in_number() {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&conn).unwrap();
+        let now = 1_000_000_000;
+        for id in 0..3 {
+            let outcome = apply_report(&conn, &report_for_nobody(id), now).unwrap();
+            assert_eq!(outcome, ReportOutcome::Early);
+        }
+        assert_eq!(prune_early_reports(&conn, now + 1).unwrap(), 0);
+        assert_eq!(early_count(&conn), 3);
+        assert_eq!(prune_early_reports(&conn, now + EARLY_REPORT_TTL_MS + 1).unwrap(), 3);
+        assert_eq!(early_count(&conn), 0);
+
+        let extra = 25;
+        for id in 0..MAX_EARLY_REPORTS as usize + extra {
+            apply_report(&conn, &report_for_nobody(id), now + id as i64).unwrap();
+        }
+        assert_eq!(prune_early_reports(&conn, now).unwrap(), extra);
+        assert_eq!(early_count(&conn), MAX_EARLY_REPORTS);
+        // The oldest went.
+        let oldest: String = conn
+            .query_row(
+                "SELECT carrier_message_id FROM early_reports ORDER BY received_at LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(oldest, format!("nobody-{extra}"));
+    }
 }

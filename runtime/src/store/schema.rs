@@ -147,11 +147,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE parts ADD COLUMN sent_at INTEGER;
     ALTER TABLE messages ADD COLUMN policy_digest TEXT;
     "#,
-    // 5: webhook claims go account by account (fairness across accounts).
+    // 5: webhook claims go account by account (fairness across accounts),
+    // and early reports by age.
     r#"
     DROP INDEX webhook_outbox_due;
     CREATE INDEX webhook_outbox_due_by_account ON webhook_outbox (account_id, next_attempt_at)
         WHERE state = 'pending';
+    -- Early reports expire (see reports::prune_early_reports).
+    CREATE INDEX early_reports_by_age ON early_reports (received_at);
     "#,
 ];
 

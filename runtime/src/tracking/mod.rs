@@ -3,10 +3,23 @@
 //! messages — is written in one transaction before the carrier gets its
 //! answer, so a report acknowledged is a report kept.
 
+//!
+//! What carriers send is bounded: an inbound text is kept to
+//! [`MAX_INBOUND_CHARS`], and reports for unknown ids expire.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use crate::model::Status;
 use crate::store::inbound::{NewInbound, insert_inbound};
-use crate::store::reports::{ReportOutcome, apply_report};
+use crate::store::reports::{ReportOutcome, apply_report, prune_early_reports};
 use crate::store::{DeliveryReport, Store};
+
+/// Longest inbound text kept, in characters: a 10-part GSM-7 message
+/// (10 × 153). The rest is dropped and the message counted as truncated.
+pub const MAX_INBOUND_CHARS: usize = 1530;
+/// Early reports are pruned at most this often.
+const PRUNE_EVERY_MS: i64 = 10_000;
+static LAST_PRUNE_MS: AtomicI64 = AtomicI64::new(0);
 
 /// What one callback changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,17 +33,41 @@ pub struct Applied {
     pub early: usize,
     /// Inbound messages stored (repeats of one already stored are not).
     pub inbound: usize,
+    /// Inbound messages whose text was cut to [`MAX_INBOUND_CHARS`].
+    pub truncated: usize,
+    /// Early reports dropped for age or number.
+    pub pruned: usize,
+}
+
+/// Cuts `text` to [`MAX_INBOUND_CHARS`]; whether it did.
+fn truncate_inbound(text: &mut String) -> bool {
+    match text.char_indices().nth(MAX_INBOUND_CHARS) {
+        Some((end, _)) => {
+            text.truncate(end);
+            true
+        }
+        None => false,
+    }
 }
 
 pub async fn apply(
     store: &Store,
     reports: Vec<DeliveryReport>,
-    inbound: Vec<NewInbound>,
+    mut inbound: Vec<NewInbound>,
 ) -> crate::store::Result<Applied> {
+    let mut truncated = 0;
+    for message in &mut inbound {
+        if truncate_inbound(&mut message.text) {
+            truncated += 1;
+        }
+    }
     store
         .write(move |conn| {
             let now = crate::time::now_ms();
-            let mut applied = Applied::default();
+            let mut applied = Applied {
+                truncated,
+                ..Applied::default()
+            };
             for report in &reports {
                 match apply_report(conn, report, now)? {
                     ReportOutcome::Applied { status, latency_ms } => {
@@ -45,7 +82,26 @@ pub async fn apply(
                     applied.inbound += 1;
                 }
             }
+            let last = LAST_PRUNE_MS.load(Ordering::Relaxed);
+            if applied.early > 0 && now - last >= PRUNE_EVERY_MS {
+                LAST_PRUNE_MS.store(now, Ordering::Relaxed);
+                applied.pruned = prune_early_reports(conn, now)?;
+            }
             Ok(applied)
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbound_text_is_cut_at_the_ten_part_maximum() {
+        let mut short = "Hi".to_owned();
+        assert!(!truncate_inbound(&mut short));
+        let mut long = "é".repeat(MAX_INBOUND_CHARS + 5);
+        assert!(truncate_inbound(&mut long));
+        assert_eq!(long.chars().count(), MAX_INBOUND_CHARS);
+    }
 }

@@ -67,6 +67,7 @@ use Verdict::{Global, Refuse};
 /// The IPv4 ranges, from the IANA IPv4 Special-Purpose Address Registry
 /// (those with "Globally Reachable" False or N/A), plus multicast and
 /// broadcast. The most specific range containing an address decides.
+#[rustfmt::skip]
 const V4_RANGES: &[(Ipv4Addr, u8, Verdict)] = &[
     (Ipv4Addr::new(0, 0, 0, 0), 8, Refuse("unspecified")), // "this network"
     (Ipv4Addr::new(10, 0, 0, 0), 8, Refuse("private")),
@@ -93,6 +94,7 @@ const V4_RANGES: &[(Ipv4Addr, u8, Verdict)] = &[
 /// site-local range and multicast. The most specific range containing an
 /// address decides. The ranges that carry an IPv4 address (::ffff:0:0/96,
 /// 64:ff9b::/96, 2001::/32, 2002::/16) are in [`V6_CARRYING_V4`] instead.
+#[rustfmt::skip]
 const V6_RANGES: &[(Ipv6Addr, u8, Verdict)] = &[
     (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 128, Refuse("unspecified")),
     (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 1), 128, Refuse("loopback")),
@@ -125,6 +127,7 @@ const LAST_32_BITS: Carried = (0, 0);
 /// IPv6 ranges whose addresses carry IPv4 addresses; such an address is as
 /// public as the IPv4 addresses it carries, since that is where its packets
 /// end up (a gateway, a relay or the host's own IPv4 stack).
+#[rustfmt::skip]
 const V6_CARRYING_V4: &[(Ipv6Addr, u8, &[Carried])] = &[
     // IPv4-mapped, ::ffff:a.b.c.d.
     (Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96, &[LAST_32_BITS]),
@@ -279,13 +282,16 @@ fn check_host_syntax(host: &str) -> Result<(), String> {
                  number, a short form or leading zeros): resolvers read it as {ip}; write {ip}"
             ),
             None => format!(
-                "{host} is not a DNS name (its last label is numeric) nor a dotted-quad IPv4 address"
+                "{host} is not a DNS name (its last label is numeric) \
+                 nor a dotted-quad IPv4 address"
             ),
         });
     }
     let valid_label = |label: &str| {
         (1..=63).contains(&label.len())
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-')
     };
@@ -337,16 +343,14 @@ fn inet_aton(text: &str) -> Option<Ipv4Addr> {
 
 /// A number as C's strtoul with base 0 reads it.
 fn parse_c_number(text: &str) -> Option<u32> {
-    let (digits, radix) = if let Some(hex) = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-    {
-        (hex, 16)
-    } else if let Some(octal) = text.strip_prefix('0').filter(|rest| !rest.is_empty()) {
-        (octal, 8)
-    } else {
-        (text, 10)
-    };
+    let (digits, radix) =
+        if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            (hex, 16)
+        } else if let Some(octal) = text.strip_prefix('0').filter(|rest| !rest.is_empty()) {
+            (octal, 8)
+        } else {
+            (text, 10)
+        };
     // from_str_radix would also take a sign.
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return None;
@@ -675,7 +679,10 @@ mod tests {
             ("ftp://example.com/hook", "http:// or https://"),
             ("example.com/hook", "http:// or https://"),
             ("//example.com/hook", "http:// or https://"),
-            ("javascript://example.com/%0aalert(1)", "http:// or https://"),
+            (
+                "javascript://example.com/%0aalert(1)",
+                "http:// or https://",
+            ),
             ("https://", "not a valid URL"),
             ("https://exa mple.com", "not a valid URL"),
             ("http:///x", "not a valid URL"),
@@ -712,9 +719,9 @@ mod tests {
         assert!(refusal(&long_label).contains("not a valid DNS name"));
         let ok_label = format!("https://{}.com/", "a".repeat(63));
         assert_eq!(validate_callback_url(&ok_label), Ok(()));
-        let long_name = format!("https://{}com/", "abcdefghi.".repeat(25));
+        let long_name = format!("https://{}com/", "abcdefghi.".repeat(26));
         assert!(refusal(&long_name).contains("not a valid DNS name"));
-        let ok_name = format!("https://{}com/", "abcdefghi.".repeat(24));
+        let ok_name = format!("https://{}com/", "abcdefghi.".repeat(25));
         assert_eq!(validate_callback_url(&ok_name), Ok(()));
     }
 

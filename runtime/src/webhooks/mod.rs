@@ -25,7 +25,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
-pub use guard::{Refused, check_host, non_public};
+pub use guard::{InvalidUrl, Refused, check_host, non_public, validate_callback_url};
 pub use signature::{HEADER as SIGNATURE_HEADER, header_value, sign, verify};
 
 use crate::config::WebhooksConfig;
