@@ -85,6 +85,10 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// Read-only connections for API reads.
     pub readers: usize,
+    /// Start over on an empty (0-byte) database file. Off: an empty file
+    /// where the database should be is refused, as it is most likely a
+    /// database lost to a truncation or a failed copy.
+    pub initialize_empty_file: bool,
 }
 
 impl Default for StoreConfig {
@@ -93,6 +97,7 @@ impl Default for StoreConfig {
             synchronous: Synchronous::Full,
             max_batch: 1024,
             readers: 4,
+            initialize_empty_file: false,
         }
     }
 }

@@ -4,7 +4,10 @@ use hyper::StatusCode;
 use serde_json::json;
 
 use super::{Response, json_response};
+use crate::log_limit::LogLimiter;
 use crate::store::StoreError;
+
+static STORAGE_LOG: LogLimiter = LogLimiter::new(10_000, 1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -94,12 +97,32 @@ impl From<StoreError> for ApiError {
                 "the server is shutting down; try again",
             ),
             other => {
-                tracing::error!(error = %other, "store error while serving a request");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "the request could not be stored; nothing was accepted",
-                )
+                // One line now and then: a failing disk fails every request.
+                if let Some(suppressed) = STORAGE_LOG.allow() {
+                    tracing::error!(error = %other, suppressed, "storage failed while serving a request");
+                }
+                match other {
+                    StoreError::Full => Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage_full",
+                        "the server's disk is full; nothing was stored or accepted. Try again later",
+                    ),
+                    StoreError::ReadFailed(_) => Self::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "storage_error",
+                        "stored data could not be read; try again",
+                    ),
+                    StoreError::Corrupt(_) => Self::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "storage_error",
+                        "stored data could not be read: it is not what this Pigeon expects",
+                    ),
+                    _ => Self::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "storage_error",
+                        "the request could not be stored; nothing was accepted",
+                    ),
+                }
             }
         }
     }

@@ -58,7 +58,9 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response {
     match route(&app, request).await {
         Ok(response) => response,
         Err(err) => {
+            // Storage faults are logged where they are turned into answers.
             if err.status.is_server_error()
+                && !err.code.starts_with("storage_")
                 && let Some(suppressed) = FAILED_REQUEST_LOG.allow()
             {
                 tracing::warn!(%method, %path, code = %err.code, suppressed, "request failed");

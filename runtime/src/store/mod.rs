@@ -40,6 +40,19 @@ pub enum StoreError {
     Closed,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// SQLite's SQLITE_FULL: the disk (or `max_page_count`) is full.
+    #[error("the disk holding the database is full")]
+    Full,
+    #[error("the database could not be written: {0}")]
+    WriteFailed(String),
+    #[error("the database could not be read: {0}")]
+    ReadFailed(String),
+    #[error(
+        "{path} is empty: a database was expected there (truncated, or lost to a failed copy?). \
+         Restore it from a backup, or set store.initialize_empty_file = true (or delete the file) \
+         to start over as a fresh install"
+    )]
+    EmptyDatabase { path: PathBuf },
     #[error(
         "the database was written by a newer Pigeon (schema {found}, this build knows {known})"
     )]
@@ -47,6 +60,31 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// Whether SQLite said the disk is full.
+    fn is_disk_full(err: &rusqlite::Error) -> bool {
+        err.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+    }
+
+    /// The error as a write reports it: a full disk said as such.
+    fn on_write(self) -> Self {
+        match self {
+            Self::Sqlite(err) if Self::is_disk_full(&err) => Self::Full,
+            Self::Sqlite(err) => Self::WriteFailed(err.to_string()),
+            other => other,
+        }
+    }
+
+    /// The error as a read reports it.
+    fn on_read(self) -> Self {
+        match self {
+            Self::Sqlite(err) if Self::is_disk_full(&err) => Self::Full,
+            Self::Sqlite(err) => Self::ReadFailed(err.to_string()),
+            other => other,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -71,6 +109,13 @@ impl Store {
             source,
         })?;
         let path = data_dir.join(DB_FILE);
+        // SQLite takes an empty file for a new database: a truncated one
+        // would start over with no accounts and no keys.
+        if !config.initialize_empty_file
+            && std::fs::metadata(&path).is_ok_and(|meta| meta.is_file() && meta.len() == 0)
+        {
+            return Err(StoreError::EmptyDatabase { path });
+        }
         let conn = Connection::open(&path)?;
         configure_writer(&conn, config.synchronous)?;
         schema::migrate(&conn)?;
@@ -98,7 +143,11 @@ impl Store {
         R: Send + 'static,
         F: Fn(&Connection) -> Result<R> + Send + 'static,
     {
-        self.inner.writer.submit(job).await
+        self.inner
+            .writer
+            .submit(job)
+            .await
+            .map_err(StoreError::on_write)
     }
 
     /// Runs `query` on a read-only connection, off the async threads.
@@ -127,6 +176,7 @@ impl Store {
         })
         .await
         .map_err(|_| StoreError::Closed)?
+        .map_err(StoreError::on_read)
     }
 
     /// Proves the database takes writes (for `/readyz`).
@@ -209,5 +259,69 @@ mod tests {
         assert!(due.contains("parts_due"), "{due}");
         let by_id = plan(&conn, reports::PART_BY_CARRIER_ID);
         assert!(by_id.contains("parts_by_carrier_id"), "{by_id}");
+    }
+}
+
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_database_file_is_refused_unless_told_to_start_over() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(DB_FILE), b"").unwrap();
+        let config = StoreConfig::default();
+        let err = Store::open(dir.path(), &config).err().unwrap();
+        assert!(matches!(err, StoreError::EmptyDatabase { .. }), "{err}");
+        assert!(err.to_string().contains("initialize_empty_file"), "{err}");
+        let config = StoreConfig {
+            initialize_empty_file: true,
+            ..StoreConfig::default()
+        };
+        assert!(Store::open(dir.path(), &config).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_said_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        // SQLite answers SQLITE_FULL past max_page_count, as on a full disk.
+        store
+            .write(|c| {
+                let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                c.pragma_update(None, "max_page_count", pages)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let err = store
+            .write(|c| {
+                c.execute_batch("CREATE TABLE filler (x BLOB)")?;
+                c.execute("INSERT INTO filler VALUES (zeroblob(1000000))", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Full), "{err:?}");
+        let answer = crate::api::ApiError::from(err);
+        assert_eq!(answer.status, hyper::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.code, "storage_full");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_not_called_a_failed_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let err = store
+            .read(|c| Ok(c.execute_batch("SELECT * FROM no_such_table")?))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::ReadFailed(_)), "{err:?}");
+        let answer = crate::api::ApiError::from(err);
+        assert_eq!(answer.code, "storage_error");
+        assert!(!answer.message.contains("stored;"), "{}", answer.message);
+        assert!(answer.message.contains("read"), "{}", answer.message);
+        store.close().await;
     }
 }

@@ -17,7 +17,7 @@ trait Job: Send {
     /// false if the job failed.
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the transaction's fate is known.
-    fn finish(self: Box<Self>, commit: Result<(), String>);
+    fn finish(self: Box<Self>, commit: Result<(), CommitFailed>);
 }
 
 struct TypedJob<R, F> {
@@ -38,15 +38,27 @@ where
         ok
     }
 
-    fn finish(self: Box<Self>, commit: Result<(), String>) {
+    fn finish(self: Box<Self>, commit: Result<(), CommitFailed>) {
         let result = match (commit, self.result) {
             (Ok(()), Some(result)) => result,
             (Ok(()), None) => Err(StoreError::Closed),
-            (Err(message), _) => Err(StoreError::Corrupt(format!("commit failed: {message}"))),
+            (Err(CommitFailed { full: true, .. }), _) => Err(StoreError::Full),
+            (Err(CommitFailed { message, .. }), _) => Err(StoreError::WriteFailed(message)),
         };
         let _ = self.reply.send(result);
     }
 }
+
+/// Why a batch's transaction did not commit.
+#[derive(Debug, Clone)]
+struct CommitFailed {
+    message: String,
+    /// SQLITE_FULL.
+    full: bool,
+}
+
+/// Failed commits: the same fault fails every batch, so a line now and then.
+static COMMIT_FAILURE_LOG: crate::log_limit::LogLimiter = crate::log_limit::LogLimiter::new(10_000, 1);
 
 enum Command {
     Job(Box<dyn Job>),
@@ -158,13 +170,18 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) {
             }
             Ok(Some(failed)) => batch.remove(failed).finish(Ok(())),
             Err(err) => {
-                tracing::error!(error = %err, jobs = batch.len(), "group commit failed");
+                if let Some(suppressed) = COMMIT_FAILURE_LOG.allow() {
+                    tracing::error!(error = %err, jobs = batch.len(), suppressed, "group commit failed");
+                }
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
-                let message = err.to_string();
+                let failed = CommitFailed {
+                    message: err.to_string(),
+                    full: err.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+                };
                 for job in batch.drain(..) {
-                    job.finish(Err(message.clone()));
+                    job.finish(Err(failed.clone()));
                 }
             }
         }
