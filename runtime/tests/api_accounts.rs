@@ -449,7 +449,8 @@ async fn keys_are_shown_once_and_stored_as_hashes() {
         assert!(!account.to_string().contains("pgn_"), "{account}");
     }
 
-    // The store holds its SHA-256, never the key itself.
+    // The store holds its hash keyed with the server's secret: neither the
+    // key nor its plain SHA-256.
     let db = server.data_dir.join("pigeon.db");
     let conn =
         rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -461,7 +462,10 @@ async fn keys_are_shown_once_and_stored_as_hashes() {
             |row| row.get(0),
         )
         .unwrap();
-    assert_eq!(stored_hash, pigeon::auth::hash_key(&plain));
+    let hasher = pigeon::auth::KeyHasher::load_or_create(&server.data_dir).unwrap();
+    assert_eq!(stored_hash, hasher.hash(&plain));
+    use sha2::Digest;
+    assert_ne!(stored_hash, sha2::Sha256::digest(plain.as_bytes()).to_vec());
     let mut stmt = conn.prepare("SELECT * FROM api_keys").unwrap();
     let columns = stmt.column_count();
     let rows: Vec<String> = stmt
@@ -633,4 +637,79 @@ async fn the_admin_key_variable_only_applies_to_an_empty_database() {
     assert!(pigeon.app().accounts.authenticate("short").is_none());
     assert!(pigeon.app().accounts.authenticate(ADMIN_KEY).is_some());
     pigeon.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenant_admin_cannot_revoke_its_accounts_last_admin_key() {
+    let server = TestServer::start().await;
+    let acme = new_tenant(&server.admin(), "acme").await;
+    let (_, me) = acme.admin.get("/v1/account").await;
+    let own_key = me["key"]["id"].as_str().unwrap().to_owned();
+    let reply = acme
+        .admin
+        .send(Method::DELETE, &format!("/v1/keys/{own_key}"), None, &[])
+        .await;
+    assert_error(&reply, StatusCode::CONFLICT, "last_admin_key", None);
+    let (status, _) = acme.admin.get("/v1/account").await;
+    assert_eq!(status, StatusCode::OK);
+    // With another admin key it may go.
+    create_key(&acme.admin, &acme.account_id, json!({"role": "admin"})).await;
+    let (status, _) = acme.admin.delete(&format!("/v1/keys/{own_key}")).await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn keys_stored_as_plain_sha256_are_rehashed_at_their_next_use() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    TestServer::start_in(dir.path(), |_| {}).await.stop().await;
+    // A key as an earlier Pigeon stored it.
+    let db = dir.path().join("pigeon.db");
+    let plain = "pgn_live_OLDKEYFROMBEFOREKEYEDHASHES00000000";
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let operator: String = conn
+            .query_row("SELECT id FROM accounts WHERE operator = 1", [], |r| r.get(0))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO api_keys (id, account_id, key_hash, role, sandbox, created_at, legacy_hash) \
+             VALUES ('key_legacy', ?1, ?2, 'viewer', 0, 0, 1)",
+            rusqlite::params![operator, sha2::Sha256::digest(plain.as_bytes()).to_vec()],
+        )
+        .unwrap();
+    }
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let (status, me) = server.client(plain).get("/v1/account").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    let hasher = pigeon::auth::KeyHasher::load_or_create(dir.path()).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored = common::wait_until("the keyed hash to be stored", || async {
+        let (hash, legacy): (Vec<u8>, bool) = conn
+            .query_row(
+                "SELECT key_hash, legacy_hash FROM api_keys WHERE id = 'key_legacy'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        (!legacy).then_some(hash)
+    })
+    .await;
+    assert_eq!(stored, hasher.hash(plain));
+    server.stop().await;
+    // And it still works after a restart.
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let (status, _) = server.client(plain).get("/v1/account").await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_secret_that_is_not_the_databases_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    TestServer::start_in(dir.path(), |_| {}).await.stop().await;
+    std::fs::write(dir.path().join(pigeon::auth::SECRET_FILE), format!("{}\n", "ab".repeat(32))).unwrap();
+    let config = common::test_config(dir.path());
+    let err = pigeon::runtime::Pigeon::start(&config, None).await.err().unwrap();
+    assert!(err.to_string().contains("pigeon.secret"), "{err}");
 }

@@ -161,10 +161,10 @@ fn key_error(err: KeyError) -> ApiError {
         KeyError::Store(err) => err.into(),
         KeyError::NoAccount => ApiError::not_found("account"),
         KeyError::NoKey => ApiError::not_found("key"),
-        KeyError::LastOperatorAdmin => ApiError::new(
+        KeyError::LastAdmin => ApiError::new(
             StatusCode::CONFLICT,
             "last_admin_key",
-            "this is the operator's last admin key; create another admin key first",
+            "this is the account's last admin key; create another admin key first",
         ),
     }
 }

@@ -26,6 +26,9 @@ pub const MAX_SEGMENTS: usize = 10;
 pub const MAX_BATCH: usize = 1000;
 /// How far ahead a message may be scheduled (as Twilio: 35 days).
 const MAX_SCHEDULE_AHEAD_MS: i64 = 35 * 24 * 3600 * 1000;
+/// How far in the past `send_at` may be (clocks differ): further back is
+/// a mistake, not a wish to send at once.
+const MAX_SEND_AT_PAST_MS: i64 = 10 * 60 * 1000;
 const MAX_VALIDITY_SECS: u64 = 7 * 24 * 3600;
 const MAX_METADATA_KEYS: usize = 50;
 const MAX_METADATA_KEY_LEN: usize = 40;
@@ -499,6 +502,13 @@ pub(super) fn parse_message(
                     "`send_at` must be an RFC 3339 time, e.g. 2026-12-01T09:00:00+07:00",
                 )
             })?;
+            if at < now - MAX_SEND_AT_PAST_MS {
+                return Err(ApiError::invalid(
+                    "send_at_in_past",
+                    fields.name("send_at"),
+                    "`send_at` is more than 10 minutes in the past; leave it out to send now",
+                ));
+            }
             if at > now + MAX_SCHEDULE_AHEAD_MS {
                 return Err(ApiError::invalid(
                     "send_at_too_far",

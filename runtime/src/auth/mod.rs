@@ -1,13 +1,17 @@
 //! Accounts, API keys and roles.
 //!
-//! Keys are long random strings shown once; only their SHA-256 is stored.
-//! Because keys carry 200 bits of randomness a fast hash is as safe as a
-//! slow one, and every request can be checked against an in-memory table.
+//! Keys are long random strings shown once; only a keyed hash is stored
+//! (HMAC-SHA256 with the server's secret, see `hasher`). Generated keys
+//! carry 200 bits of randomness, so a fast hash is as safe as a slow one,
+//! and every request can be checked against an in-memory table; the key on
+//! the hash protects operator-chosen keys in a leaked database.
+
+mod hasher;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use sha2::{Digest, Sha256};
+pub use hasher::{KeyHasher, SECRET_FILE, SecretError};
 
 use crate::ids;
 use crate::store::accounts::{self, AccountRecord, KeyRecord};
@@ -90,13 +94,16 @@ pub enum AuthError {
     UnknownRole(String),
     #[error("PIGEON_ADMIN_KEY must be at least {MIN_KEY_LEN} characters")]
     WeakAdminKey,
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(
+        "{SECRET_FILE} in the data directory is not the secret this database's keys were \
+         hashed with: restore the one backed up with the database"
+    )]
+    WrongSecret,
 }
 
 const MIN_KEY_LEN: usize = 24;
-
-pub fn hash_key(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
 
 /// A fresh key: a prefix saying what it is, then 40 base32 characters.
 pub fn generate_key(sandbox: bool) -> String {
@@ -106,24 +113,43 @@ pub fn generate_key(sandbox: bool) -> String {
 
 /// The active keys, by hash, kept in memory so that authenticating a request
 /// costs one hash and one map look-up.
-#[derive(Default)]
 pub struct KeyRing {
-    by_hash: RwLock<HashMap<[u8; 32], Principal>>,
+    hasher: KeyHasher,
+    by_hash: RwLock<Hashes>,
+}
+
+#[derive(Default)]
+struct Hashes {
+    keyed: HashMap<[u8; 32], Principal>,
+    /// Keys stored before hashes were keyed, by plain SHA-256.
+    legacy: HashMap<[u8; 32], Principal>,
 }
 
 impl KeyRing {
-    pub async fn load(store: &Store) -> Result<Self, AuthError> {
+    pub async fn load(store: &Store, hasher: KeyHasher) -> Result<Self, AuthError> {
         let keys = store.read(accounts::active_keys).await?;
-        let ring = Self::default();
+        let ring = Self {
+            hasher,
+            by_hash: RwLock::default(),
+        };
         for (key, operator) in keys {
             ring.insert(&key, operator)?;
         }
         Ok(ring)
     }
 
-    pub fn authenticate(&self, presented: &str) -> Option<Principal> {
-        let hash = hash_key(presented);
-        self.read().get(&hash).cloned()
+    /// The caller, and the keyed hash to store when the key was found by
+    /// its legacy hash.
+    fn authenticate(&self, presented: &str) -> Option<(Principal, Option<[u8; 32]>)> {
+        let hash = self.hasher.hash(presented);
+        if let Some(principal) = self.read().keyed.get(&hash) {
+            return Some((principal.clone(), None));
+        }
+        let legacy = hasher::legacy_hash(presented);
+        let mut hashes = self.write();
+        let principal = hashes.legacy.remove(&legacy)?;
+        hashes.keyed.insert(hash, principal.clone());
+        Some((principal, Some(hash)))
     }
 
     fn insert(&self, key: &KeyRecord, operator: bool) -> Result<(), AuthError> {
@@ -140,18 +166,26 @@ impl KeyRing {
             sandbox: key.sandbox,
             operator,
         };
-        self.write().insert(key.key_hash, principal);
+        let mut hashes = self.write();
+        let map = if key.legacy_hash {
+            &mut hashes.legacy
+        } else {
+            &mut hashes.keyed
+        };
+        map.insert(key.key_hash, principal);
     }
 
     fn remove(&self, key_id: &str) {
-        self.write().retain(|_, p| p.key_id != key_id);
+        let mut hashes = self.write();
+        hashes.keyed.retain(|_, p| p.key_id != key_id);
+        hashes.legacy.retain(|_, p| p.key_id != key_id);
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<[u8; 32], Principal>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Hashes> {
         self.by_hash.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<[u8; 32], Principal>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Hashes> {
         self.by_hash.write().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -177,18 +211,49 @@ pub enum KeyError {
     NoAccount,
     #[error("no such key")]
     NoKey,
-    #[error("the operator's last admin key cannot be revoked")]
-    LastOperatorAdmin,
+    #[error("an account's last admin key cannot be revoked; create another admin key first")]
+    LastAdmin,
 }
 
 impl Accounts {
-    pub async fn load(store: Store) -> Result<Self, AuthError> {
-        let ring = KeyRing::load(&store).await?;
+    /// Loads the keys, after checking that `hasher` is the secret the
+    /// stored keys were hashed with (and recording it, the first time).
+    pub async fn load(store: Store, hasher: KeyHasher) -> Result<Self, AuthError> {
+        let check = hasher.check_value();
+        let matches = store
+            .write(move |conn| {
+                match accounts::meta_value(conn, hasher::CHECK_KEY)? {
+                    Some(stored) => return Ok(stored == check),
+                    None => accounts::set_meta_value(conn, hasher::CHECK_KEY, &check)?,
+                }
+                Ok(true)
+            })
+            .await?;
+        if !matches {
+            return Err(AuthError::WrongSecret);
+        }
+        let ring = KeyRing::load(&store, hasher).await?;
         Ok(Self { store, ring })
     }
 
+    pub fn hasher(&self) -> &KeyHasher {
+        &self.ring.hasher
+    }
+
+    /// The caller a presented key belongs to. A key stored with its legacy
+    /// hash gets its keyed hash stored now, in the background.
     pub fn authenticate(&self, presented: &str) -> Option<Principal> {
-        self.ring.authenticate(presented)
+        let (principal, rehash) = self.ring.authenticate(presented)?;
+        if let Some(hash) = rehash {
+            let (store, key_id) = (self.store.clone(), principal.key_id.clone());
+            tokio::spawn(async move {
+                let id = key_id.clone();
+                if let Err(err) = store.write(move |c| accounts::rehash_key(c, &id, &hash)).await {
+                    tracing::warn!(key_id, error = %err, "storing an API key's keyed hash failed");
+                }
+            });
+        }
+        Some(principal)
     }
 
     /// On an empty database, creates the operator account and its first
@@ -223,7 +288,8 @@ impl Accounts {
         let key = KeyRecord {
             id: ids::new_id("key"),
             account_id: account.id.clone(),
-            key_hash: hash_key(&plain),
+            key_hash: self.ring.hasher.hash(&plain),
+            legacy_hash: false,
             role: Role::Admin.as_str().into(),
             sandbox: false,
             created_at: now,
@@ -280,7 +346,8 @@ impl Accounts {
         let record = KeyRecord {
             id: ids::new_id("key"),
             account_id,
-            key_hash: hash_key(&plain),
+            key_hash: self.ring.hasher.hash(&plain),
+            legacy_hash: false,
             role: role.as_str().into(),
             sandbox,
             created_at: crate::time::now_ms(),
@@ -324,13 +391,13 @@ impl Accounts {
                 let Some(key) = accounts::get_key(conn, &key_id)? else {
                     return Ok(Err(KeyError::NoKey));
                 };
-                // Locking the operator out would leave nobody to manage Pigeon.
+                // An account with no admin key is locked out of itself (and
+                // the operator's, out of Pigeon).
                 if key.revoked_at.is_none()
                     && key.role == Role::Admin.as_str()
-                    && accounts::active_operator_admins(conn)? == 1
-                    && accounts::is_operator(conn, &key.account_id)?
+                    && accounts::active_admins(conn, &key.account_id)? == 1
                 {
-                    return Ok(Err(KeyError::LastOperatorAdmin));
+                    return Ok(Err(KeyError::LastAdmin));
                 }
                 accounts::revoke_key(conn, &key_id, at)?;
                 Ok(Ok(()))
@@ -364,7 +431,8 @@ mod tests {
         assert!(a.starts_with("pgn_live_") && a.len() == 49);
         assert!(b.starts_with("pgn_test_"));
         assert_ne!(a, generate_key(false));
-        assert_eq!(hash_key(&a), hash_key(&a));
-        assert_ne!(hash_key(&a), hash_key(&b));
+        let hasher = KeyHasher::with_secret([1; 32]);
+        assert_eq!(hasher.hash(&a), hasher.hash(&a));
+        assert_ne!(hasher.hash(&a), hasher.hash(&b));
     }
 }

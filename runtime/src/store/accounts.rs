@@ -20,6 +20,9 @@ pub struct KeyRecord {
     pub id: String,
     pub account_id: String,
     pub key_hash: [u8; 32],
+    /// `key_hash` is the key's plain SHA-256, from before hashes were keyed
+    /// with the server's secret; replaced at the key's next use.
+    pub legacy_hash: bool,
     pub role: String,
     pub sandbox: bool,
     pub created_at: i64,
@@ -59,28 +62,14 @@ pub fn get_account(conn: &Connection, id: &str) -> Result<Option<AccountRecord>>
         .optional()?)
 }
 
-pub fn is_operator(conn: &Connection, account_id: &str) -> Result<bool> {
-    Ok(get_account(conn, account_id)?.is_some_and(|a| a.operator))
-}
-
-/// Admin keys of the operator account that are not revoked.
-pub fn active_operator_admins(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT COUNT(*) FROM api_keys k JOIN accounts a ON a.id = k.account_id \
-         WHERE a.operator = 1 AND k.role = 'admin' AND k.revoked_at IS NULL",
-        [],
-        |row| row.get(0),
-    )?)
-}
-
 pub fn count_accounts(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))?)
 }
 
 pub fn insert_key(conn: &Connection, key: &KeyRecord) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO api_keys (id, account_id, key_hash, role, sandbox, created_at, revoked_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO api_keys (id, account_id, key_hash, role, sandbox, created_at, revoked_at, legacy_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         key.id,
@@ -89,7 +78,8 @@ pub fn insert_key(conn: &Connection, key: &KeyRecord) -> Result<()> {
         key.role,
         key.sandbox,
         key.created_at,
-        key.revoked_at
+        key.revoked_at,
+        key.legacy_hash
     ])?;
     Ok(())
 }
@@ -116,8 +106,41 @@ pub fn revoke_key(conn: &Connection, id: &str, at: i64) -> Result<bool> {
     Ok(changed == 1)
 }
 
-const KEY_COLUMNS: &str =
-    "SELECT id, account_id, key_hash, role, sandbox, created_at, revoked_at FROM api_keys";
+/// Replaces a legacy (plain SHA-256) hash with the keyed one.
+pub fn rehash_key(conn: &Connection, id: &str, key_hash: &[u8; 32]) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE api_keys SET key_hash = ?2, legacy_hash = 0 WHERE id = ?1 AND legacy_hash = 1",
+    )?
+    .execute(params![id, key_hash.as_slice()])?;
+    Ok(())
+}
+
+/// Admin keys of an account that are not revoked.
+pub fn active_admins(conn: &Connection, account_id: &str) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM api_keys WHERE account_id = ?1 AND role = 'admin' AND revoked_at IS NULL",
+        [account_id],
+        |row| row.get(0),
+    )?)
+}
+
+/// A value kept in the `meta` table.
+pub fn meta_value(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+        .optional()?)
+}
+
+pub fn set_meta_value(conn: &Connection, key: &str, value: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+const KEY_COLUMNS: &str = "SELECT id, account_id, key_hash, role, sandbox, created_at, revoked_at, legacy_hash \
+     FROM api_keys";
 
 fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
     let hash: Vec<u8> = row.get(2)?;
@@ -136,15 +159,17 @@ fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
         sandbox: row.get(4)?,
         created_at: row.get(5)?,
         revoked_at: row.get(6)?,
+        legacy_hash: row.get(7)?,
     })
 }
 
 /// Every key that is not revoked, with whether its account is the operator.
 pub fn active_keys(conn: &Connection) -> Result<Vec<(KeyRecord, bool)>> {
     let mut stmt = conn.prepare(
-        "SELECT k.id, k.account_id, k.key_hash, k.role, k.sandbox, k.created_at, k.revoked_at, a.operator \
+        "SELECT k.id, k.account_id, k.key_hash, k.role, k.sandbox, k.created_at, k.revoked_at, \
+         k.legacy_hash, a.operator \
          FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.revoked_at IS NULL",
     )?;
-    let rows = stmt.query_map([], |row| Ok((key_from_row(row)?, row.get::<_, bool>(7)?)))?;
+    let rows = stmt.query_map([], |row| Ok((key_from_row(row)?, row.get::<_, bool>(8)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

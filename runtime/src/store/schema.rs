@@ -156,6 +156,11 @@ const MIGRATIONS: &[&str] = &[
     -- Early reports expire (see reports::prune_early_reports).
     CREATE INDEX early_reports_by_age ON early_reports (received_at);
     "#,
+    // 6: API key hashes keyed with the server's secret; the keys from
+    // before keep their plain SHA-256 until their next use.
+    r#"
+    ALTER TABLE api_keys ADD COLUMN legacy_hash INTEGER NOT NULL DEFAULT 1;
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.
