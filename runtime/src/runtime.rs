@@ -61,7 +61,8 @@ impl Pigeon {
         if requeued > 0 {
             tracing::info!(requeued, "parts interrupted mid-submit are queued again");
         }
-        let hasher = crate::auth::KeyHasher::load_or_create(&config.data_dir).map_err(AuthError::from)?;
+        let hasher =
+            crate::auth::KeyHasher::load_or_create(&config.data_dir).map_err(AuthError::from)?;
         let accounts = Accounts::load(store.clone(), hasher).await?;
         let generated_admin_key = accounts.bootstrap(admin_key).await?;
 

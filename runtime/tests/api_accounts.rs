@@ -670,7 +670,9 @@ async fn keys_stored_as_plain_sha256_are_rehashed_at_their_next_use() {
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
         let operator: String = conn
-            .query_row("SELECT id FROM accounts WHERE operator = 1", [], |r| r.get(0))
+            .query_row("SELECT id FROM accounts WHERE operator = 1", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         conn.execute(
             "INSERT INTO api_keys (id, account_id, key_hash, role, sandbox, created_at, legacy_hash) \
@@ -708,8 +710,15 @@ async fn keys_stored_as_plain_sha256_are_rehashed_at_their_next_use() {
 async fn a_secret_that_is_not_the_databases_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     TestServer::start_in(dir.path(), |_| {}).await.stop().await;
-    std::fs::write(dir.path().join(pigeon::auth::SECRET_FILE), format!("{}\n", "ab".repeat(32))).unwrap();
+    std::fs::write(
+        dir.path().join(pigeon::auth::SECRET_FILE),
+        format!("{}\n", "ab".repeat(32)),
+    )
+    .unwrap();
     let config = common::test_config(dir.path());
-    let err = pigeon::runtime::Pigeon::start(&config, None).await.err().unwrap();
+    let err = pigeon::runtime::Pigeon::start(&config, None)
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("pigeon.secret"), "{err}");
 }

@@ -518,14 +518,20 @@ async fn a_misconfigured_carrier_keeps_messages_waiting_and_says_so() {
 
 #[tokio::test]
 async fn inbound_text_is_kept_to_the_ten_part_maximum() {
-    let server = TestServer::start_with(|config| config.carriers = vec![simulator("sim", &["*"])]).await;
+    let server =
+        TestServer::start_with(|config| config.carriers = vec![simulator("sim", &["*"])]).await;
     let path = format!("{}/inbound", callback_path(&server, "sim").await);
     let text = "x".repeat(1_000_000);
     let inbound = json!({"id": "mo-huge", "from": "+12025550123", "to": "Pigeon", "text": text});
     let reply = server
         .admin()
         .without_key()
-        .send(Method::POST, &path, Some(inbound.to_string().into_bytes()), &[])
+        .send(
+            Method::POST,
+            &path,
+            Some(inbound.to_string().into_bytes()),
+            &[],
+        )
         .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
     let stored = common::wait_for_inbound(&server.admin(), "mo-huge").await;

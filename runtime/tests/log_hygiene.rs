@@ -15,14 +15,20 @@ async fn callback_secrets_and_message_text_stay_out_of_the_log() {
     let admin = server.admin();
     let (status, carriers) = admin.get("/v1/carriers").await;
     assert_eq!(status, StatusCode::OK, "{carriers}");
-    let callback_url = carriers["data"][0]["callback_url"].as_str().unwrap().to_owned();
+    let callback_url = carriers["data"][0]["callback_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let secret = callback_url
         .split('/')
         .skip_while(|s| *s != "callback")
         .nth(1)
         .unwrap()
         .to_owned();
-    let callback_path = callback_url.split_once("/v1/").map(|(_, p)| format!("/v1/{p}")).unwrap();
+    let callback_path = callback_url
+        .split_once("/v1/")
+        .map(|(_, p)| format!("/v1/{p}"))
+        .unwrap();
 
     // A body the plugin refuses, quoting it in its reason.
     let otp_in_callback = "Your code is 483920";
@@ -42,11 +48,20 @@ async fn callback_secrets_and_message_text_stay_out_of_the_log() {
     // A wrong secret is a 404 that does not repeat the path it was given.
     let wrong = callback_path.replace(&secret, "WrongSecretWrongSecret");
     let reply = admin
-        .try_send(Method::POST, &format!("{wrong}/dlr"), Some(b"[]".to_vec()), &[])
+        .try_send(
+            Method::POST,
+            &format!("{wrong}/dlr"),
+            Some(b"[]".to_vec()),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
-    assert!(!reply.body.to_string().contains("WrongSecret"), "{}", reply.body);
+    assert!(
+        !reply.body.to_string().contains("WrongSecret"),
+        "{}",
+        reply.body
+    );
 
     // A message sent and delivered, its text an OTP.
     let otp_sent = "Your Pigeon code is 771204";
@@ -65,4 +80,3 @@ async fn callback_secrets_and_message_text_stay_out_of_the_log() {
         assert!(found.is_empty(), "{needle:?} reached the log: {found:#?}");
     }
 }
-

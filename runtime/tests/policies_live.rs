@@ -308,7 +308,10 @@ async fn simulate_shows_the_decisions_for_drafts_without_sending() {
 
 /// The shipped policies with one more content rule: `word` is refused with `code`.
 fn shipped_refusing(to: &Path, word: &str, code: &str) {
-    common::copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"), to);
+    common::copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+        to,
+    );
     let content = to.join("content.rhai");
     let shipped = std::fs::read_to_string(&content).unwrap();
     let edited = shipped.replacen(

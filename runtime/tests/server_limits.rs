@@ -76,7 +76,10 @@ async fn clients_trickling_headers_are_dropped_while_others_are_served() {
         }
     }
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(8), "dropped only after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(8),
+        "dropped only after {elapsed:?}"
+    );
     let (status, _) = client.get("/v1/account").await;
     assert_eq!(status, 200);
     server.stop().await;
@@ -125,7 +128,9 @@ async fn the_connection_cap_holds_and_frees_up() {
     held.truncate(10);
     let client = server.admin();
     wait_until("a freed connection slot", || async {
-        let reply = client.try_send(hyper::Method::GET, "/healthz", None, &[]).await;
+        let reply = client
+            .try_send(hyper::Method::GET, "/healthz", None, &[])
+            .await;
         reply.ok().filter(|r| r.status == 200)
     })
     .await;
@@ -142,7 +147,8 @@ async fn protocol_refusals_are_json() {
     let (status, body) = raw_request(server.addr, big.into_bytes(), Vec::new()).await;
     assert_eq!(status, 431);
     assert_eq!(body["error"]["code"], "headers_too_large");
-    let (status, body) = raw_request(server.addr, b"NOT HTTP AT ALL\r\n\r\n".to_vec(), Vec::new()).await;
+    let (status, body) =
+        raw_request(server.addr, b"NOT HTTP AT ALL\r\n\r\n".to_vec(), Vec::new()).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "bad_request");
     let (status, body) = raw_request(

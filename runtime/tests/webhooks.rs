@@ -581,20 +581,32 @@ async fn loopback_callback_urls_are_refused_unless_private_networks_are_allowed(
             .try_send(
                 Method::POST,
                 "/v1/messages",
-                Some(json!({"to": "+84912345678", "body": "Hi", "callback_url": url}).to_string().into_bytes()),
+                Some(
+                    json!({"to": "+84912345678", "body": "Hi", "callback_url": url})
+                        .to_string()
+                        .into_bytes(),
+                ),
                 &[],
             )
             .await
             .unwrap();
         common::assert_422(&reply, "invalid_url", Some("callback_url"));
     }
-    for url in ["http://example.com:0/hook", "http://example.com:99999/hook", "http://exa_mple..com/"] {
+    for url in [
+        "http://example.com:0/hook",
+        "http://example.com:99999/hook",
+        "http://exa_mple..com/",
+    ] {
         let reply = acme
             .developer
             .try_send(
                 Method::POST,
                 "/v1/messages",
-                Some(json!({"to": "+84912345678", "body": "Hi", "callback_url": url}).to_string().into_bytes()),
+                Some(
+                    json!({"to": "+84912345678", "body": "Hi", "callback_url": url})
+                        .to_string()
+                        .into_bytes(),
+                ),
                 &[],
             )
             .await
@@ -877,7 +889,9 @@ async fn an_endpoint_that_never_answers_delays_no_one_else() {
         for item in body["results"].as_array().unwrap() {
             let id = item["message"]["id"].as_str().unwrap();
             wait_for_deliveries(client, id, "webhooks past the black hole", |list| {
-                let last = list.last().map(|d| d["status"].as_str().unwrap_or_default());
+                let last = list
+                    .last()
+                    .map(|d| d["status"].as_str().unwrap_or_default());
                 let final_status = matches!(last, Some("delivered" | "undelivered" | "failed"));
                 final_status && list.iter().all(|d| d["state"] == "delivered")
             })

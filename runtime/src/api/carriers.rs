@@ -118,7 +118,10 @@ pub async fn callback(
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                format!("no such endpoint: {}", super::loggable_path(parts.uri.path())),
+                format!(
+                    "no such endpoint: {}",
+                    super::loggable_path(parts.uri.path())
+                ),
             )
         })?;
     let body = read_body(body).await?;

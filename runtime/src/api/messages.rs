@@ -74,12 +74,7 @@ pub async fn create(
     let bytes = read_body(body).await?;
     let map = parse_object(&bytes)?;
     let idempotency = idempotency_key.map(|key| idempotency(key, &map));
-    let message = parse_message(
-        Fields::new(map),
-        principal,
-        now_ms(),
-        &app.submit_rules,
-    )?;
+    let message = parse_message(Fields::new(map), principal, now_ms(), &app.submit_rules)?;
     let message = match check_content(app, message) {
         Checked::Allowed(message) => message,
         Checked::Rejected(message, error) => {
@@ -489,8 +484,9 @@ pub(super) fn parse_message(
         })?,
     };
     if let Some(url) = &callback_url {
-        check_callback_url(url, rules.allow_private_callbacks)
-            .map_err(|message| ApiError::invalid("invalid_url", fields.name("callback_url"), message))?;
+        check_callback_url(url, rules.allow_private_callbacks).map_err(|message| {
+            ApiError::invalid("invalid_url", fields.name("callback_url"), message)
+        })?;
     }
     let send_at = match send_at {
         None => None,
@@ -612,9 +608,14 @@ fn check_callback_url(url: &str, allow_private: bool) -> Result<(), String> {
     }
     crate::webhooks::validate_callback_url(url).map_err(|e| e.to_string())?;
     if !allow_private
-        && let Some(host) = url.parse::<hyper::Uri>().ok().as_ref().and_then(|u| u.host())
+        && let Some(host) = url
+            .parse::<hyper::Uri>()
+            .ok()
+            .as_ref()
+            .and_then(|u| u.host())
     {
-        crate::webhooks::check_host(host).map_err(|refused| format!("`callback_url`: {refused}"))?;
+        crate::webhooks::check_host(host)
+            .map_err(|refused| format!("`callback_url`: {refused}"))?;
     }
     Ok(())
 }

@@ -71,7 +71,8 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response {
 }
 
 /// Failed requests: a flood of them is a few lines a second in the log.
-static FAILED_REQUEST_LOG: crate::log_limit::LogLimiter = crate::log_limit::LogLimiter::new(1000, 10);
+static FAILED_REQUEST_LOG: crate::log_limit::LogLimiter =
+    crate::log_limit::LogLimiter::new(1000, 10);
 
 /// A request path as it may be logged: a carrier callback's secret is
 /// replaced by `{secret}`.
@@ -227,22 +228,6 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn callback_secrets_are_kept_out_of_logged_paths() {
-        assert_eq!(
-            super::loggable_path("/v1/carriers/acme/callback/s3cr3tS3CR3Ts3cr3t/dlr"),
-            "/v1/carriers/acme/callback/{secret}/dlr"
-        );
-        assert_eq!(
-            super::loggable_path("/v1/carriers/acme/callback/s3cr3t"),
-            "/v1/carriers/acme/callback/{secret}"
-        );
-        assert_eq!(super::loggable_path("/v1/messages"), "/v1/messages");
-    }
-}
-
 fn authorize(
     app: &App,
     headers: &hyper::HeaderMap,
@@ -265,4 +250,20 @@ fn authorize(
         return Err(ApiError::forbidden());
     }
     Ok(principal)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn callback_secrets_are_kept_out_of_logged_paths() {
+        assert_eq!(
+            super::loggable_path("/v1/carriers/acme/callback/s3cr3tS3CR3Ts3cr3t/dlr"),
+            "/v1/carriers/acme/callback/{secret}/dlr"
+        );
+        assert_eq!(
+            super::loggable_path("/v1/carriers/acme/callback/s3cr3t"),
+            "/v1/carriers/acme/callback/{secret}"
+        );
+        assert_eq!(super::loggable_path("/v1/messages"), "/v1/messages");
+    }
 }

@@ -248,7 +248,10 @@ impl Accounts {
             let (store, key_id) = (self.store.clone(), principal.key_id.clone());
             tokio::spawn(async move {
                 let id = key_id.clone();
-                if let Err(err) = store.write(move |c| accounts::rehash_key(c, &id, &hash)).await {
+                if let Err(err) = store
+                    .write(move |c| accounts::rehash_key(c, &id, &hash))
+                    .await
+                {
                     tracing::warn!(key_id, error = %err, "storing an API key's keyed hash failed");
                 }
             });

@@ -22,8 +22,8 @@ use rhai::{
 type SharedModule = std::sync::Arc<Module>;
 
 use super::Located;
-use crate::log_limit::LogLimiter;
 use super::view::{ScriptCarrier, ScriptMessage};
+use crate::log_limit::LogLimiter;
 
 /// Every limit a script runs under, pinned here rather than left to Rhai's
 /// defaults (which change between versions).
@@ -712,7 +712,10 @@ mod print_tests {
 
     #[test]
     fn one_call_prints_a_few_short_lines_at_most() {
-        let _running = enter("tests.rhai", Instant::now() + std::time::Duration::from_secs(1));
+        let _running = enter(
+            "tests.rhai",
+            Instant::now() + std::time::Duration::from_secs(1),
+        );
         let long = "é".repeat(1000);
         let (first, _) = admit_print("tests.rhai", &long).unwrap();
         assert!(first.len() <= limits::MAX_PRINT_LINE, "{}", first.len());
@@ -721,7 +724,10 @@ mod print_tests {
             .count();
         assert_eq!(admitted + 1, limits::MAX_PRINT_LINES as usize);
         // The next call has its own share.
-        let _next = enter("tests.rhai", Instant::now() + std::time::Duration::from_secs(1));
+        let _next = enter(
+            "tests.rhai",
+            Instant::now() + std::time::Duration::from_secs(1),
+        );
         assert!(admit_print("tests.rhai", "new call").is_some());
     }
 }

@@ -114,7 +114,8 @@ impl GuardedStream {
                 self.replacement = None;
                 break;
             }
-            let n = std::task::ready!(Pin::new(&mut self.stream).poll_write(cx, &bytes[*written..]))?;
+            let n =
+                std::task::ready!(Pin::new(&mut self.stream).poll_write(cx, &bytes[*written..]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -183,7 +184,11 @@ pub(super) fn refusal(status: u16, max_header_bytes: usize) -> Vec<u8> {
         "error": {"code": code, "message": message, "field": null}
     })
     .to_string();
-    let retry = if status == 503 { "retry-after: 1\r\n" } else { "" };
+    let retry = if status == 503 {
+        "retry-after: 1\r\n"
+    } else {
+        ""
+    };
     format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nconnection: close\r\n{retry}\r\n{body}",
@@ -215,7 +220,9 @@ impl AsyncRead for GuardedStream {
                     return Poll::Ready(Ok(()));
                 }
                 // Best effort: a slow client may not read it either.
-                let _ = this.stream.try_write(&refusal(408, this.timeouts.max_header_bytes));
+                let _ = this
+                    .stream
+                    .try_write(&refusal(408, this.timeouts.max_header_bytes));
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the request head did not arrive in time",
@@ -284,7 +291,8 @@ mod tests {
 
     #[test]
     fn only_hypers_bare_error_answers_are_replaced() {
-        let bare = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let bare =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
         assert_eq!(bare_error_head(bare), Some((431, bare.len())));
         let bad = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
         assert_eq!(bare_error_head(bad).map(|(s, _)| s), Some(400));
@@ -301,7 +309,10 @@ mod tests {
         let text = String::from_utf8(refusal(431, 32768)).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
-        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["error"]["code"], "headers_too_large");
         assert!(json["error"]["message"].as_str().unwrap().contains("32768"));

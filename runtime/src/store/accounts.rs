@@ -127,7 +127,9 @@ pub fn active_admins(conn: &Connection, account_id: &str) -> Result<i64> {
 /// A value kept in the `meta` table.
 pub fn meta_value(conn: &Connection, key: &str) -> Result<Option<String>> {
     Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+            row.get(0)
+        })
         .optional()?)
 }
 

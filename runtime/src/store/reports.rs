@@ -219,7 +219,10 @@ mod tests {
         }
         assert_eq!(prune_early_reports(&conn, now + 1).unwrap(), 0);
         assert_eq!(early_count(&conn), 3);
-        assert_eq!(prune_early_reports(&conn, now + EARLY_REPORT_TTL_MS + 1).unwrap(), 3);
+        assert_eq!(
+            prune_early_reports(&conn, now + EARLY_REPORT_TTL_MS + 1).unwrap(),
+            3
+        );
         assert_eq!(early_count(&conn), 0);
 
         let extra = 25;

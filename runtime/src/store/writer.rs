@@ -58,7 +58,8 @@ struct CommitFailed {
 }
 
 /// Failed commits: the same fault fails every batch, so a line now and then.
-static COMMIT_FAILURE_LOG: crate::log_limit::LogLimiter = crate::log_limit::LogLimiter::new(10_000, 1);
+static COMMIT_FAILURE_LOG: crate::log_limit::LogLimiter =
+    crate::log_limit::LogLimiter::new(10_000, 1);
 
 enum Command {
     Job(Box<dyn Job>),

@@ -103,7 +103,8 @@ impl Deliverer {
             store.write(move |c| {
                 // Counted on a copy: the write may fail and claim nothing.
                 let mut counts = in_flight.snapshot();
-                let (claimed, last) = outbox::claim_due(c, window, &after, |row| counts.admit(row))?;
+                let (claimed, last) =
+                    outbox::claim_due(c, window, &after, |row| counts.admit(row))?;
                 in_flight.take(&claimed);
                 if let Some(last) = last {
                     *lock(&last_account) = last;
@@ -189,7 +190,10 @@ impl Counts {
     }
 
     fn release(&mut self, account: &str, endpoint: &str) {
-        for (map, key) in [(&mut self.accounts, account), (&mut self.endpoints, endpoint)] {
+        for (map, key) in [
+            (&mut self.accounts, account),
+            (&mut self.endpoints, endpoint),
+        ] {
             if let Some(count) = map.get_mut(key) {
                 *count -= 1;
                 if *count == 0 {
