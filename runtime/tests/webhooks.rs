@@ -561,54 +561,33 @@ async fn loopback_callback_urls_are_refused_unless_private_networks_are_allowed(
         TestServer::start_with(|config| config.webhooks.allow_private_networks = false).await;
     let acme = new_account(&server, "Acme").await;
     let port = receiver.addr.port();
-    // IP literals are refused at submit, in any notation that reaches loopback.
-    for host in [
-        "127.0.0.1".to_owned(),
-        "[::1]".to_owned(),
-        "[::127.0.0.1]".to_owned(),
-        "[::ffff:127.0.0.1]".to_owned(),
-        "[::ffff:0:7f00:1]".to_owned(),
-        "[2002:7f00:1::1]".to_owned(),
-        "[64:ff9b::7f00:1]".to_owned(),
-        "2130706433".to_owned(),
-        "0x7f.0.0.1".to_owned(),
-        "0177.0.0.1".to_owned(),
-        "127.1".to_owned(),
-    ] {
-        let url = format!("http://{host}:{port}/hook");
-        let reply = acme
-            .developer
-            .try_send(
-                Method::POST,
-                "/v1/messages",
-                Some(
-                    json!({"to": "+84912345678", "body": "Hi", "callback_url": url})
-                        .to_string()
-                        .into_bytes(),
-                ),
-                &[],
-            )
-            .await
-            .unwrap();
-        common::assert_422(&reply, "invalid_url", Some("callback_url"));
-    }
-    for url in [
+    // IP literals are refused at submit, in any notation that reaches
+    // loopback, and so are malformed URLs.
+    let literals = [
+        "127.0.0.1",
+        "[::1]",
+        "[::127.0.0.1]",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:0:7f00:1]",
+        "[2002:7f00:1::1]",
+        "[64:ff9b::7f00:1]",
+        "2130706433",
+        "0x7f.0.0.1",
+        "0177.0.0.1",
+        "127.1",
+    ]
+    .map(|host| format!("http://{host}:{port}/hook"));
+    let malformed = [
         "http://example.com:0/hook",
         "http://example.com:99999/hook",
         "http://exa_mple..com/",
-    ] {
+    ]
+    .map(str::to_owned);
+    for url in literals.iter().chain(&malformed) {
+        let body = json!({"to": "+84912345678", "body": "Hi", "callback_url": url});
         let reply = acme
             .developer
-            .try_send(
-                Method::POST,
-                "/v1/messages",
-                Some(
-                    json!({"to": "+84912345678", "body": "Hi", "callback_url": url})
-                        .to_string()
-                        .into_bytes(),
-                ),
-                &[],
-            )
+            .try_send(Method::POST, "/v1/messages", Some(body.to_string().into_bytes()), &[])
             .await
             .unwrap();
         common::assert_422(&reply, "invalid_url", Some("callback_url"));
