@@ -587,7 +587,12 @@ async fn loopback_callback_urls_are_refused_unless_private_networks_are_allowed(
         let body = json!({"to": "+84912345678", "body": "Hi", "callback_url": url});
         let reply = acme
             .developer
-            .try_send(Method::POST, "/v1/messages", Some(body.to_string().into_bytes()), &[])
+            .try_send(
+                Method::POST,
+                "/v1/messages",
+                Some(body.to_string().into_bytes()),
+                &[],
+            )
             .await
             .unwrap();
         common::assert_422(&reply, "invalid_url", Some("callback_url"));

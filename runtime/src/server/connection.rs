@@ -95,10 +95,18 @@ impl GuardedStream {
         }
     }
 
-    /// A response is being written: the next request starts from idle.
+    /// `bytes` of a response are being written: unless it is an interim
+    /// `100 Continue` (the body is still to come), the next request starts
+    /// from idle.
+    fn responding(&mut self, bytes: &[u8], cx: &mut Context<'_>) {
+        if !bytes.starts_with(b"HTTP/1.1 1") {
+            self.responded(cx);
+        }
+    }
+
     /// The timer is polled here, as hyper may already be waiting on a read
     /// it started while busy (when the timer did not count).
-    fn responding(&mut self, cx: &mut Context<'_>) {
+    fn responded(&mut self, cx: &mut Context<'_>) {
         if self.phase != Phase::Idle {
             self.phase = Phase::Idle;
             let deadline = Instant::now() + self.timeouts.idle;
@@ -243,10 +251,10 @@ impl AsyncWrite for GuardedStream {
         if this.phase != Phase::Idle
             && let Some(taken) = this.replace(buf)
         {
-            this.responding(cx);
+            this.responded(cx);
             return Poll::Ready(Ok(taken));
         }
-        this.responding(cx);
+        this.responding(buf, cx);
         Pin::new(&mut this.stream).poll_write(cx, buf)
     }
 
@@ -261,10 +269,12 @@ impl AsyncWrite for GuardedStream {
             && let Some(first) = bufs.iter().find(|b| !b.is_empty())
             && let Some(taken) = this.replace(first)
         {
-            this.responding(cx);
+            this.responded(cx);
             return Poll::Ready(Ok(taken));
         }
-        this.responding(cx);
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            this.responding(first, cx);
+        }
         Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
     }
 
