@@ -80,3 +80,43 @@ async fn callback_secrets_and_message_text_stay_out_of_the_log() {
         assert!(found.is_empty(), "{needle:?} reached the log: {found:#?}");
     }
 }
+
+#[tokio::test]
+async fn a_policy_printing_in_a_loop_writes_a_few_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let config = dir.path().join("pigeon.toml");
+    std::fs::write(
+        &config,
+        format!("[policies]\ndir = {:?}\n", policies.display().to_string()),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let config_arg = config.display().to_string();
+    let server = BinaryServer::spawn_logging(&data, &["--config", &config_arg], "info").await;
+    let draft =
+        "fn check(msg) {\n    for i in 0..5000 { print(`flood line ${i}`); }\n    allow()\n}\n";
+    let request = json!({
+        "message": {"to": "+84912345678", "body": "Hi"},
+        "sources": {"content.rhai": draft},
+    });
+    for _ in 0..4 {
+        let (status, trace) = server
+            .admin()
+            .post("/v1/policies/simulate", request.clone())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{trace}");
+        assert_eq!(trace["content"]["decision"], "allow", "{trace}");
+    }
+    let log = server.log.clone();
+    let exit = server.terminate().await;
+    assert!(exit.success(), "{exit}");
+    let printed = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|line| line.contains("flood line"))
+        .count();
+    // 8 lines a call at most, 4 calls.
+    assert!((1..=32).contains(&printed), "{printed} lines printed");
+}
