@@ -61,7 +61,9 @@ pub async fn apply(
             truncated += 1;
         }
     }
-    store
+    // Decided outside the job, which may run more than once.
+    let prune_due = crate::time::now_ms() - LAST_PRUNE_MS.load(Ordering::Relaxed) >= PRUNE_EVERY_MS;
+    let applied = store
         .write(move |conn| {
             let now = crate::time::now_ms();
             let mut applied = Applied {
@@ -82,14 +84,16 @@ pub async fn apply(
                     applied.inbound += 1;
                 }
             }
-            let last = LAST_PRUNE_MS.load(Ordering::Relaxed);
-            if applied.early > 0 && now - last >= PRUNE_EVERY_MS {
-                LAST_PRUNE_MS.store(now, Ordering::Relaxed);
+            if applied.early > 0 && prune_due {
                 applied.pruned = prune_early_reports(conn, now)?;
             }
             Ok(applied)
         })
-        .await
+        .await?;
+    if applied.early > 0 && prune_due {
+        LAST_PRUNE_MS.store(crate::time::now_ms(), Ordering::Relaxed);
+    }
+    Ok(applied)
 }
 
 #[cfg(test)]

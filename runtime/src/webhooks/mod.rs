@@ -100,17 +100,23 @@ impl Deliverer {
             };
             let (in_flight, last_account) = (in_flight.clone(), last_account.clone());
             let after = lock(&last_account).clone();
-            store.write(move |c| {
-                // Counted on a copy: the write may fail and claim nothing.
-                let mut counts = in_flight.snapshot();
-                let (claimed, last) =
-                    outbox::claim_due(c, window, &after, |row| counts.admit(row))?;
+            let store = store.clone();
+            async move {
+                // The job counts on a copy: it may run again, or its
+                // transaction fail; only a committed claim is counted in.
+                let counting = in_flight.clone();
+                let (claimed, last) = store
+                    .write(move |c| {
+                        let mut counts = counting.snapshot();
+                        outbox::claim_due(c, window, &after, |row| counts.admit(row))
+                    })
+                    .await?;
                 in_flight.take(&claimed);
                 if let Some(last) = last {
                     *lock(&last_account) = last;
                 }
                 Ok(claimed)
-            })
+            }
         };
         let config = Arc::new(self.config);
         let client = self.client;
