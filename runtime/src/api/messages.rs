@@ -602,7 +602,7 @@ fn valid_sender(from: &str) -> bool {
 /// Why `url` cannot be a `callback_url`, if it cannot: not a plain http(s)
 /// URL (see `webhooks::validate_callback_url`), too long, or, unless private
 /// networks are allowed, an IP address that is not public.
-fn check_callback_url(url: &str, allow_private: bool) -> Result<(), String> {
+pub(super) fn check_callback_url(url: &str, allow_private: bool) -> Result<(), String> {
     if url.len() > MAX_URL_LEN {
         return Err(format!("`callback_url` may be at most {MAX_URL_LEN} bytes"));
     }

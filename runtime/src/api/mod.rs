@@ -6,6 +6,7 @@ mod carriers;
 pub mod error;
 mod json;
 mod messages;
+mod numbers;
 mod policies;
 mod tools;
 
@@ -157,6 +158,25 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
             messages::webhooks(app, &authed(ReadMessages)?, id).await
         }
 
+        (["v1", "numbers"], &Method::POST) => {
+            numbers::create(app, &authed(ManageAccounts)?, body).await
+        }
+        (["v1", "numbers"], &Method::GET) => {
+            numbers::list(app, &authed(ReadMessages)?, parts.uri.query()).await
+        }
+        (["v1", "numbers", id], &Method::GET) => {
+            numbers::get(app, &authed(ReadMessages)?, id).await
+        }
+        (["v1", "numbers", id], &Method::PATCH) => {
+            numbers::update(app, &authed(ManageNumbers)?, id, body).await
+        }
+        (["v1", "numbers", id, "claim"], &Method::POST) => {
+            numbers::claim(app, &authed(ManageNumbers)?, id).await
+        }
+        (["v1", "numbers", id, "release"], &Method::POST) => {
+            numbers::release(app, &authed(ManageNumbers)?, id).await
+        }
+
         (["v1", "carriers"], &Method::GET) => carriers::list(app, &authed(ManageAccounts)?).await,
         (["v1", "carriers", name, "callback", secret, rest @ ..], &Method::GET | &Method::POST) => {
             let path = rest.join("/");
@@ -219,6 +239,9 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         ["v1", "messages", _, "cancel"] => "POST",
         ["v1", "messages", _, "webhooks"] => "GET",
         ["v1", "encoding", "analyze"] => "POST",
+        ["v1", "numbers"] => "GET, POST",
+        ["v1", "numbers", _] => "GET, PATCH",
+        ["v1", "numbers", _, "claim" | "release"] => "POST",
         ["v1", "carriers"] => "GET",
         ["v1", "carriers", _, "callback", _, ..] => "GET, POST",
         ["v1", "inbound"] => "GET",

@@ -34,6 +34,8 @@ pub enum Permission {
     ManageKeys,
     /// Create accounts (operator admins only).
     ManageAccounts,
+    /// Claim, release and configure the account's numbers.
+    ManageNumbers,
     /// Pure helpers such as encoding analysis.
     UseTools,
     /// Read the policies' state and history, and simulate decisions.

@@ -1,6 +1,9 @@
 //! Phone numbers: parsing E.164 or national numbers with a country hint,
 //! validating them against libphonenumber's metadata, and naming the country.
 
+pub mod inventory;
+pub mod rules;
+
 use std::str::FromStr;
 
 use phonenumber::{Mode, country};

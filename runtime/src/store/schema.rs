@@ -161,6 +161,22 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE api_keys ADD COLUMN legacy_hash INTEGER NOT NULL DEFAULT 1;
     "#,
+    // 7: the number inventory: senders, their country, carrier and owner.
+    r#"
+    CREATE TABLE numbers (
+        id            TEXT PRIMARY KEY,
+        sender        TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        country       TEXT NOT NULL,
+        carrier       TEXT,
+        capabilities  TEXT NOT NULL,
+        account_id    TEXT,
+        inbound_url   TEXT,
+        created_at    INTEGER NOT NULL,
+        UNIQUE (sender, country)
+    ) WITHOUT ROWID;
+    CREATE INDEX numbers_by_account ON numbers (account_id, id);
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.

@@ -1,0 +1,128 @@
+//! The number inventory's rows (the domain types are in
+//! `numbers::inventory`).
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::Result;
+use crate::numbers::inventory::{Capability, NumberRecord, SenderKind};
+
+const COLUMNS: &str = "SELECT id, sender, kind, country, carrier, capabilities, account_id, \
+                       inbound_url, created_at FROM numbers";
+
+/// Adds a sender; `false` when the same sender of that country exists.
+pub fn insert_number(conn: &Connection, number: &NumberRecord) -> Result<bool> {
+    let capabilities: Vec<&str> = number.capabilities.iter().map(|c| c.as_str()).collect();
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO numbers (id, sender, kind, country, carrier, capabilities, account_id, \
+             inbound_url, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (sender, country) DO NOTHING",
+        )?
+        .execute(params![
+            number.id,
+            number.sender,
+            number.kind.as_str(),
+            number.country,
+            number.carrier,
+            capabilities.join(","),
+            number.account_id,
+            number.inbound_url,
+            number.created_at,
+        ])?;
+    Ok(inserted == 1)
+}
+
+pub fn get_number(conn: &Connection, id: &str) -> Result<Option<NumberRecord>> {
+    Ok(conn
+        .prepare_cached(&format!("{COLUMNS} WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+/// What a listing asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NumberFilter {
+    /// Only this account's numbers; with `available`, also the unowned ones.
+    pub account_id: Option<String>,
+    /// Only unowned numbers (with `account_id`: the account's own too).
+    pub available: bool,
+    pub country: Option<String>,
+    pub kind: Option<SenderKind>,
+}
+
+pub fn list_numbers(conn: &Connection, filter: &NumberFilter) -> Result<Vec<NumberRecord>> {
+    let owner = match (&filter.account_id, filter.available) {
+        (Some(_), true) => "(account_id IS NULL OR account_id = ?1)",
+        (Some(_), false) => "account_id = ?1",
+        (None, true) => "account_id IS NULL",
+        (None, false) => "(?1 IS NULL)",
+    };
+    let sql = format!(
+        "{COLUMNS} WHERE {owner} AND (?2 IS NULL OR country = ?2) AND (?3 IS NULL OR kind = ?3) \
+         ORDER BY id"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            filter.account_id,
+            filter.country,
+            filter.kind.map(SenderKind::as_str)
+        ],
+        from_row,
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Gives an available number to `account_id`; `false` when it is owned
+/// already (by anyone) or does not exist. One statement, so two claims of
+/// one number cannot both win.
+pub fn claim_number(conn: &Connection, id: &str, account_id: &str) -> Result<bool> {
+    let changed = conn
+        .prepare_cached("UPDATE numbers SET account_id = ?2 WHERE id = ?1 AND account_id IS NULL")?
+        .execute(params![id, account_id])?;
+    Ok(changed == 1)
+}
+
+/// Puts `account_id`'s number back in the inventory (its settings cleared).
+pub fn release_number(conn: &Connection, id: &str, account_id: &str) -> Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE numbers SET account_id = NULL, inbound_url = NULL \
+             WHERE id = ?1 AND account_id = ?2",
+        )?
+        .execute(params![id, account_id])?;
+    Ok(changed == 1)
+}
+
+pub fn set_inbound_url(conn: &Connection, id: &str, url: Option<&str>) -> Result<()> {
+    conn.prepare_cached("UPDATE numbers SET inbound_url = ?2 WHERE id = ?1")?
+        .execute(params![id, url])?;
+    Ok(())
+}
+
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<NumberRecord> {
+    let bad = |column: usize, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            format!("unknown {what}").into(),
+        )
+    };
+    let kind: String = row.get(2)?;
+    let capabilities: String = row.get(5)?;
+    Ok(NumberRecord {
+        id: row.get(0)?,
+        sender: row.get(1)?,
+        kind: SenderKind::parse(&kind).ok_or_else(|| bad(2, "sender kind"))?,
+        country: row.get(3)?,
+        carrier: row.get(4)?,
+        capabilities: capabilities
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(|c| Capability::parse(c).ok_or_else(|| bad(5, "capability")))
+            .collect::<rusqlite::Result<_>>()?,
+        account_id: row.get(6)?,
+        inbound_url: row.get(7)?,
+        created_at: row.get(8)?,
+    })
+}
