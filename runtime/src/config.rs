@@ -41,6 +41,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub dispatch: DispatchConfig,
     pub webhooks: WebhooksConfig,
+    pub senders: SendersConfig,
     pub plugins: PluginsConfig,
     pub sandbox: SandboxConfig,
     /// The carriers live traffic goes to; with none, it goes to the sandbox.
@@ -60,6 +61,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             dispatch: DispatchConfig::default(),
             webhooks: WebhooksConfig::default(),
+            senders: SendersConfig::default(),
             plugins: PluginsConfig::default(),
             sandbox: SandboxConfig::default(),
             carriers: Vec::new(),
@@ -364,6 +366,24 @@ impl CarrierConfig {
     }
 }
 
+/// Who may send from what.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendersConfig {
+    /// A message's `from` must be a sender of the number inventory that the
+    /// account owns (`422 sender_not_owned`); sandbox keys may use any. Off
+    /// only for a deployment that trusts every account with every sender.
+    pub require_owned: bool,
+}
+
+impl Default for SendersConfig {
+    fn default() -> Self {
+        Self {
+            require_owned: true,
+        }
+    }
+}
+
 /// Status webhooks to messages' `callback_url`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -535,6 +555,7 @@ mod tests {
     #[test]
     fn empty_file_gives_the_embedded_defaults() {
         let config = Config::from_toml("").unwrap();
+        assert!(config.senders.require_owned);
         assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(config.data_dir, PathBuf::from("data"));
         assert_eq!(config.store.synchronous, Synchronous::Full);

@@ -102,6 +102,7 @@ impl Pigeon {
             submit_rules: crate::api::SubmitRules {
                 default_validity_secs: config.dispatch.default_validity_secs,
                 allow_private_callbacks: config.webhooks.allow_private_networks,
+                require_owned_sender: config.senders.require_owned,
             },
         });
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -263,3 +263,67 @@ async fn of_two_accounts_claiming_one_number_at_once_exactly_one_wins() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn messages_go_only_from_senders_the_account_owns() {
+    let server = TestServer::start_with(|c| c.senders.require_owned = true).await;
+    let operator = server.admin();
+    let number = add(&server, json!({"sender": VN_NUMBER, "kind": "long_code", "country": "VN"})).await;
+    let acme = new_tenant(&operator, "acme").await;
+    let globex = new_tenant(&operator, "globex").await;
+    let send = |client: &common::Client, body: Value| {
+        let client = client.clone();
+        async move {
+            client
+                .try_send(Method::POST, "/v1/messages", Some(body.to_string().into_bytes()), &[])
+                .await
+                .unwrap()
+        }
+    };
+    let from_vn = json!({"to": "+84912345678", "body": "Hi", "from": VN_NUMBER});
+    let reply = send(&acme.developer, from_vn.clone()).await;
+    assert_422(&reply, "sender_not_owned", Some("from"));
+    let reply = send(&acme.developer, json!({"to": "+84912345678", "body": "Hi", "from": "Acme"})).await;
+    assert_422(&reply, "sender_not_owned", Some("from"));
+
+    let id = number["id"].as_str().unwrap();
+    let (status, _) = acme.admin.post(&format!("/v1/numbers/{id}/claim"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let reply = send(&acme.developer, from_vn.clone()).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    assert_eq!(reply.body["from"], VN_NUMBER);
+    // Not for another account, even though the number exists.
+    let reply = send(&globex.developer, from_vn.clone()).await;
+    assert_422(&reply, "sender_not_owned", Some("from"));
+    // Without `from`, the carrier's default sender, as before.
+    let reply = send(&globex.developer, json!({"to": "+84912345678", "body": "Hi"})).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+
+    // In a batch, each item on its own.
+    let (status, batch) = acme
+        .developer
+        .post(
+            "/v1/messages/batch",
+            json!({"messages": [from_vn, {"to": "+84912345678", "body": "Hi", "from": "Other"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    assert_eq!(batch["results"][0]["status"], 202, "{batch}");
+    assert_eq!(batch["results"][1]["status"], 422, "{batch}");
+    assert_eq!(batch["results"][1]["error"]["code"], "sender_not_owned", "{batch}");
+    assert_eq!(batch["results"][1]["error"]["field"], "messages[1].from", "{batch}");
+
+    // Sandbox keys may try any sender.
+    let (status, key) = globex
+        .admin
+        .post(
+            &format!("/v1/accounts/{}/keys", globex.account_id),
+            json!({"role": "developer", "sandbox": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let sandbox = server.client(key["key"].as_str().unwrap());
+    let reply = send(&sandbox, json!({"to": "+84912345678", "body": "Hi", "from": "Anything"})).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    server.stop().await;
+}

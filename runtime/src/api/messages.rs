@@ -74,7 +74,9 @@ pub async fn create(
     let bytes = read_body(body).await?;
     let map = parse_object(&bytes)?;
     let idempotency = idempotency_key.map(|key| idempotency(key, &map));
+    let senders = SenderCheck::load(app, principal, requested_sender(&map).into_iter().collect()).await?;
     let message = parse_message(Fields::new(map), principal, now_ms(), &app.submit_rules)?;
+    senders.check(&message, "from".into())?;
     let message = match check_content(app, message) {
         Checked::Allowed(message) => message,
         Checked::Rejected(message, error) => {
@@ -167,6 +169,13 @@ pub async fn create_batch(
         ));
     }
     let now = now_ms();
+    let mut candidates: Vec<String> = items
+        .iter()
+        .filter_map(|item| item.as_object().and_then(requested_sender))
+        .collect();
+    candidates.sort();
+    candidates.dedup();
+    let senders = SenderCheck::load(app, principal, candidates).await?;
     // Messages the content policy refused are stored too, as `rejected`.
     let refused = std::sync::Mutex::new(Vec::new());
     let parsed: Vec<Result<(MessageRecord, Option<Idempotency>), ApiError>> = items
@@ -185,6 +194,7 @@ pub async fn create_batch(
                         now,
                         &app.submit_rules,
                     )?;
+                    senders.check(&message, format!("messages[{i}].from"))?;
                     match check_content(app, message) {
                         Checked::Allowed(message) => Ok((message, idempotency)),
                         Checked::Rejected(message, error) => {
@@ -416,6 +426,54 @@ pub struct SubmitRules {
     /// `webhooks.allow_private_networks`: a `callback_url` naming a
     /// non-public IP address is refused at submit unless this is set.
     pub allow_private_callbacks: bool,
+    /// `senders.require_owned`: `from` must be a sender the account owns.
+    pub require_owned_sender: bool,
+}
+
+/// The senders an account's messages may use, when that is checked.
+enum SenderCheck {
+    /// Not checked: sandbox keys, or `senders.require_owned = false`.
+    Any,
+    /// These, of the candidates asked about.
+    Owned(std::collections::HashSet<String>),
+}
+
+impl SenderCheck {
+    /// Looks up which of `candidates` the caller's account owns.
+    async fn load(
+        app: &App,
+        principal: &Principal,
+        candidates: Vec<String>,
+    ) -> Result<Self, ApiError> {
+        if principal.sandbox || !app.submit_rules.require_owned_sender {
+            return Ok(Self::Any);
+        }
+        if candidates.is_empty() {
+            return Ok(Self::Owned(Default::default()));
+        }
+        let account = principal.account_id.clone();
+        let owned = app
+            .store
+            .read(move |c| crate::store::numbers::owned_senders(c, &account, &candidates))
+            .await?;
+        Ok(Self::Owned(owned))
+    }
+
+    fn check(&self, message: &MessageRecord, field: String) -> Result<(), ApiError> {
+        match (self, &message.from) {
+            (Self::Owned(owned), Some(from)) if !owned.contains(from) => Err(ApiError::invalid(
+                "sender_not_owned",
+                field,
+                format!("`from` {from:?} is not a sender of this account: claim it from the number inventory"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The `from` of a message request, to look up before parsing.
+fn requested_sender(map: &Map<String, Value>) -> Option<String> {
+    map.get("from").and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Checks one message request and turns it into what the store writes.

@@ -126,3 +126,20 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<NumberRecord> {
         created_at: row.get(8)?,
     })
 }
+
+/// Which of `senders` the account owns.
+pub fn owned_senders(
+    conn: &Connection,
+    account_id: &str,
+    senders: &[String],
+) -> Result<std::collections::HashSet<String>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT sender FROM numbers WHERE account_id = ?1 AND sender = ?2")?;
+    let mut owned = std::collections::HashSet::new();
+    for sender in senders {
+        if stmt.exists(params![account_id, sender])? {
+            owned.insert(sender.clone());
+        }
+    }
+    Ok(owned)
+}
