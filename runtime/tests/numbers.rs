@@ -268,14 +268,23 @@ async fn of_two_accounts_claiming_one_number_at_once_exactly_one_wins() {
 async fn messages_go_only_from_senders_the_account_owns() {
     let server = TestServer::start_with(|c| c.senders.require_owned = true).await;
     let operator = server.admin();
-    let number = add(&server, json!({"sender": VN_NUMBER, "kind": "long_code", "country": "VN"})).await;
+    let number = add(
+        &server,
+        json!({"sender": VN_NUMBER, "kind": "long_code", "country": "VN"}),
+    )
+    .await;
     let acme = new_tenant(&operator, "acme").await;
     let globex = new_tenant(&operator, "globex").await;
     let send = |client: &common::Client, body: Value| {
         let client = client.clone();
         async move {
             client
-                .try_send(Method::POST, "/v1/messages", Some(body.to_string().into_bytes()), &[])
+                .try_send(
+                    Method::POST,
+                    "/v1/messages",
+                    Some(body.to_string().into_bytes()),
+                    &[],
+                )
                 .await
                 .unwrap()
         }
@@ -283,11 +292,18 @@ async fn messages_go_only_from_senders_the_account_owns() {
     let from_vn = json!({"to": "+84912345678", "body": "Hi", "from": VN_NUMBER});
     let reply = send(&acme.developer, from_vn.clone()).await;
     assert_422(&reply, "sender_not_owned", Some("from"));
-    let reply = send(&acme.developer, json!({"to": "+84912345678", "body": "Hi", "from": "Acme"})).await;
+    let reply = send(
+        &acme.developer,
+        json!({"to": "+84912345678", "body": "Hi", "from": "Acme"}),
+    )
+    .await;
     assert_422(&reply, "sender_not_owned", Some("from"));
 
     let id = number["id"].as_str().unwrap();
-    let (status, _) = acme.admin.post(&format!("/v1/numbers/{id}/claim"), json!({})).await;
+    let (status, _) = acme
+        .admin
+        .post(&format!("/v1/numbers/{id}/claim"), json!({}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let reply = send(&acme.developer, from_vn.clone()).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
@@ -296,7 +312,11 @@ async fn messages_go_only_from_senders_the_account_owns() {
     let reply = send(&globex.developer, from_vn.clone()).await;
     assert_422(&reply, "sender_not_owned", Some("from"));
     // Without `from`, the carrier's default sender, as before.
-    let reply = send(&globex.developer, json!({"to": "+84912345678", "body": "Hi"})).await;
+    let reply = send(
+        &globex.developer,
+        json!({"to": "+84912345678", "body": "Hi"}),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
 
     // In a batch, each item on its own.
@@ -310,8 +330,14 @@ async fn messages_go_only_from_senders_the_account_owns() {
     assert_eq!(status, StatusCode::OK, "{batch}");
     assert_eq!(batch["results"][0]["status"], 202, "{batch}");
     assert_eq!(batch["results"][1]["status"], 422, "{batch}");
-    assert_eq!(batch["results"][1]["error"]["code"], "sender_not_owned", "{batch}");
-    assert_eq!(batch["results"][1]["error"]["field"], "messages[1].from", "{batch}");
+    assert_eq!(
+        batch["results"][1]["error"]["code"], "sender_not_owned",
+        "{batch}"
+    );
+    assert_eq!(
+        batch["results"][1]["error"]["field"], "messages[1].from",
+        "{batch}"
+    );
 
     // Sandbox keys may try any sender.
     let (status, key) = globex
@@ -323,7 +349,11 @@ async fn messages_go_only_from_senders_the_account_owns() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{key}");
     let sandbox = server.client(key["key"].as_str().unwrap());
-    let reply = send(&sandbox, json!({"to": "+84912345678", "body": "Hi", "from": "Anything"})).await;
+    let reply = send(
+        &sandbox,
+        json!({"to": "+84912345678", "body": "Hi", "from": "Anything"}),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
     server.stop().await;
 }

@@ -74,7 +74,8 @@ pub async fn create(
     let bytes = read_body(body).await?;
     let map = parse_object(&bytes)?;
     let idempotency = idempotency_key.map(|key| idempotency(key, &map));
-    let senders = SenderCheck::load(app, principal, requested_sender(&map).into_iter().collect()).await?;
+    let senders =
+        SenderCheck::load(app, principal, requested_sender(&map).into_iter().collect()).await?;
     let message = parse_message(Fields::new(map), principal, now_ms(), &app.submit_rules)?;
     senders.check(&message, "from".into())?;
     let message = match check_content(app, message) {
@@ -464,7 +465,9 @@ impl SenderCheck {
             (Self::Owned(owned), Some(from)) if !owned.contains(from) => Err(ApiError::invalid(
                 "sender_not_owned",
                 field,
-                format!("`from` {from:?} is not a sender of this account: claim it from the number inventory"),
+                format!(
+                    "`from` {from:?} is not a sender of this account: claim it from the number inventory"
+                ),
             )),
             _ => Ok(()),
         }

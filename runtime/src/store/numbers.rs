@@ -133,8 +133,8 @@ pub fn owned_senders(
     account_id: &str,
     senders: &[String],
 ) -> Result<std::collections::HashSet<String>> {
-    let mut stmt = conn
-        .prepare_cached("SELECT sender FROM numbers WHERE account_id = ?1 AND sender = ?2")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT sender FROM numbers WHERE account_id = ?1 AND sender = ?2")?;
     let mut owned = std::collections::HashSet::new();
     for sender in senders {
         if stmt.exists(params![account_id, sender])? {
