@@ -10,7 +10,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{StatusCode, http};
 use serde_json::{Value, json};
 
-use super::json::{query_params, read_body};
+use super::json::{query_params, read_body, unknown_parameter};
 use super::{ApiError, App, Response, json_response};
 use crate::auth::Principal;
 use crate::carriers::{CarrierCounters, CarrierHandle, LastSent};
@@ -295,13 +295,7 @@ pub async fn list_inbound(
                     "unknown cursor",
                 ));
             }
-            other => {
-                return Err(ApiError::invalid(
-                    "unknown_parameter",
-                    other,
-                    format!("`{other}` is not a parameter of this request"),
-                ));
-            }
+            other => return Err(unknown_parameter(other)),
         }
     }
     let everyone = principal.operator && principal.role == crate::auth::Role::Admin;

@@ -189,6 +189,15 @@ impl Fields {
 
 /// Query-string parameters, percent-decoded (a `+` stays a plus, so
 /// `to=+8491…` works unescaped).
+/// 422 for a query parameter the endpoint does not take.
+pub fn unknown_parameter(name: &str) -> ApiError {
+    ApiError::invalid(
+        "unknown_parameter",
+        name,
+        format!("`{name}` is not a parameter of this request"),
+    )
+}
+
 pub fn query_params(query: Option<&str>) -> Vec<(String, String)> {
     query
         .unwrap_or("")

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::json::{Fields, parse_object, query_params, read_body};
+use super::json::{Fields, parse_object, query_params, read_body, unknown_parameter};
 use super::{App, Response, json_response};
 use crate::auth::Principal;
 use crate::encoding;
@@ -343,13 +343,7 @@ pub async fn list(
                 }
                 filter.before_id = Some(value)
             }
-            other => {
-                return Err(ApiError::invalid(
-                    "unknown_parameter",
-                    other,
-                    format!("`{other}` is not a parameter of this request"),
-                ));
-            }
+            other => return Err(unknown_parameter(other)),
         }
     }
     let account = principal.account_id.clone();

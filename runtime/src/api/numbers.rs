@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::json::{Fields, parse_object, query_params, read_body};
+use super::json::{Fields, parse_object, query_params, read_body, unknown_parameter};
 use super::{App, Response, json_response};
 use crate::auth::Principal;
 use crate::numbers::inventory::{Capability, NumberRecord, SenderKind, check_sender};
@@ -149,13 +149,7 @@ pub async fn list(
                     }
                 }
             }
-            other => {
-                return Err(ApiError::invalid(
-                    "unknown_parameter",
-                    other,
-                    format!("`{other}` is not a parameter of this request"),
-                ));
-            }
+            other => return Err(unknown_parameter(other)),
         }
     }
     // An account asking for what is available sees the unowned numbers only.

@@ -30,7 +30,9 @@ pub enum SecretError {
 
 #[derive(Clone)]
 pub struct KeyHasher {
-    secret: [u8; 32],
+    /// HMAC keyed with the secret, cloned for each hash (the key's pads
+    /// are computed once, not per request).
+    keyed: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for KeyHasher {
@@ -52,7 +54,7 @@ impl KeyHasher {
             Ok(text) => {
                 let secret = decode_hex(text.trim())
                     .ok_or_else(|| SecretError::Malformed { path: path.clone() })?;
-                Ok(Self { secret })
+                Ok(Self::with_secret(secret))
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let mut secret = [0u8; 32];
@@ -65,15 +67,17 @@ impl KeyHasher {
                     .map_err(io)?;
                 file.write_all(format!("{hex}\n").as_bytes()).map_err(io)?;
                 file.sync_all().map_err(io)?;
-                Ok(Self { secret })
+                Ok(Self::with_secret(secret))
             }
             Err(err) => Err(io(err)),
         }
     }
 
-    /// A hasher with a given secret (tests).
     pub fn with_secret(secret: [u8; 32]) -> Self {
-        Self { secret }
+        // HMAC takes keys of any length: this cannot fail.
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&secret)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        Self { keyed }
     }
 
     pub fn hash(&self, key: &str) -> [u8; 32] {
@@ -89,9 +93,7 @@ impl KeyHasher {
     }
 
     fn mac(&self, data: &[u8]) -> [u8; 32] {
-        // HMAC takes keys of any length: new_from_slice cannot fail here.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        let mut mac = self.keyed.clone();
         mac.update(data);
         mac.finalize().into_bytes().into()
     }

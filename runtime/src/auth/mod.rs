@@ -147,7 +147,11 @@ impl KeyRing {
         if let Some(principal) = self.read().keyed.get(&hash) {
             return Some((principal.clone(), None));
         }
+        // Unknown keys (every failed request) take the read lock only.
         let legacy = hasher::legacy_hash(presented);
+        if !self.read().legacy.contains_key(&legacy) {
+            return None;
+        }
         let mut hashes = self.write();
         let principal = hashes.legacy.remove(&legacy)?;
         hashes.keyed.insert(hash, principal.clone());

@@ -44,8 +44,8 @@ pub(super) struct GuardedStream {
     timeouts: Timeouts,
     phase: Phase,
     deadline: Pin<Box<Sleep>>,
-    /// Bytes of the current head line, not counting CR.
-    line_len: usize,
+    /// The current head line has no byte yet (CR aside).
+    line_empty: bool,
     /// A non-empty line of the head has been seen (empty lines before the
     /// request line are allowed).
     head_started: bool,
@@ -61,7 +61,7 @@ impl GuardedStream {
             timeouts,
             phase: Phase::Idle,
             deadline: Box::pin(tokio::time::sleep(timeouts.idle)),
-            line_len: 0,
+            line_empty: true,
             head_started: false,
             replacement: None,
         }
@@ -74,21 +74,21 @@ impl GuardedStream {
         }
         if self.phase == Phase::Idle {
             self.phase = Phase::Head;
-            self.line_len = 0;
+            self.line_empty = true;
             self.head_started = false;
             let deadline = Instant::now() + self.timeouts.header;
             self.deadline.as_mut().reset(deadline);
         }
         for &byte in bytes {
             match byte {
-                b'\n' if self.line_len == 0 && self.head_started => {
+                b'\n' if self.line_empty && self.head_started => {
                     self.phase = Phase::Busy;
                     return;
                 }
-                b'\n' => self.line_len = 0,
+                b'\n' => self.line_empty = true,
                 b'\r' => {}
                 _ => {
-                    self.line_len += 1;
+                    self.line_empty = false;
                     self.head_started = true;
                 }
             }

@@ -63,25 +63,14 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {
-    /// Whether SQLite said the disk is full.
-    fn is_disk_full(err: &rusqlite::Error) -> bool {
-        err.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
-    }
-
-    /// The error as a write reports it: a full disk said as such.
-    fn on_write(self) -> Self {
+    /// SQLite's error said as what failed: a full disk as such, anything
+    /// else as `failed` (a failed write or a failed read).
+    fn said_as(self, failed: fn(String) -> Self) -> Self {
         match self {
-            Self::Sqlite(err) if Self::is_disk_full(&err) => Self::Full,
-            Self::Sqlite(err) => Self::WriteFailed(err.to_string()),
-            other => other,
-        }
-    }
-
-    /// The error as a read reports it.
-    fn on_read(self) -> Self {
-        match self {
-            Self::Sqlite(err) if Self::is_disk_full(&err) => Self::Full,
-            Self::Sqlite(err) => Self::ReadFailed(err.to_string()),
+            Self::Sqlite(err) if err.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
+                Self::Full
+            }
+            Self::Sqlite(err) => failed(err.to_string()),
             other => other,
         }
     }
@@ -148,7 +137,7 @@ impl Store {
             .writer
             .submit(job)
             .await
-            .map_err(StoreError::on_write)
+            .map_err(|e| e.said_as(StoreError::WriteFailed))
     }
 
     /// Runs `query` on a read-only connection, off the async threads.
@@ -177,7 +166,7 @@ impl Store {
         })
         .await
         .map_err(|_| StoreError::Closed)?
-        .map_err(StoreError::on_read)
+        .map_err(|e| e.said_as(StoreError::ReadFailed))
     }
 
     /// Proves the database takes writes (for `/readyz`).
