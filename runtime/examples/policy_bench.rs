@@ -24,6 +24,7 @@ fn carrier(name: &str, countries: &[&str], price: f64, sent: u64, rate: f64) -> 
         countries: countries.iter().map(|c| (*c).into()).collect(),
         price: Some(price),
         tps: 100,
+        carries_sender: true,
         last_15m: CarrierStats {
             sent,
             delivery_rate: Some(rate),

@@ -42,6 +42,7 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     pub webhooks: WebhooksConfig,
     pub senders: SendersConfig,
+    pub inbound: InboundConfig,
     pub plugins: PluginsConfig,
     pub sandbox: SandboxConfig,
     /// The carriers live traffic goes to; with none, it goes to the sandbox.
@@ -62,6 +63,7 @@ impl Default for Config {
             dispatch: DispatchConfig::default(),
             webhooks: WebhooksConfig::default(),
             senders: SendersConfig::default(),
+            inbound: InboundConfig::default(),
             plugins: PluginsConfig::default(),
             sandbox: SandboxConfig::default(),
             carriers: Vec::new(),
@@ -384,6 +386,23 @@ impl Default for SendersConfig {
     }
 }
 
+/// Messages handsets send.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundConfig {
+    /// How long the parts of a long inbound message wait for the rest;
+    /// then what came is filed as the message.
+    pub part_timeout_ms: u64,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            part_timeout_ms: 5 * 60 * 1000,
+        }
+    }
+}
+
 /// Status webhooks to messages' `callback_url`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -455,6 +474,7 @@ impl Config {
             }
         };
         positive("server.max_connections", self.server.max_connections as u64)?;
+        positive("inbound.part_timeout_ms", self.inbound.part_timeout_ms)?;
         positive("server.idle_timeout_ms", self.server.idle_timeout_ms)?;
         positive(
             "server.header_read_timeout_ms",

@@ -39,6 +39,8 @@ pub struct Pigeon {
     shutdown: watch::Sender<bool>,
     dispatcher: JoinHandle<()>,
     webhooks: JoinHandle<()>,
+    /// Files long inbound messages whose parts stopped coming.
+    inbound_parts: JoinHandle<()>,
     plugin_reloader: Option<JoinHandle<()>>,
     /// Reloads the policies when their files change; stops when dropped.
     _policy_watcher: Option<PolicyWatcher>,
@@ -108,6 +110,11 @@ impl Pigeon {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let deliverer = Deliverer::new(store.clone(), config.webhooks.clone())?;
         let webhooks = tokio::spawn(deliverer.run(shutdown_rx.clone()));
+        let inbound_parts = tokio::spawn(crate::tracking::release_stale_parts(
+            store.clone(),
+            std::time::Duration::from_millis(config.inbound.part_timeout_ms),
+            shutdown_rx.clone(),
+        ));
         let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx));
         Ok(Self {
             app,
@@ -115,6 +122,7 @@ impl Pigeon {
             shutdown,
             dispatcher,
             webhooks,
+            inbound_parts,
             plugin_reloader,
             _policy_watcher: policy_watcher,
             server: config.server.clone(),
@@ -143,6 +151,7 @@ impl Pigeon {
         // Webhook requests in flight finish (each within webhooks.timeout_ms)
         // and are recorded; webhooks not yet sent stay in the outbox.
         let _ = self.webhooks.await;
+        let _ = self.inbound_parts.await;
         drop(self.app);
         self.store.close().await;
     }

@@ -367,6 +367,6 @@ async fn an_inbound_message_is_listed() {
     assert_eq!(listed["carrier"], CARRIER);
     assert_eq!(listed["from"], "+12015550123");
     assert_eq!(listed["to"], "+12015550100");
-    assert_eq!(listed["text"], "Hello from a phone");
+    assert_eq!(listed["body"], "Hello from a phone");
     server.stop().await;
 }

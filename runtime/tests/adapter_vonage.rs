@@ -404,6 +404,6 @@ async fn an_inbound_sms_is_listed() {
     assert_eq!(listed["carrier"], CARRIER);
     assert_eq!(listed["from"], "+447400123456");
     assert_eq!(listed["to"], "+447700900000");
-    assert_eq!(listed["text"], "Hello from a phone");
+    assert_eq!(listed["body"], "Hello from a phone");
     server.stop().await;
 }

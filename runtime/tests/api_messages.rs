@@ -111,6 +111,8 @@ async fn send_answers_202_with_the_message_summary() {
             "encoding",
             "from",
             "id",
+            "number_id",
+            "pool_id",
             "segments",
             "status",
             "to",

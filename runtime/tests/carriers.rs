@@ -135,7 +135,7 @@ async fn the_carrier_list_shows_plugins_counters_and_is_for_the_operator() {
     .await;
     assert_eq!(sim["state"], "active");
     assert_eq!(sim["plugin"]["name"], "simulator");
-    assert_eq!(sim["plugin"]["contract_version"], "0.1.0");
+    assert_eq!(sim["plugin"]["contract_version"], "0.2.0");
     assert_eq!(sim["counters"]["submitted"], 2);
     assert_eq!(sim["countries"], json!(["*"]));
     assert_eq!(sim["tps"], 100);
@@ -264,7 +264,7 @@ async fn reports_that_repeat_arrive_out_of_order_or_early_do_not_regress_a_messa
 }
 
 #[tokio::test]
-async fn inbound_messages_are_filed_under_the_account_that_wrote_to_the_sender() {
+async fn inbound_messages_are_filed_under_the_owner_of_the_number() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_in(dir.path(), |config| {
         config.carriers = vec![simulator("sim", &["*"])]
@@ -272,65 +272,85 @@ async fn inbound_messages_are_filed_under_the_account_that_wrote_to_the_sender()
     .await;
     let acme = new_tenant(&server.admin(), "acme").await;
     let other = new_tenant(&server.admin(), "other").await;
+    let number = "+84912340200";
+    common::own_number(
+        &server.admin(),
+        &acme.admin,
+        json!({"sender": number, "kind": "long_code", "country": "VN"}),
+    )
+    .await;
     let id = acme
         .developer
-        .send_message(json!({"to": "+84912345678", "body": "Reply YES to confirm"}))
+        .send_message(json!({"to": "+84912345678", "from": number, "body": "Reply YES to confirm"}))
         .await;
     acme.developer.wait_for_status(&id, "delivered").await;
+    // Another account wrote to the handset last: that does not make the
+    // handset's message to acme's number its.
+    let later = other
+        .developer
+        .send_message(json!({"to": "+84912345678", "body": "Hello"}))
+        .await;
+    other.developer.wait_for_status(&later, "delivered").await;
 
     let path = format!("{}/inbound", callback_path(&server, "sim").await);
     let anonymous = server.admin().without_key();
-    let inbound = json!({"id": "mo-1", "from": "84912345678", "to": "Pigeon", "text": "YES"});
-    for _ in 0..2 {
-        // The carrier repeats itself: stored once.
-        let reply = anonymous
-            .send(
-                Method::POST,
-                &path,
-                Some(inbound.to_string().into_bytes()),
-                &[],
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
-    }
-    let stranger = json!({"id": "mo-2", "from": "+12025550123", "to": "Pigeon", "text": "who?"});
-    anonymous
-        .send(
-            Method::POST,
-            &path,
-            Some(stranger.to_string().into_bytes()),
-            &[],
-        )
-        .await;
+    let post = |body: Value| {
+        let (anonymous, path) = (anonymous.clone(), path.clone());
+        async move {
+            let reply = anonymous
+                .send(
+                    Method::POST,
+                    &path,
+                    Some(body.to_string().into_bytes()),
+                    &[],
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+        }
+    };
+    // Carriers drop the `+`, and repeat themselves: stored once.
+    let inbound = json!({"id": "mo-1", "from": "84912345678", "to": "84912340200", "text": "YES"});
+    post(inbound.clone()).await;
+    post(inbound).await;
+    post(json!({"id": "mo-2", "from": "+12025550123", "to": "Pigeon", "text": "who?"})).await;
 
     let (status, list) = acme.viewer.get("/v1/inbound").await;
     assert_eq!(status, StatusCode::OK, "{list}");
     let data = list["data"].as_array().unwrap();
     assert_eq!(data.len(), 1, "{list}");
     assert_eq!(data[0]["from"], "+84912345678");
-    assert_eq!(data[0]["text"], "YES");
+    assert_eq!(data[0]["to"], number);
+    assert_eq!(data[0]["body"], "YES");
     assert_eq!(data[0]["in_reply_to"], id.as_str());
     assert_eq!(data[0]["carrier"], "sim");
     assert_eq!(data[0]["carrier_message_id"], "mo-1");
+    assert!(data[0]["number_id"].as_str().unwrap().starts_with("num_"));
+    let inbound_id = data[0]["id"].as_str().unwrap().to_owned();
+    let (status, one) = acme.viewer.get(&format!("/v1/inbound/{inbound_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["body"], "YES");
 
     let (_, list) = other.admin.get("/v1/inbound").await;
     assert_eq!(list["data"], json!([]), "another account sees none of it");
-    // The operator sees everything, including what no account wrote to.
+    let (status, _) = other.admin.get(&format!("/v1/inbound/{inbound_id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The operator sees everything, including what went to no account's number.
     let (_, list) = server.admin().get("/v1/inbound?limit=10").await;
-    assert_eq!(list["data"].as_array().unwrap().len(), 2, "{list}");
+    let data = list["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "{list}");
+    assert_eq!(data[0]["account_id"], Value::Null, "{list}");
     let (status, body) = server.admin().get("/v1/inbound?limit=0").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["field"], "limit");
 
-    // After a restart (nothing in memory), a reply is still matched, from
-    // the stored messages.
+    // After a restart, a reply still answers what was sent.
     server.stop().await;
     let server = TestServer::start_in(dir.path(), |config| {
         config.carriers = vec![simulator("sim", &["*"])]
     })
     .await;
     let path = format!("{}/inbound", callback_path(&server, "sim").await);
-    let again = json!({"id": "mo-3", "from": "+84912345678", "to": "Pigeon", "text": "STOP"});
+    let again = json!({"id": "mo-3", "from": "+84912345678", "to": number, "text": "STOP"});
     let reply = server
         .admin()
         .without_key()
@@ -347,7 +367,7 @@ async fn inbound_messages_are_filed_under_the_account_that_wrote_to_the_sender()
     let (_, list) = viewer.get("/v1/inbound").await;
     let data = list["data"].as_array().unwrap();
     assert_eq!(data.len(), 2, "{list}");
-    assert_eq!(data[0]["text"], "STOP");
+    assert_eq!(data[0]["body"], "STOP");
     assert_eq!(data[0]["in_reply_to"], id.as_str());
 }
 
@@ -536,7 +556,7 @@ async fn inbound_text_is_kept_to_the_ten_part_maximum() {
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
     let stored = common::wait_for_inbound(&server.admin(), "mo-huge").await;
     assert_eq!(
-        stored["text"].as_str().unwrap().len(),
+        stored["body"].as_str().unwrap().len(),
         pigeon::tracking::MAX_INBOUND_CHARS
     );
     let counters = &carrier(&server, "sim").await["counters"];

@@ -1,7 +1,7 @@
 //! Write carrier adapters for Pigeon.
 //!
 //! A carrier adapter is a WebAssembly component implementing the
-//! `pigeon:carrier@0.1.0` contract in `sdk/wit/carrier.wit`. The contract is
+//! `pigeon:carrier@0.2.0` contract in `sdk/wit/carrier.wit`. The contract is
 //! sans-IO: the plugin never opens a socket. It turns a message into an HTTP
 //! request, the carrier's response into an outcome, and a carrier callback
 //! into delivery reports and inbound messages; Pigeon does all the I/O.
@@ -78,8 +78,8 @@ use std::marker::PhantomData;
 
 use types::{CallbackReply, CallbackRequest, Failure, HttpResponse, Info, Message, Step};
 
-/// The contract version this SDK implements (`pigeon:carrier@0.1.0`).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The contract version this SDK implements (`pigeon:carrier@0.2.0`).
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// A carrier adapter.
 ///

@@ -91,7 +91,8 @@ use crate::encoding::{hex_decode, hex_encode};
 use crate::form::Params;
 use crate::types::{
     CallbackReply, CallbackRequest, DeliveryReport, Encoding, Failure, Header, HttpRequest,
-    HttpResponse, InboundMessage, Message, MessageType, Method, Part, ReportState, Step,
+    HttpResponse, InboundMessage, InboundPart, Message, MessageType, Method, Part, ReportState,
+    Step,
 };
 
 /// Calls `start-submit` and then `resume-submit` with whatever `respond`
@@ -356,6 +357,17 @@ struct InboundSpec {
     carrier_message_id: String,
     #[serde(default)]
     at: Option<u64>,
+    /// `{"reference", "count", "sequence"}` for one part of a longer message.
+    #[serde(default)]
+    part: Option<InboundPartSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboundPartSpec {
+    reference: u32,
+    count: u8,
+    sequence: u8,
 }
 
 #[derive(Deserialize)]
@@ -693,6 +705,11 @@ impl<C: Carrier> Runner<C> {
                 text: m.text,
                 carrier_message_id: m.carrier_message_id,
                 at: m.at,
+                part: m.part.map(|p| InboundPart {
+                    reference: p.reference,
+                    count: p.count,
+                    sequence: p.sequence,
+                }),
             })
             .collect();
         if reply.inbound != inbound {

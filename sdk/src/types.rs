@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 pub use crate::bindings::pigeon::carrier::types::{
     CallbackReply, CallbackRequest, DeliveryReport, Encoding, Failure, Header, HttpRequest,
-    HttpResponse, InboundMessage, Info, Message, MessageType, Method, Outgoing, Part,
+    HttpResponse, InboundMessage, InboundPart, Info, Message, MessageType, Method, Outgoing, Part,
     PermanentFailure, ReportState, Settings, Step,
 };
 

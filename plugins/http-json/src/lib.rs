@@ -1027,6 +1027,7 @@ fn parse_inbound(spec: &InboundSpec, body: &Value) -> Result<Vec<InboundMessage>
                     .as_deref()
                     .and_then(|path| lookup(item, path))
                     .and_then(parse_time),
+                part: None,
             })
         })
         .collect()
@@ -1168,7 +1169,7 @@ mod tests {
     fn describe_reports_the_contract() {
         let info = HttpJson::describe();
         assert_eq!(info.name, "http-json");
-        assert_eq!(info.contract_version, "0.1.0");
+        assert_eq!(info.contract_version, "0.2.0");
     }
 
     #[test]

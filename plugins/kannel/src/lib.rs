@@ -511,6 +511,8 @@ fn parse_inbound(query: &str) -> Result<InboundMessage, String> {
         text,
         carrier_message_id: id,
         at: unix_seconds_ms(param(query, "at").as_deref()),
+        // bearerbox joins concatenated MO itself (sms-combine-concatenated-mo).
+        part: None,
     })
 }
 
@@ -629,7 +631,7 @@ mod tests {
     fn describe_reports_the_contract() {
         let info = Kannel::describe();
         assert_eq!(info.name, "kannel");
-        assert_eq!(info.contract_version, "0.1.0");
+        assert_eq!(info.contract_version, "0.2.0");
         assert_eq!(info.capabilities, ["submit", "delivery-reports", "inbound"]);
     }
 

@@ -18,7 +18,7 @@ use pigeon_sdk::encoding::hex_encode;
 use pigeon_sdk::json::kind;
 use pigeon_sdk::types::{
     CallbackReply, CallbackRequest, DeliveryReport, Failure, HttpRequest, HttpResponse,
-    InboundMessage, Info, Message, Method, ReportState, Step,
+    InboundMessage, InboundPart, Info, Message, Method, ReportState, Step,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -290,6 +290,17 @@ struct InboundBody {
     text: String,
     #[serde(default)]
     at: Option<u64>,
+    /// One part of a longer message.
+    #[serde(default)]
+    part: Option<PartBody>,
+}
+
+/// `"part": {"reference", "count", "sequence"}` of an inbound part.
+#[derive(Deserialize)]
+struct PartBody {
+    reference: u32,
+    count: u8,
+    sequence: u8,
 }
 
 impl DlrBody {
@@ -454,6 +465,11 @@ impl Carrier for Simulator {
                     text: m.text,
                     carrier_message_id: m.id,
                     at: m.at,
+                    part: m.part.map(|p| InboundPart {
+                        reference: p.reference,
+                        count: p.count,
+                        sequence: p.sequence,
+                    }),
                 }))
             }
             (method, path) => Err(format!(
@@ -473,7 +489,7 @@ mod tests {
         let info = Simulator::describe();
         assert_eq!(info.name, "simulator");
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
-        assert_eq!(info.contract_version, "0.1.0");
+        assert_eq!(info.contract_version, "0.2.0");
         assert_eq!(info.capabilities, ["submit", "delivery-reports", "inbound"]);
     }
 

@@ -20,7 +20,7 @@ use pigeon_sdk::json::kind;
 use pigeon_sdk::signature::verify_hmac_sha256_hex;
 use pigeon_sdk::types::{
     CallbackReply, CallbackRequest, DeliveryReport, Encoding, Failure, HttpRequest, HttpResponse,
-    InboundMessage, Info, Message, ReportState, Step,
+    InboundMessage, InboundPart, Info, Message, ReportState, Step,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -509,6 +509,40 @@ fn parse_inbound(params: &Params) -> Result<Option<InboundMessage>, String> {
         text: text.to_owned(),
         carrier_message_id: id.to_owned(),
         at: callback_time(params),
+        part: concat_part(params)?,
+    }))
+}
+
+/// Vonage's `concat`, `concat-ref`, `concat-total` and `concat-part`: where
+/// a part stands in a long message (Pigeon joins them).
+fn concat_part(params: &Params) -> Result<Option<InboundPart>, String> {
+    if params.get("concat") != Some("true") {
+        return Ok(None);
+    }
+    let number = |name: &str| {
+        let value = required(params, name, "inbound message part")?;
+        value
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| format!("`{name}` must be a number, got {value:?}"))
+    };
+    let (reference, count, sequence) = (
+        number("concat-ref")?,
+        number("concat-total")?,
+        number("concat-part")?,
+    );
+    let (Ok(count), Ok(sequence)) = (u8::try_from(count), u8::try_from(sequence)) else {
+        return Err("`concat-total` and `concat-part` must be 1 to 255".into());
+    };
+    if sequence == 0 || sequence > count {
+        return Err(format!(
+            "`concat-part` {sequence} is not within 1 to `concat-total` {count}"
+        ));
+    }
+    Ok(Some(InboundPart {
+        reference,
+        count,
+        sequence,
     }))
 }
 
@@ -636,7 +670,7 @@ mod tests {
     fn describe_reports_the_contract() {
         let info = Vonage::describe();
         assert_eq!(info.name, "vonage");
-        assert_eq!(info.contract_version, "0.1.0");
+        assert_eq!(info.contract_version, "0.2.0");
         assert_eq!(info.capabilities, ["submit", "delivery-reports", "inbound"]);
     }
 

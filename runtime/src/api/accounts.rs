@@ -68,10 +68,21 @@ pub async fn whoami(app: &App, principal: &Principal) -> Result<Response, ApiErr
         .get_account(principal.account_id.clone())
         .await?
         .ok_or_else(|| ApiError::not_found("account"))?;
+    let id = account.id.clone();
+    let settings = app
+        .store
+        .read(move |c| crate::store::accounts::account_settings(c, &id))
+        .await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({
-            "account": {"id": account.id, "name": account.name, "operator": account.operator},
+            "account": {
+                "id": account.id,
+                "name": account.name,
+                "operator": account.operator,
+                "default_pool": settings.default_pool,
+                "inbound_url": settings.inbound_url,
+            },
             "key": {"id": principal.key_id, "role": principal.role.as_str(), "sandbox": principal.sandbox},
         }),
     ))

@@ -1,6 +1,6 @@
-//! Carriers: the operator's list (`GET /v1/carriers`), the callback route
-//! carriers call with delivery reports and inbound messages, and the inbound
-//! messages each account may read (`GET /v1/inbound`).
+//! Carriers: the operator's list (`GET /v1/carriers`), and the callback
+//! route carriers call with delivery reports and inbound messages (handed
+//! to `tracking`).
 
 use std::sync::atomic::Ordering;
 
@@ -10,14 +10,12 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{StatusCode, http};
 use serde_json::{Value, json};
 
-use super::json::{query_params, read_body, unknown_parameter};
+use super::json::read_body;
 use super::{ApiError, App, Response, json_response};
 use crate::auth::Principal;
-use crate::carriers::{CarrierCounters, CarrierHandle, LastSent};
+use crate::carriers::{CarrierCounters, CarrierHandle};
 use crate::model::Status;
 use crate::plugins::{CallbackError, CallbackRequest};
-use crate::store::inbound::{self, NewInbound};
-use crate::time::to_rfc3339;
 
 /// `GET /v1/carriers`: operator admins only.
 pub async fn list(app: &App, principal: &Principal) -> Result<Response, ApiError> {
@@ -178,22 +176,7 @@ pub async fn callback(
         }
     };
     let reports = outcome.reports.len();
-    let mut inbound = Vec::with_capacity(outcome.inbound.len());
-    for m in outcome.inbound {
-        let from = e164_or_raw(&m.from);
-        let replying_to = reply_target(app, &from).await?;
-        inbound.push(NewInbound {
-            carrier: m.carrier,
-            carrier_message_id: m.carrier_message_id,
-            to: e164_or_raw(&m.to),
-            text: m.text,
-            sent_at: m.at,
-            account_id: replying_to.as_ref().map(|s| s.account_id.clone()),
-            in_reply_to: replying_to.map(|s| s.message_id),
-            from,
-        });
-    }
-    let applied = crate::tracking::apply(&app.store, outcome.reports, inbound).await?;
+    let applied = crate::tracking::apply(&app.store, outcome.reports, outcome.inbound).await?;
     CarrierCounters::add(&counters.dlrs, reports as u64);
     let now = crate::time::now_ms();
     for (status, latency_ms) in &applied.applied {
@@ -231,101 +214,4 @@ pub async fn callback(
         }
     }
     Ok(response)
-}
-
-/// Newest messages searched for the one an inbound message answers, when
-/// the sender is not among the recent recipients kept in memory (after a
-/// restart).
-const REPLY_SCAN: usize = 50_000;
-
-/// The latest message sent to `number`, whose account a reply belongs to.
-async fn reply_target(app: &App, number: &str) -> Result<Option<LastSent>, ApiError> {
-    if let Some(sent) = app.carriers.recipients.last_sent_to(number) {
-        return Ok(Some(sent));
-    }
-    let number = number.to_owned();
-    let found = app
-        .store
-        .read(move |c| inbound::latest_message_to(c, &number, REPLY_SCAN))
-        .await?;
-    Ok(found.map(|(message_id, account_id)| LastSent {
-        account_id,
-        message_id,
-    }))
-}
-
-/// A number as E.164 when it reads as one (carriers often drop the `+`).
-fn e164_or_raw(number: &str) -> String {
-    let candidate = if number.starts_with('+') {
-        number.to_owned()
-    } else {
-        format!("+{number}")
-    };
-    crate::numbers::normalize(&candidate, None)
-        .map(|r| r.e164)
-        .unwrap_or_else(|_| number.to_owned())
-}
-
-/// `GET /v1/inbound`: the caller's account's inbound messages, newest first
-/// (`limit`, `cursor`). Operator admins see every account's, and those filed
-/// under none.
-pub async fn list_inbound(
-    app: &App,
-    principal: &Principal,
-    query: Option<&str>,
-) -> Result<Response, ApiError> {
-    let mut limit = 50;
-    let mut cursor = None;
-    for (key, value) in query_params(query) {
-        match key.as_str() {
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::invalid("invalid_limit", "limit", "`limit` must be 1 to 100")
-                    })?
-            }
-            "cursor" if value.starts_with("in_") => cursor = Some(value),
-            "cursor" => {
-                return Err(ApiError::invalid(
-                    "invalid_cursor",
-                    "cursor",
-                    "unknown cursor",
-                ));
-            }
-            other => return Err(unknown_parameter(other)),
-        }
-    }
-    let everyone = principal.operator && principal.role == crate::auth::Role::Admin;
-    let account = (!everyone).then(|| principal.account_id.clone());
-    let records = app
-        .store
-        .read(move |c| inbound::list_inbound(c, account.as_deref(), cursor.as_deref(), limit))
-        .await?;
-    let next_cursor = (records.len() == limit)
-        .then(|| records.last().map(|r| r.id.clone()))
-        .flatten();
-    let data: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.id,
-                "account_id": r.account_id,
-                "in_reply_to": r.in_reply_to,
-                "carrier": r.carrier,
-                "carrier_message_id": r.carrier_message_id,
-                "from": r.from,
-                "to": r.to,
-                "text": r.text,
-                "sent_at": to_rfc3339(r.sent_at),
-                "received_at": to_rfc3339(r.received_at),
-            })
-        })
-        .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"data": data, "next_cursor": next_cursor}),
-    ))
 }

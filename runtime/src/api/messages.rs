@@ -1,6 +1,6 @@
 //! `/v1/messages`: send, send in batches, read, list, cancel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use hyper::StatusCode;
 use hyper::body::Incoming;
@@ -14,10 +14,13 @@ use super::{App, Response, json_response};
 use crate::auth::Principal;
 use crate::encoding;
 use crate::model::{MessageType, Status};
+use crate::numbers::inventory::{Capability, MessageSender, NumberRecord, SenderKind};
+use crate::numbers::pools::{SenderPool, choose_sender};
 use crate::numbers::{self, NumberError};
 use crate::policies::ContentDecision;
 use crate::store::messages::{self as stored, CancelOutcome, InsertOutcome, ListFilter};
 use crate::store::{EventRecord, Idempotency, MessageRecord, PartRecord};
+use crate::store::{accounts as store_accounts, numbers as store_numbers, pools as store_pools};
 use crate::time::{now_ms, parse_rfc3339, to_rfc3339};
 
 /// Most parts one message may take.
@@ -74,10 +77,9 @@ pub async fn create(
     let bytes = read_body(body).await?;
     let map = parse_object(&bytes)?;
     let idempotency = idempotency_key.map(|key| idempotency(key, &map));
-    let senders =
-        SenderCheck::load(app, principal, requested_sender(&map).into_iter().collect()).await?;
-    let message = parse_message(Fields::new(map), principal, now_ms(), &app.submit_rules)?;
-    senders.check(&message, "from".into())?;
+    let submission = parse_message(Fields::new(map), principal, now_ms(), &app.submit_rules)?;
+    let senders = SenderBook::load(app, principal, &[&submission]).await?;
+    let message = senders.assign(submission, "")?;
     let message = match check_content(app, message) {
         Checked::Allowed(message) => message,
         Checked::Rejected(message, error) => {
@@ -170,49 +172,48 @@ pub async fn create_batch(
         ));
     }
     let now = now_ms();
-    let mut candidates: Vec<String> = items
-        .iter()
-        .filter_map(|item| item.as_object().and_then(requested_sender))
-        .collect();
-    candidates.sort();
-    candidates.dedup();
-    let senders = SenderCheck::load(app, principal, candidates).await?;
-    // Messages the content policy refused are stored too, as `rejected`.
-    let refused = std::sync::Mutex::new(Vec::new());
-    let parsed: Vec<Result<(MessageRecord, Option<Idempotency>), ApiError>> = items
+    let submissions: Vec<Result<(Submission, Option<Idempotency>), ApiError>> = items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| {
-            let prefix = format!("messages[{i}].");
-            match item {
-                Value::Object(map) => {
-                    let idempotency = idempotency_key
-                        .as_ref()
-                        .map(|key| idempotency(format!("{key}/{i}"), &map));
-                    let message = parse_message(
-                        Fields::nested(map, prefix),
-                        principal,
-                        now,
-                        &app.submit_rules,
-                    )?;
-                    senders.check(&message, format!("messages[{i}].from"))?;
-                    match check_content(app, message) {
-                        Checked::Allowed(message) => Ok((message, idempotency)),
-                        Checked::Rejected(message, error) => {
-                            refused.lock().unwrap_or_else(|e| e.into_inner()).push((
-                                message,
-                                error.code.to_string(),
-                                error.message.clone(),
-                            ));
-                            Err(error.with_field(format!("messages[{i}].body")))
-                        }
-                    }
+        .map(|(i, item)| match item {
+            Value::Object(map) => {
+                let idempotency = idempotency_key
+                    .as_ref()
+                    .map(|key| idempotency(format!("{key}/{i}"), &map));
+                let fields = Fields::nested(map, format!("messages[{i}]."));
+                let submission = parse_message(fields, principal, now, &app.submit_rules)?;
+                Ok((submission, idempotency))
+            }
+            _ => Err(ApiError::invalid(
+                "invalid_type",
+                format!("messages[{i}]"),
+                "each message must be an object",
+            )),
+        })
+        .collect();
+    let valid: Vec<&Submission> = submissions
+        .iter()
+        .filter_map(|s| s.as_ref().ok().map(|(s, _)| s))
+        .collect();
+    let senders = SenderBook::load(app, principal, &valid).await?;
+    // Messages the content policy refused are stored too, as `rejected`.
+    let refused = std::sync::Mutex::new(Vec::new());
+    let parsed: Vec<Result<(MessageRecord, Option<Idempotency>), ApiError>> = submissions
+        .into_iter()
+        .enumerate()
+        .map(|(i, submission)| {
+            let (submission, idempotency) = submission?;
+            let message = senders.assign(submission, &format!("messages[{i}]."))?;
+            match check_content(app, message) {
+                Checked::Allowed(message) => Ok((message, idempotency)),
+                Checked::Rejected(message, error) => {
+                    refused.lock().unwrap_or_else(|e| e.into_inner()).push((
+                        message,
+                        error.code.to_string(),
+                        error.message.clone(),
+                    ));
+                    Err(error.with_field(format!("messages[{i}].body")))
                 }
-                _ => Err(ApiError::invalid(
-                    "invalid_type",
-                    format!("messages[{i}]"),
-                    "each message must be an object",
-                )),
             }
         })
         .collect();
@@ -382,7 +383,7 @@ pub async fn cancel(app: &App, principal: &Principal, id: &str) -> Result<Respon
 
 /// The message's webhook deliveries, oldest first, to debug an endpoint.
 pub async fn webhooks(app: &App, principal: &Principal, id: &str) -> Result<Response, ApiError> {
-    use crate::store::webhooks::{DeliveryState, list_for_message};
+    use crate::store::webhooks::list_for_message;
     let account = principal.account_id.clone();
     let id = id.to_owned();
     let deliveries = app
@@ -395,22 +396,23 @@ pub async fn webhooks(app: &App, principal: &Principal, id: &str) -> Result<Resp
         )
         .await?
         .ok_or_else(|| ApiError::not_found("message"))?;
-    let data: Vec<Value> = deliveries
-        .iter()
-        .map(|d| {
-            json!({
-                "id": d.id,
-                "status": d.status,
-                "url": d.url,
-                "state": d.state.as_str(),
-                "attempts": d.attempts,
-                "last_error": d.last_error,
-                "created_at": to_rfc3339(d.created_at),
-                "next_attempt_at": (d.state == DeliveryState::Pending).then(|| to_rfc3339(d.next_attempt_at)),
-            })
-        })
-        .collect();
+    let data: Vec<Value> = deliveries.iter().map(delivery_json).collect();
     Ok(json_response(StatusCode::OK, &json!({"data": data})))
+}
+
+/// One webhook delivery, for debugging an endpoint.
+pub(super) fn delivery_json(d: &crate::store::webhooks::WebhookRecord) -> Value {
+    use crate::store::webhooks::DeliveryState;
+    json!({
+        "id": d.id,
+        "status": d.status,
+        "url": d.url,
+        "state": d.state.as_str(),
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "created_at": to_rfc3339(d.created_at),
+        "next_attempt_at": (d.state == DeliveryState::Pending).then(|| to_rfc3339(d.next_attempt_at)),
+    })
 }
 
 /// What a message request is checked against, from the configuration.
@@ -425,52 +427,178 @@ pub struct SubmitRules {
     pub require_owned_sender: bool,
 }
 
-/// The senders an account's messages may use, when that is checked.
-enum SenderCheck {
-    /// Not checked: sandbox keys, or `senders.require_owned = false`.
-    Any,
-    /// These, of the candidates asked about.
-    Owned(std::collections::HashSet<String>),
+/// A message request, checked, before its sender is settled.
+pub(super) struct Submission {
+    pub message: MessageRecord,
+    /// The sender pool to pick `from` from.
+    pub pool: Option<String>,
 }
 
-impl SenderCheck {
-    /// Looks up which of `candidates` the caller's account owns.
-    async fn load(
+/// What the store knows of the senders some requests name, read at once:
+/// the account's numbers among their `from`s, the pools they name (or the
+/// account's default pool) with their numbers, and the sender each
+/// recipient got from its pool last time.
+pub(super) struct SenderBook {
+    /// `from` must be a number the account owns (not for sandbox keys, nor
+    /// with `senders.require_owned = false`).
+    require_owned: bool,
+    numbers: Vec<NumberRecord>,
+    pools: HashMap<String, (SenderPool, Vec<NumberRecord>)>,
+    default_pool: Option<String>,
+    /// (pool, recipient) → number.
+    sticky: HashMap<(String, String), String>,
+}
+
+impl SenderBook {
+    pub(super) async fn load(
         app: &App,
         principal: &Principal,
-        candidates: Vec<String>,
+        submissions: &[&Submission],
     ) -> Result<Self, ApiError> {
-        if principal.sandbox || !app.submit_rules.require_owned_sender {
-            return Ok(Self::Any);
-        }
-        if candidates.is_empty() {
-            return Ok(Self::Owned(Default::default()));
-        }
+        let require_owned = !principal.sandbox && app.submit_rules.require_owned_sender;
+        let requests: Vec<(Option<String>, Option<String>, String)> = submissions
+            .iter()
+            .map(|s| (s.message.from.clone(), s.pool.clone(), s.message.to.clone()))
+            .collect();
         let account = principal.account_id.clone();
-        let owned = app
+        let book = app
             .store
-            .read(move |c| crate::store::numbers::owned_senders(c, &account, &candidates))
+            .read(move |c| {
+                let mut froms: Vec<String> =
+                    requests.iter().filter_map(|(f, _, _)| f.clone()).collect();
+                froms.sort();
+                froms.dedup();
+                let numbers = store_numbers::owned_numbers(c, &account, &froms)?;
+                let default_pool = if requests.iter().any(|(f, p, _)| f.is_none() && p.is_none()) {
+                    store_accounts::account_settings(c, &account)?.default_pool
+                } else {
+                    None
+                };
+                let mut pools = HashMap::new();
+                let mut sticky = HashMap::new();
+                for (from, pool, to) in &requests {
+                    let Some(pool_id) = pool
+                        .as_ref()
+                        .or(default_pool.as_ref().filter(|_| from.is_none()))
+                    else {
+                        continue;
+                    };
+                    if !pools.contains_key(pool_id)
+                        && let Some(found) = store_pools::get_pool(c, &account, pool_id)?
+                    {
+                        let members = store_numbers::pool_members(c, pool_id)?;
+                        pools.insert(pool_id.clone(), (found, members));
+                    }
+                    if pools.get(pool_id).is_some_and(|(p, _)| p.sticky_sender)
+                        && let Some(number) = store_pools::sticky_sender(c, pool_id, to)?
+                    {
+                        sticky.insert((pool_id.clone(), to.clone()), number);
+                    }
+                }
+                Ok(Self {
+                    require_owned,
+                    numbers,
+                    pools,
+                    default_pool,
+                    sticky,
+                })
+            })
             .await?;
-        Ok(Self::Owned(owned))
+        Ok(book)
     }
 
-    fn check(&self, message: &MessageRecord, field: String) -> Result<(), ApiError> {
-        match (self, &message.from) {
-            (Self::Owned(owned), Some(from)) if !owned.contains(from) => Err(ApiError::invalid(
-                "sender_not_owned",
-                field,
-                format!(
-                    "`from` {from:?} is not a sender of this account: claim it from the number inventory"
-                ),
-            )),
-            _ => Ok(()),
+    /// Settles a message's sender: picked from its pool (or the account's
+    /// default pool, when it names no sender), or the number its `from` is.
+    /// `prefix` is the request's place in a batch (`messages[3].`).
+    pub(super) fn assign(
+        &self,
+        submission: Submission,
+        prefix: &str,
+    ) -> Result<MessageRecord, ApiError> {
+        let mut message = submission.message;
+        let field = |name: &str| format!("{prefix}{name}");
+        let country = message.country.clone();
+        let pool_id = submission.pool.or_else(|| {
+            message
+                .from
+                .is_none()
+                .then(|| self.default_pool.clone())
+                .flatten()
+        });
+        if let Some(pool_id) = pool_id {
+            let (pool, members) = self.pools.get(&pool_id).ok_or_else(|| {
+                ApiError::invalid(
+                    "unknown_pool",
+                    field("pool"),
+                    format!("this account has no sender pool `{pool_id}`"),
+                )
+            })?;
+            let sticky = self.sticky.get(&(pool_id.clone(), message.to.clone()));
+            let number = choose_sender(
+                pool,
+                members,
+                sticky.map(String::as_str),
+                &message.to,
+                country.as_deref(),
+            )
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "no_sender_for_country",
+                    field("to"),
+                    format!(
+                        "the sender pool `{}` has no sender that may send to {}",
+                        pool.name,
+                        country.as_deref().unwrap_or("this number")
+                    ),
+                )
+            })?;
+            message.from = Some(number.sender.clone());
+            message.sender = Some(MessageSender::of(number, Some(pool_id)));
+            return Ok(message);
         }
+        let Some(from) = message.from.clone() else {
+            return Ok(message);
+        };
+        let mut owned = self.numbers.iter().filter(|n| n.sender == from);
+        let number = owned
+            .clone()
+            .find(|n| Some(n.country.as_str()) == country.as_deref())
+            .or_else(|| owned.next());
+        let kind = match number {
+            Some(number) if !number.capabilities.contains(&Capability::SmsMt) => {
+                return Err(ApiError::invalid(
+                    "sender_cannot_send",
+                    field("from"),
+                    format!("`from` {from:?} can only receive (its capabilities lack sms_mt)"),
+                ));
+            }
+            Some(number) => {
+                message.sender = Some(MessageSender::of(number, None));
+                number.kind
+            }
+            None if self.require_owned => {
+                return Err(ApiError::invalid(
+                    "sender_not_owned",
+                    field("from"),
+                    format!(
+                        "`from` {from:?} is not a sender of this account: claim it from the number inventory"
+                    ),
+                ));
+            }
+            None if from.bytes().any(|b| b.is_ascii_alphabetic()) => SenderKind::Alphanumeric,
+            None => SenderKind::LongCode,
+        };
+        if let Some(country) = &country
+            && !numbers::rules::kind_allowed_in(kind, country)
+        {
+            return Err(ApiError::invalid(
+                "sender_not_allowed_in_country",
+                field("from"),
+                format!("{country} does not allow {} senders", kind.as_str()),
+            ));
+        }
+        Ok(message)
     }
-}
-
-/// The `from` of a message request, to look up before parsing.
-fn requested_sender(map: &Map<String, Value>) -> Option<String> {
-    map.get("from").and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Checks one message request and turns it into what the store writes.
@@ -479,10 +607,11 @@ pub(super) fn parse_message(
     principal: &Principal,
     now: i64,
     rules: &SubmitRules,
-) -> Result<MessageRecord, ApiError> {
+) -> Result<Submission, ApiError> {
     let to = fields.required_str("to")?;
     let body = fields.required_str("body")?;
     let from = fields.optional_str("from")?;
+    let pool = fields.optional_str("pool")?;
     let country = fields.optional_str("country")?;
     let message_type = fields.optional_str("type")?;
     let callback_url = fields.optional_str("callback_url")?;
@@ -526,6 +655,13 @@ pub(super) fn parse_message(
             "invalid_sender",
             fields.name("from"),
             "`from` must be a phone number (+ and up to 15 digits) or an alphanumeric sender of 1 to 11 letters, digits and spaces",
+        ));
+    }
+    if from.is_some() && pool.is_some() {
+        return Err(ApiError::invalid(
+            "conflicting_fields",
+            fields.name("pool"),
+            "give `from` or `pool`, not both",
         ));
     }
     let message_type = match message_type {
@@ -588,7 +724,7 @@ pub(super) fn parse_message(
 
     let starts = send_at.unwrap_or(now).max(now);
     let expires_at = starts.saturating_add(validity_secs.saturating_mul(1000) as i64);
-    Ok(MessageRecord {
+    let message = MessageRecord {
         id: crate::ids::new_id("msg"),
         account_id: principal.account_id.clone(),
         status: stored::initial_status(send_at, now),
@@ -606,9 +742,11 @@ pub(super) fn parse_message(
         metadata,
         sandbox: principal.sandbox,
         policy_digest: None,
+        sender: None,
         created_at: now,
         updated_at: now,
-    })
+    };
+    Ok(Submission { message, pool })
 }
 
 fn parse_metadata(map: Map<String, Value>, field: &str) -> Result<String, ApiError> {
@@ -675,6 +813,34 @@ pub(super) fn check_callback_url(url: &str, allow_private: bool) -> Result<(), S
     Ok(())
 }
 
+/// A settable URL field (`inbound_url`): absent (`None`), cleared with
+/// `null` (`Some(None)`), or a URL checked as a `callback_url` is.
+pub(super) fn take_url(
+    fields: &mut Fields,
+    name: &str,
+    allow_private: bool,
+) -> Result<Option<Option<String>>, ApiError> {
+    match fields.take(name) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(url)) => {
+            check_callback_url(&url, allow_private).map_err(|message| {
+                ApiError::invalid(
+                    "invalid_url",
+                    fields.name(name),
+                    message.replace("callback_url", name),
+                )
+            })?;
+            Ok(Some(Some(url)))
+        }
+        Some(_) => Err(ApiError::invalid(
+            "invalid_type",
+            fields.name(name),
+            format!("`{name}` must be a string or null"),
+        )),
+    }
+}
+
 /// What `202 Accepted` shows.
 fn summary_json(m: &MessageRecord) -> Value {
     json!({
@@ -682,6 +848,8 @@ fn summary_json(m: &MessageRecord) -> Value {
         "status": m.status.as_str(),
         "to": m.to,
         "from": m.from,
+        "number_id": m.sender.as_ref().map(|s| &s.number_id),
+        "pool_id": m.sender.as_ref().and_then(|s| s.pool_id.as_ref()),
         "country": m.country,
         "encoding": m.encoding.as_str(),
         "segments": m.segments,

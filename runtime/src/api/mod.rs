@@ -4,10 +4,12 @@
 mod accounts;
 mod carriers;
 pub mod error;
+mod inbound;
 mod json;
 mod messages;
 mod numbers;
 mod policies;
+mod pools;
 mod tools;
 
 use std::sync::Arc;
@@ -125,6 +127,9 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
             accounts::get_account(app, &authed(ManageKeys)?, id).await
         }
         (["v1", "account"], &Method::GET) => accounts::whoami(app, &authed(ReadMessages)?).await,
+        (["v1", "account"], &Method::PATCH) => {
+            pools::update_account(app, &authed(ManageNumbers)?, body).await
+        }
         (["v1", "accounts", id, "keys"], &Method::GET) => {
             accounts::list_keys(app, &authed(ManageKeys)?, id).await
         }
@@ -177,13 +182,36 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
             numbers::release(app, &authed(ManageNumbers)?, id).await
         }
 
+        (["v1", "sender-pools"], &Method::POST) => {
+            pools::create(app, &authed(ManageNumbers)?, body).await
+        }
+        (["v1", "sender-pools"], &Method::GET) => pools::list(app, &authed(ReadMessages)?).await,
+        (["v1", "sender-pools", id], &Method::GET) => {
+            pools::get(app, &authed(ReadMessages)?, id).await
+        }
+        (["v1", "sender-pools", id], &Method::PATCH) => {
+            pools::update(app, &authed(ManageNumbers)?, id, body).await
+        }
+        (["v1", "sender-pools", id], &Method::DELETE) => {
+            pools::delete(app, &authed(ManageNumbers)?, id).await
+        }
+
         (["v1", "carriers"], &Method::GET) => carriers::list(app, &authed(ManageAccounts)?).await,
         (["v1", "carriers", name, "callback", secret, rest @ ..], &Method::GET | &Method::POST) => {
             let path = rest.join("/");
             carriers::callback(app, name, secret, &path, &parts, body).await
         }
         (["v1", "inbound"], &Method::GET) => {
-            carriers::list_inbound(app, &authed(ReadMessages)?, parts.uri.query()).await
+            inbound::list(app, &authed(ReadMessages)?, parts.uri.query()).await
+        }
+        (["v1", "inbound", id], &Method::GET) => {
+            inbound::get(app, &authed(ReadMessages)?, id).await
+        }
+        (["v1", "inbound", id, "webhooks"], &Method::GET) => {
+            inbound::webhooks(app, &authed(ReadMessages)?, id).await
+        }
+        (["v1", "sandbox", "inbound"], &Method::POST) => {
+            inbound::sandbox(app, &authed(SendMessages)?, body).await
         }
 
         (["v1", "policies"], &Method::GET) => {
@@ -230,7 +258,7 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         ["healthz"] | ["readyz"] => "GET",
         ["v1", "accounts"] => "POST",
         ["v1", "accounts", _] => "GET",
-        ["v1", "account"] => "GET",
+        ["v1", "account"] => "GET, PATCH",
         ["v1", "accounts", _, "keys"] => "GET, POST",
         ["v1", "keys", _] => "DELETE",
         ["v1", "messages"] => "GET, POST",
@@ -244,7 +272,10 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         ["v1", "numbers", _, "claim" | "release"] => "POST",
         ["v1", "carriers"] => "GET",
         ["v1", "carriers", _, "callback", _, ..] => "GET, POST",
-        ["v1", "inbound"] => "GET",
+        ["v1", "inbound"] | ["v1", "inbound", _] | ["v1", "inbound", _, "webhooks"] => "GET",
+        ["v1", "sandbox", "inbound"] => "POST",
+        ["v1", "sender-pools"] => "GET, POST",
+        ["v1", "sender-pools", _] => "GET, PATCH, DELETE",
         ["v1", "policies"] | ["v1", "policies", "history"] => "GET",
         ["v1", "policies", "simulate"] => "POST",
         _ => return None,

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::json::{Fields, parse_object, query_params, read_body, unknown_parameter};
+use super::messages::take_url;
 use super::{App, Response, json_response};
 use crate::auth::Principal;
 use crate::numbers::inventory::{Capability, NumberRecord, SenderKind, check_sender};
@@ -80,6 +81,7 @@ pub async fn create(
         carrier,
         capabilities,
         account_id: None,
+        pool_id: None,
         inbound_url: None,
         created_at: crate::time::now_ms(),
     };
@@ -248,12 +250,13 @@ pub async fn release(app: &App, principal: &Principal, id: &str) -> Result<Respo
     let released = NumberRecord {
         account_id: None,
         inbound_url: None,
+        pool_id: None,
         ..number
     };
     Ok(json_response(StatusCode::OK, &number_json(&released)))
 }
 
-/// `PATCH /v1/numbers/{id} {inbound_url}`: the owner's settings.
+/// `PATCH /v1/numbers/{id} {inbound_url?, pool_id?}`: the owner's settings.
 pub async fn update(
     app: &App,
     principal: &Principal,
@@ -262,35 +265,50 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let number = owned(app, principal, id).await?;
     let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
-    let inbound_url = match fields.take("inbound_url") {
-        None => number.inbound_url.clone(),
+    let allow_private = app.submit_rules.allow_private_callbacks;
+    let inbound_url = take_url(&mut fields, "inbound_url", allow_private)?
+        .unwrap_or_else(|| number.inbound_url.clone());
+    let pool_id = match fields.take("pool_id") {
+        None => number.pool_id.clone(),
         Some(Value::Null) => None,
-        Some(Value::String(url)) => {
-            super::messages::check_callback_url(&url, app.submit_rules.allow_private_callbacks)
-                .map_err(|message| {
-                    ApiError::invalid(
-                        "invalid_url",
-                        "inbound_url",
-                        message.replace("callback_url", "inbound_url"),
-                    )
-                })?;
-            Some(url)
-        }
+        Some(Value::String(pool_id)) => Some(pool_id),
         Some(_) => {
             return Err(ApiError::invalid(
                 "invalid_type",
-                "inbound_url",
-                "`inbound_url` must be a string or null",
+                "pool_id",
+                "`pool_id` must be a string or null",
             ));
         }
     };
     fields.finish()?;
-    let (number_id, url) = (number.id.clone(), inbound_url.clone());
-    app.store
-        .write(move |c| inventory::set_inbound_url(c, &number_id, url.as_deref()))
+    let (number_id, url, pool, account) = (
+        number.id.clone(),
+        inbound_url.clone(),
+        pool_id.clone(),
+        principal.account_id.clone(),
+    );
+    let known_pool = app
+        .store
+        .write(move |c| {
+            if let Some(pool) = &pool
+                && crate::store::pools::get_pool(c, &account, pool)?.is_none()
+            {
+                return Ok(false);
+            }
+            inventory::set_number_settings(c, &number_id, url.as_deref(), pool.as_deref())?;
+            Ok(true)
+        })
         .await?;
+    if !known_pool {
+        return Err(ApiError::invalid(
+            "unknown_pool",
+            "pool_id",
+            "this account has no such sender pool",
+        ));
+    }
     let updated = NumberRecord {
         inbound_url,
+        pool_id,
         ..number
     };
     Ok(json_response(StatusCode::OK, &number_json(&updated)))
@@ -308,6 +326,7 @@ fn number_json(n: &NumberRecord) -> Value {
         "account_id": n.account_id,
         "available": n.account_id.is_none(),
         "inbound_url": n.inbound_url,
+        "pool_id": n.pool_id,
         "created_at": to_rfc3339(n.created_at),
     })
 }

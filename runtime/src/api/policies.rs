@@ -115,12 +115,14 @@ pub async fn simulate(
     fields.finish()?;
 
     let now = now_ms();
-    let record = super::messages::parse_message(
+    let submission = super::messages::parse_message(
         Fields::nested(message, "message.".into()),
         principal,
         now,
         &app.submit_rules,
     )?;
+    let senders = super::messages::SenderBook::load(app, principal, &[&submission]).await?;
+    let record = senders.assign(submission, "message.")?;
     let views: Vec<CarrierView> = app
         .carriers
         .configured()
@@ -129,7 +131,7 @@ pub async fn simulate(
             only.as_ref()
                 .is_none_or(|names| names.iter().any(|n| n == c.name()))
         })
-        .map(|c| c.view(record.country.as_deref(), now))
+        .map(|c| c.view(&record, now))
         .collect();
     if let Some(names) = &only
         && let Some(unknown) = names.iter().find(|n| app.carriers.get(n).is_none())

@@ -34,7 +34,8 @@ pub enum Permission {
     ManageKeys,
     /// Create accounts (operator admins only).
     ManageAccounts,
-    /// Claim, release and configure the account's numbers.
+    /// Claim, release and configure the account's numbers, its sender
+    /// pools and where its inbound messages go.
     ManageNumbers,
     /// Pure helpers such as encoding analysis.
     UseTools,

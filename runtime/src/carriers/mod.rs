@@ -5,7 +5,6 @@
 //! route.
 
 mod pacing;
-mod recipients;
 mod registry;
 mod sandbox;
 mod stats;
@@ -14,7 +13,6 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use pacing::Buckets;
-pub use recipients::{LastSent, RecentRecipients};
 pub use registry::{
     Admission, CarrierCounters, CarrierError, CarrierHandle, CarrierSet, MAX_PACING_WAIT,
 };

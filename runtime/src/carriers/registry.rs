@@ -131,7 +131,19 @@ impl CarrierHandle {
 
     /// What routing and pacing policies see of this carrier for a message
     /// to `country`.
-    pub fn view(&self, country: Option<&str>, now_ms: i64) -> crate::policies::CarrierView {
+    /// Whether it may take `message`'s sender: any carrier may, unless the
+    /// sender is a number another carrier provides.
+    pub fn carries_sender_of(&self, message: &MessageRecord) -> bool {
+        message
+            .sender
+            .as_ref()
+            .and_then(|s| s.carrier.as_deref())
+            .is_none_or(|carrier| carrier == self.config.name)
+    }
+
+    /// What the routing and pacing policies see of this carrier for `message`.
+    pub fn view(&self, message: &MessageRecord, now_ms: i64) -> crate::policies::CarrierView {
+        let country = message.country.as_deref();
         let (last_15m, last_24h) = self.recent_stats(now_ms);
         crate::policies::CarrierView {
             name: self.config.name.clone(),
@@ -141,6 +153,7 @@ impl CarrierHandle {
             countries: self.config.countries.clone(),
             price: self.config.price_for(country),
             tps: self.config.tps,
+            carries_sender: self.carries_sender_of(message),
             last_15m,
             last_24h,
         }
@@ -188,8 +201,6 @@ pub struct CarrierSet {
     live_to_sandbox: bool,
     sandbox_endpoint: SandboxEndpoint,
     plugins: Vec<Arc<Plugin>>,
-    /// Who last sent to each number, for filing replies.
-    pub recipients: super::RecentRecipients,
 }
 
 impl CarrierSet {
@@ -314,7 +325,6 @@ impl CarrierSet {
             live_to_sandbox,
             sandbox_endpoint,
             plugins: plugins.into_values().collect(),
-            recipients: super::RecentRecipients::default(),
         })
     }
 
@@ -347,7 +357,8 @@ impl CarrierSet {
 
     /// The carrier for a message: the sandbox for sandbox messages (and for
     /// all when no carriers are configured); otherwise the cheapest carrier
-    /// that serves the destination country, the first configured on a tie.
+    /// that serves the destination country and may carry its sender, the
+    /// first configured on a tie.
     pub fn route(&self, message: &MessageRecord) -> Option<&Arc<CarrierHandle>> {
         if self.uses_sandbox(message) {
             return self.carriers.first();
@@ -355,7 +366,7 @@ impl CarrierSet {
         let country = message.country.as_deref();
         self.carriers[1..]
             .iter()
-            .filter(|c| c.config.serves(country))
+            .filter(|c| c.config.serves(country) && c.carries_sender_of(message))
             .min_by(|a, b| {
                 let price = |c: &CarrierHandle| c.config.price_for(country).unwrap_or(f64::MAX);
                 price(a).total_cmp(&price(b))

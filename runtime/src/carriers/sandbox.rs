@@ -117,6 +117,39 @@ impl SandboxEndpoint {
         lock(&self.state.callbacks).contains_key(carrier)
     }
 
+    /// Sends a handset's message to `carrier`'s callback, as a carrier
+    /// would: `POST …/inbound` once per part (`messages`, each the JSON the
+    /// simulator plugin reads), in the order given. Fails unless every
+    /// request is answered 2xx.
+    pub async fn send_inbound(
+        &self,
+        carrier: &str,
+        messages: Vec<serde_json::Value>,
+    ) -> Result<(), String> {
+        let url = lock(&self.state.callbacks)
+            .get(carrier)
+            .map(|callback| format!("{callback}/inbound"))
+            .ok_or_else(|| format!("the sandbox does not serve carrier {carrier}"))?;
+        for message in messages {
+            let request = Request::post(&url)
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(message.to_string())))
+                .map_err(|e| e.to_string())?;
+            let response = self
+                .state
+                .client
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let _ = response.into_body().collect().await;
+            if !status.is_success() {
+                return Err(format!("the callback answered {status}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Sends the reports still owed for parts accepted before a restart.
     pub fn resume(&self, carrier: &str, carrier_ids: Vec<String>) {
         let reports: Vec<Report> = carrier_ids

@@ -15,8 +15,8 @@ use tracing::Instrument;
 pub use backoff::retry_delay;
 
 use crate::carriers::{
-    Buckets, Carrier, CarrierCounters, CarrierHandle, CarrierSet, LastSent, MAX_PACING_WAIT,
-    SubmitError, SubmitRequest,
+    Buckets, Carrier, CarrierCounters, CarrierHandle, CarrierSet, MAX_PACING_WAIT, SubmitError,
+    SubmitRequest,
 };
 use crate::config::DispatchConfig;
 use crate::encoding;
@@ -75,12 +75,7 @@ impl Dispatcher {
             // What the routing and pacing policies see, built once.
             let view = policies.as_ref().map(|_| message_view(&claim.message));
             let route = plan_route(&carriers, policies.as_deref(), view.as_ref(), &claim);
-            let (carriers, policies, config, buckets) = (
-                carriers.clone(),
-                policies.clone(),
-                config.clone(),
-                buckets.clone(),
-            );
+            let (policies, config, buckets) = (policies.clone(), config.clone(), buckets.clone());
             let span = tracing::info_span!(
                 "submit",
                 message_id = %claim.message.id,
@@ -96,21 +91,7 @@ impl Dispatcher {
                     policies: policies.as_deref().zip(view.as_ref()),
                     buckets: &buckets,
                 };
-                let (to, sent) = (
-                    claim.message.to.clone(),
-                    LastSent {
-                        account_id: claim.message.account_id.clone(),
-                        message_id: claim.message.id.clone(),
-                    },
-                );
-                let results = paced_submit(&carrier, route.sender, claim, &config, pacing).await;
-                if results
-                    .iter()
-                    .any(|r| matches!(r.outcome, SubmitOutcome::Accepted { .. }))
-                {
-                    carriers.recipients.remember(&to, sent);
-                }
-                results
+                paced_submit(&carrier, route.sender, claim, &config, pacing).await
             }
             .instrument(span)
         };
@@ -143,7 +124,10 @@ fn plan_route(
     let route = |carrier: Option<&Arc<CarrierHandle>>| Route {
         carrier: carrier.cloned(),
         sender: None,
-        refusal: None,
+        refusal: carrier
+            .is_none()
+            .then(|| bound_sender_refusal(message))
+            .flatten(),
     };
     let (Some(policies), Some(view)) = (policies, view) else {
         return route(carriers.route(message));
@@ -155,15 +139,18 @@ fn plan_route(
     let views: Vec<CarrierView> = carriers
         .configured()
         .iter()
-        .map(|c| c.view(message.country.as_deref(), now))
+        .map(|c| c.view(message, now))
         .collect();
     match policies.route(view, &views, now).0 {
         RouteDecision::Route {
             carriers: names,
             sender,
         } => {
-            let order: Vec<&Arc<CarrierHandle>> =
-                names.iter().filter_map(|name| carriers.get(name)).collect();
+            let order: Vec<&Arc<CarrierHandle>> = names
+                .iter()
+                .filter_map(|name| carriers.get(name))
+                .filter(|c| c.carries_sender_of(message))
+                .collect();
             if order.is_empty() {
                 return route(None);
             }
@@ -182,6 +169,18 @@ fn plan_route(
     }
 }
 
+/// Why a message whose sender only one carrier provides went nowhere.
+fn bound_sender_refusal(message: &crate::store::MessageRecord) -> Option<(String, String)> {
+    let carrier = message.sender.as_ref()?.carrier.as_deref()?;
+    Some((
+        "no_route".into(),
+        format!(
+            "the sender {} is provided by carrier {carrier}, which was not chosen for this message",
+            message.from.as_deref().unwrap_or_default()
+        ),
+    ))
+}
+
 /// What a routing or pacing policy sees of a message.
 pub fn message_view(message: &crate::store::MessageRecord) -> MessageView {
     let metadata = message
@@ -195,6 +194,8 @@ pub fn message_view(message: &crate::store::MessageRecord) -> MessageView {
         to: message.to.clone(),
         country: message.country.clone(),
         from: message.from.clone(),
+        sender_kind: message.sender.as_ref().map(|s| s.kind.as_str().to_owned()),
+        pool: message.sender.as_ref().and_then(|s| s.pool_id.clone()),
         message_type: message.message_type,
         text: message.body.clone(),
         encoding: message.encoding,
@@ -251,7 +252,7 @@ impl Pacing<'_> {
             return Ok(());
         };
         let now = crate::time::now_ms();
-        let view = carrier.view(claim.message.country.as_deref(), now);
+        let view = carrier.view(&claim.message, now);
         let keys = match policies.pace(message, &view, now).0 {
             PaceDecision::DeferUntil(at) if at > now => return Err(at),
             PaceDecision::DeferUntil(_) => return Ok(()),

@@ -74,9 +74,33 @@ pub struct NumberRecord {
     pub capabilities: Vec<Capability>,
     /// The owning account; `None`: available.
     pub account_id: Option<String>,
+    /// The owner's sender pool it is in, if any.
+    pub pool_id: Option<String>,
     /// Where its inbound messages are posted.
     pub inbound_url: Option<String>,
     pub created_at: i64,
+}
+
+/// The inventory sender a message goes from, fixed when it is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageSender {
+    pub number_id: String,
+    pub kind: SenderKind,
+    /// Only this carrier may take the message (the number's carrier).
+    pub carrier: Option<String>,
+    /// The pool it was picked from.
+    pub pool_id: Option<String>,
+}
+
+impl MessageSender {
+    pub fn of(number: &NumberRecord, pool_id: Option<String>) -> Self {
+        Self {
+            number_id: number.id.clone(),
+            kind: number.kind,
+            carrier: number.carrier.clone(),
+            pool_id,
+        }
+    }
 }
 
 /// Why a sender does not fit its kind: (field, message).

@@ -2,6 +2,7 @@
 //! validating them against libphonenumber's metadata, and naming the country.
 
 pub mod inventory;
+pub mod pools;
 pub mod rules;
 
 use std::str::FromStr;

@@ -101,6 +101,17 @@ pub struct InboundMessage {
     pub carrier_message_id: String,
     /// Unix milliseconds (when the carrier gave none, when it reached us).
     pub at: i64,
+    /// Set when this is one part of a longer message.
+    pub part: Option<InboundPart>,
+}
+
+/// Where a part stands in a message sent in several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundPart {
+    pub reference: u32,
+    pub count: u8,
+    /// 1 to `count`.
+    pub sequence: u8,
 }
 
 /// What a plugin made of a callback.
@@ -340,6 +351,11 @@ impl PluginCarrier {
                         text: m.text,
                         carrier_message_id: m.carrier_message_id,
                         at: at(m.at),
+                        part: m.part.map(|p| InboundPart {
+                            reference: p.reference,
+                            count: p.count,
+                            sequence: p.sequence,
+                        }),
                     })
                     .collect(),
                 response: HttpResponse {

@@ -18,7 +18,8 @@ mod limits;
 mod reload;
 
 pub use carrier::{
-    CallbackError, CallbackOutcome, CallbackRequest, CarrierSpec, InboundMessage, PluginCarrier,
+    CallbackError, CallbackOutcome, CallbackRequest, CarrierSpec, InboundMessage, InboundPart,
+    PluginCarrier,
 };
 pub use engine::{CallError, LoadError, Plugin, PluginEngine, PluginInfo, PluginStats};
 pub use http::{HttpClient, HttpResponse, UpstreamError, http_client};
@@ -26,7 +27,7 @@ pub use limits::Limits;
 pub use reload::watch;
 
 /// The contract version this host implements (`sdk/wit/carrier.wit`).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Host bindings generated from the WIT contract.
 mod bindings {

@@ -67,6 +67,10 @@ struct MessageFixture {
     to: String,
     #[serde(default)]
     from: Option<String>,
+    #[serde(default)]
+    sender_kind: Option<String>,
+    #[serde(default)]
+    pool: Option<String>,
     #[serde(rename = "type", default = "default_type")]
     message_type: String,
     text: String,
@@ -105,6 +109,8 @@ struct CarrierFixture {
     price: Option<f64>,
     #[serde(default = "default_tps")]
     tps: u32,
+    #[serde(default = "default_true")]
+    carries_sender: bool,
     #[serde(default)]
     sent_15m: u64,
     #[serde(default)]
@@ -131,6 +137,7 @@ impl From<&CarrierFixture> for CarrierView {
             countries: c.countries.clone(),
             price: c.price,
             tps: c.tps,
+            carries_sender: c.carries_sender,
             last_15m: CarrierStats {
                 sent: c.sent_15m,
                 delivery_rate: c.delivery_rate_15m,
@@ -298,6 +305,8 @@ fn message_view(m: &MessageFixture) -> Result<MessageView, CaseError> {
     view.id = m.id.clone();
     view.account = m.account.clone();
     view.from = m.from.clone();
+    view.sender_kind = m.sender_kind.clone();
+    view.pool = m.pool.clone();
     view.metadata = m.metadata.clone();
     Ok(view)
 }

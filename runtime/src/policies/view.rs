@@ -27,8 +27,14 @@ pub struct MessageView {
     pub to: String,
     /// ISO 3166 alpha-2 of the recipient's number, when known.
     pub country: Option<String>,
-    /// The sender the application asked for, if any.
+    /// The sender: the one the application asked for, or the one Pigeon
+    /// picked from its pool.
     pub from: Option<String>,
+    /// `long_code`, `short_code`, `toll_free` or `alphanumeric` when `from`
+    /// is a number of the inventory.
+    pub sender_kind: Option<String>,
+    /// The sender pool `from` was picked from.
+    pub pool: Option<String>,
     pub message_type: MessageType,
     pub text: String,
     pub encoding: Encoding,
@@ -50,6 +56,8 @@ impl MessageView {
                 .map_or_else(|| to.to_owned(), |r| r.e164.clone()),
             country: recipient.and_then(|r| r.country),
             from: None,
+            sender_kind: None,
+            pool: None,
             message_type,
             text: text.to_owned(),
             encoding: analysis.encoding,
@@ -73,6 +81,8 @@ impl MessageView {
             to: self.to.as_str().into(),
             country: self.country.as_deref().unwrap_or_default().into(),
             from: self.from.as_deref().unwrap_or_default().into(),
+            sender_kind: self.sender_kind.as_deref().unwrap_or_default().into(),
+            pool: self.pool.as_deref().unwrap_or_default().into(),
             message_type: self.message_type.as_str().into(),
             text: self.text.as_str().into(),
             encoding: self.encoding.as_str().into(),
@@ -98,6 +108,8 @@ pub(crate) struct MessageFields {
     to: ImmutableString,
     country: ImmutableString,
     from: ImmutableString,
+    sender_kind: ImmutableString,
+    pool: ImmutableString,
     message_type: ImmutableString,
     text: ImmutableString,
     encoding: ImmutableString,
@@ -145,6 +157,9 @@ pub struct CarrierView {
     pub price: Option<f64>,
     /// The configured rate, parts per second.
     pub tps: u32,
+    /// Whether it may take this message's sender: false when the sender is
+    /// a number another carrier provides.
+    pub carries_sender: bool,
     pub last_15m: CarrierStats,
     pub last_24h: CarrierStats,
 }
@@ -159,6 +174,7 @@ impl CarrierView {
             countries: vec!["*".into()],
             price: None,
             tps: 100,
+            carries_sender: true,
             last_15m: CarrierStats::default(),
             last_24h: CarrierStats::default(),
         }
@@ -210,12 +226,14 @@ fn count(value: u64) -> i64 {
 }
 
 /// The field names, in the order `print` shows them.
-const MESSAGE_FIELDS: [&str; 15] = [
+const MESSAGE_FIELDS: [&str; 17] = [
     "id",
     "account",
     "to",
     "country",
     "from",
+    "sender_kind",
+    "pool",
     "type",
     "text",
     "encoding",
@@ -228,12 +246,13 @@ const MESSAGE_FIELDS: [&str; 15] = [
     "local_weekday",
 ];
 
-const CARRIER_FIELDS: [&str; 13] = [
+const CARRIER_FIELDS: [&str; 14] = [
     "name",
     "healthy",
     "countries",
     "price",
     "tps",
+    "carries_sender",
     "sent_15m",
     "sent_24h",
     "delivery_rate_15m",
@@ -251,6 +270,8 @@ fn message_field(m: &MessageFields, field: &str) -> Dynamic {
         "to" => m.to.clone().into(),
         "country" => m.country.clone().into(),
         "from" => m.from.clone().into(),
+        "sender_kind" => m.sender_kind.clone().into(),
+        "pool" => m.pool.clone().into(),
         "type" => m.message_type.clone().into(),
         "text" => m.text.clone().into(),
         "encoding" => m.encoding.clone().into(),
@@ -283,6 +304,7 @@ fn carrier_field(c: &CarrierFields, field: &str) -> Dynamic {
         ),
         "price" => opt(v.price),
         "tps" => i64::from(v.tps).into(),
+        "carries_sender" => v.carries_sender.into(),
         "sent_15m" => count(v.last_15m.sent).into(),
         "sent_24h" => count(v.last_24h.sent).into(),
         "delivery_rate_15m" => opt(v.last_15m.delivery_rate),

@@ -62,6 +62,34 @@ pub fn get_account(conn: &Connection, id: &str) -> Result<Option<AccountRecord>>
         .optional()?)
 }
 
+/// What an account sets for its messaging: the pool used when a message
+/// names neither `from` nor `pool`, and where inbound messages go when
+/// neither their number nor its pool says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountSettings {
+    pub default_pool: Option<String>,
+    pub inbound_url: Option<String>,
+}
+
+pub fn account_settings(conn: &Connection, id: &str) -> Result<AccountSettings> {
+    Ok(conn
+        .prepare_cached("SELECT default_pool, inbound_url FROM accounts WHERE id = ?1")?
+        .query_row([id], |row| {
+            Ok(AccountSettings {
+                default_pool: row.get(0)?,
+                inbound_url: row.get(1)?,
+            })
+        })
+        .optional()?
+        .unwrap_or_default())
+}
+
+pub fn set_account_settings(conn: &Connection, id: &str, settings: &AccountSettings) -> Result<()> {
+    conn.prepare_cached("UPDATE accounts SET default_pool = ?2, inbound_url = ?3 WHERE id = ?1")?
+        .execute(params![id, settings.default_pool, settings.inbound_url])?;
+    Ok(())
+}
+
 pub fn count_accounts(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))?)
 }

@@ -9,6 +9,7 @@ use super::webhooks::{StatusEvent, enqueue_status};
 use super::{Result, StoreError};
 use crate::encoding::Encoding;
 use crate::model::{MessageType, Status, aggregate_status};
+use crate::numbers::inventory::{MessageSender, SenderKind};
 
 /// A client's `Idempotency-Key` and a digest of the request it came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub struct MessageRecord {
     /// The digest of the policy set that decided the message (none when
     /// no policies are in use).
     pub policy_digest: Option<String>,
+    /// The inventory number `from` is, when it is one.
+    pub sender: Option<MessageSender>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -97,11 +100,39 @@ pub struct ListFilter {
 
 const MESSAGE_COLUMNS: &str = "SELECT id, account_id, status, to_number, sender, country, body, type, \
      encoding, segments, concat_ref, callback_url, send_at, expires_at, metadata, sandbox, \
-     created_at, updated_at, policy_digest FROM messages";
+     created_at, updated_at, policy_digest, number_id, sender_kind, sender_carrier, pool_id \
+     FROM messages";
 
 /// Writes a new message and its parts, in their initial state (whatever
-/// `msg.status` says).
+/// `msg.status` says). A message from a pool makes its sender the
+/// recipient's sticky one; one from a number is what a reply to that
+/// number answers.
 pub fn insert_message(
+    conn: &Connection,
+    msg: &MessageRecord,
+    idempotency: Option<&Idempotency>,
+) -> Result<InsertOutcome> {
+    let outcome = write_message(conn, msg, idempotency)?;
+    if let (InsertOutcome::Created(_), Some(sender)) = (&outcome, &msg.sender) {
+        conn.prepare_cached(
+            "INSERT INTO last_sent (number_id, recipient, message_id) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (number_id, recipient) DO UPDATE SET message_id = excluded.message_id",
+        )?
+        .execute(params![sender.number_id, msg.to, msg.id])?;
+        if let Some(pool_id) = &sender.pool_id {
+            super::pools::set_sticky_sender(
+                conn,
+                pool_id,
+                &msg.to,
+                &sender.number_id,
+                msg.created_at,
+            )?;
+        }
+    }
+    Ok(outcome)
+}
+
+fn write_message(
     conn: &Connection,
     msg: &MessageRecord,
     idempotency: Option<&Idempotency>,
@@ -136,8 +167,10 @@ pub fn insert_message(
     conn.prepare_cached(
         "INSERT INTO messages (id, account_id, status, to_number, sender, country, body, type, \
          encoding, segments, concat_ref, callback_url, send_at, expires_at, metadata, sandbox, \
-         idempotency_key, request_hash, created_at, updated_at, policy_digest) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20)",
+         idempotency_key, request_hash, created_at, updated_at, policy_digest, number_id, \
+         sender_kind, sender_carrier, pool_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+         ?19, ?19, ?20, ?21, ?22, ?23, ?24)",
     )?
     .execute(params![
         msg.id,
@@ -160,6 +193,10 @@ pub fn insert_message(
         request_hash,
         msg.created_at,
         msg.policy_digest,
+        msg.sender.as_ref().map(|s| &s.number_id),
+        msg.sender.as_ref().map(|s| s.kind.as_str()),
+        msg.sender.as_ref().and_then(|s| s.carrier.as_ref()),
+        msg.sender.as_ref().and_then(|s| s.pool_id.as_ref()),
     ])?;
     let due_at = msg.send_at.unwrap_or(msg.created_at).max(msg.created_at);
     let mut insert_part = conn.prepare_cached(
@@ -192,7 +229,7 @@ pub fn insert_rejected(
 ) -> Result<MessageRecord> {
     let mut rejected = msg.clone();
     rejected.send_at = None;
-    insert_message(conn, &rejected, None)?;
+    write_message(conn, &rejected, None)?;
     for index in 0..msg.segments {
         let mut change = PartChange::new(&msg.id, index, Status::Rejected, msg.created_at);
         change.error_code = Some(code);
@@ -601,7 +638,19 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Result<MessageRecord>> {
     let status: String = row.get(2)?;
     let message_type: String = row.get(7)?;
     let encoding: String = row.get(8)?;
+    let number_id: Option<String> = row.get(19)?;
+    let sender_kind: Option<String> = row.get(20)?;
     let parsed = (|| {
+        let sender = match (number_id, sender_kind) {
+            (Some(number_id), Some(kind)) => Some(MessageSender {
+                number_id,
+                kind: SenderKind::parse(&kind)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown sender kind {kind:?}")))?,
+                carrier: row.get(21)?,
+                pool_id: row.get(22)?,
+            }),
+            _ => None,
+        };
         Ok(MessageRecord {
             id: row.get(0)?,
             account_id: row.get(1)?,
@@ -624,6 +673,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Result<MessageRecord>> {
             created_at: row.get(16)?,
             updated_at: row.get(17)?,
             policy_digest: row.get(18)?,
+            sender,
         })
     })();
     Ok(parsed)

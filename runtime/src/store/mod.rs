@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod inbound;
 pub mod messages;
 pub mod numbers;
+pub mod pools;
 pub mod queue;
 pub mod reports;
 mod schema;

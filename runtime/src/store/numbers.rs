@@ -7,7 +7,7 @@ use super::Result;
 use crate::numbers::inventory::{Capability, NumberRecord, SenderKind};
 
 const COLUMNS: &str = "SELECT id, sender, kind, country, carrier, capabilities, account_id, \
-                       inbound_url, created_at FROM numbers";
+                       inbound_url, created_at, pool_id FROM numbers";
 
 /// Adds a sender; `false` when the same sender of that country exists.
 pub fn insert_number(conn: &Connection, number: &NumberRecord) -> Result<bool> {
@@ -15,7 +15,7 @@ pub fn insert_number(conn: &Connection, number: &NumberRecord) -> Result<bool> {
     let inserted = conn
         .prepare_cached(
             "INSERT INTO numbers (id, sender, kind, country, carrier, capabilities, account_id, \
-             inbound_url, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             inbound_url, created_at, pool_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
              ON CONFLICT (sender, country) DO NOTHING",
         )?
         .execute(params![
@@ -28,6 +28,7 @@ pub fn insert_number(conn: &Connection, number: &NumberRecord) -> Result<bool> {
             number.account_id,
             number.inbound_url,
             number.created_at,
+            number.pool_id,
         ])?;
     Ok(inserted == 1)
 }
@@ -83,21 +84,55 @@ pub fn claim_number(conn: &Connection, id: &str, account_id: &str) -> Result<boo
     Ok(changed == 1)
 }
 
-/// Puts `account_id`'s number back in the inventory (its settings cleared).
+/// Puts `account_id`'s number back in the inventory: its settings, pool
+/// and what it sent are forgotten, so its next owner inherits none of them.
 pub fn release_number(conn: &Connection, id: &str, account_id: &str) -> Result<bool> {
     let changed = conn
         .prepare_cached(
-            "UPDATE numbers SET account_id = NULL, inbound_url = NULL \
+            "UPDATE numbers SET account_id = NULL, inbound_url = NULL, pool_id = NULL \
              WHERE id = ?1 AND account_id = ?2",
         )?
         .execute(params![id, account_id])?;
+    conn.prepare_cached("DELETE FROM last_sent WHERE number_id = ?1")?
+        .execute([id])?;
     Ok(changed == 1)
 }
 
-pub fn set_inbound_url(conn: &Connection, id: &str, url: Option<&str>) -> Result<()> {
-    conn.prepare_cached("UPDATE numbers SET inbound_url = ?2 WHERE id = ?1")?
-        .execute(params![id, url])?;
+/// The owner's settings of a number.
+pub fn set_number_settings(
+    conn: &Connection,
+    id: &str,
+    inbound_url: Option<&str>,
+    pool_id: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached("UPDATE numbers SET inbound_url = ?2, pool_id = ?3 WHERE id = ?1")?
+        .execute(params![id, inbound_url, pool_id])?;
     Ok(())
+}
+
+/// The numbers in a pool.
+pub fn pool_members(conn: &Connection, pool_id: &str) -> Result<Vec<NumberRecord>> {
+    let mut stmt = conn.prepare_cached(&format!("{COLUMNS} WHERE pool_id = ?1 ORDER BY id"))?;
+    let rows = stmt.query_map([pool_id], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Makes `members` (numbers of the pool's account) the pool's numbers.
+pub fn set_pool_members(conn: &Connection, pool_id: &str, members: &[String]) -> Result<()> {
+    conn.prepare_cached("UPDATE numbers SET pool_id = NULL WHERE pool_id = ?1")?
+        .execute([pool_id])?;
+    let mut join = conn.prepare_cached("UPDATE numbers SET pool_id = ?1 WHERE id = ?2")?;
+    for id in members {
+        join.execute(params![pool_id, id])?;
+    }
+    Ok(())
+}
+
+/// The numbers whose sender is `sender` (one per country at most).
+pub fn numbers_with_sender(conn: &Connection, sender: &str) -> Result<Vec<NumberRecord>> {
+    let mut stmt = conn.prepare_cached(&format!("{COLUMNS} WHERE sender = ?1 ORDER BY id"))?;
+    let rows = stmt.query_map([sender], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<NumberRecord> {
@@ -124,21 +159,23 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<NumberRecord> {
         account_id: row.get(6)?,
         inbound_url: row.get(7)?,
         created_at: row.get(8)?,
+        pool_id: row.get(9)?,
     })
 }
 
-/// Which of `senders` the account owns.
-pub fn owned_senders(
+/// The account's numbers among `senders`.
+pub fn owned_numbers(
     conn: &Connection,
     account_id: &str,
     senders: &[String],
-) -> Result<std::collections::HashSet<String>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT sender FROM numbers WHERE account_id = ?1 AND sender = ?2")?;
-    let mut owned = std::collections::HashSet::new();
+) -> Result<Vec<NumberRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{COLUMNS} WHERE sender = ?2 AND account_id = ?1 ORDER BY id"
+    ))?;
+    let mut owned = Vec::new();
     for sender in senders {
-        if stmt.exists(params![account_id, sender])? {
-            owned.insert(sender.clone());
+        for number in stmt.query_map(params![account_id, sender], from_row)? {
+            owned.push(number?);
         }
     }
     Ok(owned)

@@ -177,6 +177,68 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX numbers_by_account ON numbers (account_id, id);
     "#,
+    // 8: sender pools, the sender each message went from, inbound messages
+    // filed by the number they were sent to, and inbound parts waiting for
+    // the rest of their message.
+    r#"
+    CREATE TABLE sender_pools (
+        id             TEXT PRIMARY KEY,
+        account_id     TEXT NOT NULL,
+        name           TEXT NOT NULL,
+        sticky_sender  INTEGER NOT NULL,
+        geo_match      INTEGER NOT NULL,
+        fallback       TEXT NOT NULL,
+        inbound_url    TEXT,
+        created_at     INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sender_pools_by_account ON sender_pools (account_id, id);
+    ALTER TABLE numbers ADD COLUMN pool_id TEXT;
+    CREATE INDEX numbers_by_pool ON numbers (pool_id) WHERE pool_id IS NOT NULL;
+    CREATE INDEX numbers_by_sender ON numbers (sender);
+    -- The sender a recipient got from a pool last time.
+    CREATE TABLE sticky_senders (
+        pool_id     TEXT NOT NULL,
+        recipient   TEXT NOT NULL,
+        number_id   TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (pool_id, recipient)
+    ) WITHOUT ROWID;
+    ALTER TABLE accounts ADD COLUMN default_pool TEXT;
+    ALTER TABLE accounts ADD COLUMN inbound_url TEXT;
+    ALTER TABLE messages ADD COLUMN number_id TEXT;
+    ALTER TABLE messages ADD COLUMN sender_kind TEXT;
+    ALTER TABLE messages ADD COLUMN sender_carrier TEXT;
+    ALTER TABLE messages ADD COLUMN pool_id TEXT;
+    ALTER TABLE inbound_messages ADD COLUMN number_id TEXT;
+    ALTER TABLE inbound_messages ADD COLUMN pool_id TEXT;
+    -- The latest message a number sent to a handset: a reply's in_reply_to.
+    CREATE TABLE last_sent (
+        number_id   TEXT NOT NULL,
+        recipient   TEXT NOT NULL,
+        message_id  TEXT NOT NULL,
+        PRIMARY KEY (number_id, recipient)
+    ) WITHOUT ROWID;
+    -- Parts of long inbound messages: waiting for the rest, or filed (kept
+    -- a day so a carrier repeating a part does not start a new message).
+    CREATE TABLE inbound_parts (
+        carrier             TEXT NOT NULL,
+        carrier_message_id  TEXT NOT NULL,
+        from_number         TEXT NOT NULL,
+        to_number           TEXT NOT NULL,
+        reference           INTEGER NOT NULL,
+        total               INTEGER NOT NULL,
+        idx                 INTEGER NOT NULL,
+        body                TEXT NOT NULL,
+        sent_at             INTEGER NOT NULL,
+        received_at         INTEGER NOT NULL,
+        filed               INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (carrier, carrier_message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX inbound_parts_waiting ON inbound_parts
+        (carrier, from_number, to_number, reference, idx) WHERE filed = 0;
+    CREATE INDEX inbound_parts_by_age ON inbound_parts (received_at);
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.

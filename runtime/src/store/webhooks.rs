@@ -77,15 +77,76 @@ pub(super) struct StatusEvent<'a> {
 pub(super) fn enqueue_status(conn: &Connection, event: &StatusEvent<'_>) -> Result<()> {
     let id = crate::ids::new_id("evt");
     let payload = status_payload(&id, event).to_string();
+    enqueue(
+        conn,
+        &id,
+        event.account_id,
+        event.message_id,
+        event.callback_url,
+        &payload,
+    )
+}
+
+/// An inbound message, as its webhook tells it.
+#[derive(Debug, Clone)]
+pub struct InboundEvent<'a> {
+    pub account_id: &'a str,
+    pub inbound_id: &'a str,
+    pub url: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub body: &'a str,
+    pub received_at: i64,
+    pub number_id: Option<&'a str>,
+    pub pool_id: Option<&'a str>,
+    pub in_reply_to: Option<&'a str>,
+}
+
+/// Puts the `message.inbound` webhook in the outbox, due at once, in the
+/// transaction that stores the message. Its deliveries are listed under
+/// the inbound message's id.
+pub fn enqueue_inbound(conn: &Connection, event: &InboundEvent<'_>) -> Result<()> {
+    let id = crate::ids::new_id("evt");
+    let payload = json!({
+        "type": "message.inbound",
+        "id": event.inbound_id,
+        "event_id": id,
+        "from": event.from,
+        "to": event.to,
+        "body": event.body,
+        "received_at": crate::time::to_rfc3339(event.received_at),
+        "number_id": event.number_id,
+        "pool_id": event.pool_id,
+        "in_reply_to": event.in_reply_to,
+    })
+    .to_string();
+    enqueue(
+        conn,
+        &id,
+        event.account_id,
+        event.inbound_id,
+        event.url,
+        &payload,
+    )
+}
+
+fn enqueue(
+    conn: &Connection,
+    id: &str,
+    account_id: &str,
+    message_id: &str,
+    url: &str,
+    payload: &str,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO webhook_outbox (id, account_id, message_id, url, payload, created_at, \
          attempts, next_attempt_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6, 'pending')",
     )?
     .execute(params![
         id,
-        event.account_id,
-        event.message_id,
-        event.callback_url,
+        account_id,
+        message_id,
+        url,
         payload,
         crate::time::now_ms(),
     ])?;

@@ -1,22 +1,28 @@
-//! Delivery tracking: what a carrier's callback brings — delivery reports,
-//! which move parts (and so messages) to their final state, and inbound
-//! messages — is written in one transaction before the carrier gets its
-//! answer, so a report acknowledged is a report kept.
-
+//! Tracking: everything a carrier tells Pigeon after submission. Delivery
+//! reports move parts (and so messages) to their final state; inbound
+//! messages are filed under the account that owns the number they were
+//! sent to (see [`inbound`]). A callback's changes are written in one
+//! transaction before the carrier gets its answer, so a report or message
+//! acknowledged is one kept.
 //!
 //! What carriers send is bounded: an inbound text is kept to
-//! [`MAX_INBOUND_CHARS`], and reports for unknown ids expire.
+//! [`MAX_INBOUND_CHARS`], reports for unknown ids expire, and parts of a
+//! long inbound message wait at most `inbound.part_timeout_secs`.
+
+mod inbound;
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use inbound::MAX_INBOUND_CHARS;
 
 use crate::model::Status;
-use crate::store::inbound::{NewInbound, insert_inbound};
+use crate::plugins::InboundMessage;
 use crate::store::reports::{ReportOutcome, apply_report, prune_early_reports};
 use crate::store::{DeliveryReport, Store};
 
-/// Longest inbound text kept, in characters: a 10-part GSM-7 message
-/// (10 × 153). The rest is dropped and the message counted as truncated.
-pub const MAX_INBOUND_CHARS: usize = 1530;
 /// Early reports are pruned at most this often.
 const PRUNE_EVERY_MS: i64 = 10_000;
 static LAST_PRUNE_MS: AtomicI64 = AtomicI64::new(0);
@@ -31,7 +37,7 @@ pub struct Applied {
     pub ignored: usize,
     /// Reports for carrier ids not recorded yet, kept for when they are.
     pub early: usize,
-    /// Inbound messages stored (repeats of one already stored are not).
+    /// Inbound messages stored (not repeats, not parts still waiting).
     pub inbound: usize,
     /// Inbound messages whose text was cut to [`MAX_INBOUND_CHARS`].
     pub truncated: usize,
@@ -39,37 +45,18 @@ pub struct Applied {
     pub pruned: usize,
 }
 
-/// Cuts `text` to [`MAX_INBOUND_CHARS`]; whether it did.
-fn truncate_inbound(text: &mut String) -> bool {
-    match text.char_indices().nth(MAX_INBOUND_CHARS) {
-        Some((end, _)) => {
-            text.truncate(end);
-            true
-        }
-        None => false,
-    }
-}
-
+/// Applies one callback's reports and files its inbound messages.
 pub async fn apply(
     store: &Store,
     reports: Vec<DeliveryReport>,
-    mut inbound: Vec<NewInbound>,
+    inbound: Vec<InboundMessage>,
 ) -> crate::store::Result<Applied> {
-    let mut truncated = 0;
-    for message in &mut inbound {
-        if truncate_inbound(&mut message.text) {
-            truncated += 1;
-        }
-    }
     // Decided outside the job, which may run more than once.
     let prune_due = crate::time::now_ms() - LAST_PRUNE_MS.load(Ordering::Relaxed) >= PRUNE_EVERY_MS;
     let applied = store
         .write(move |conn| {
             let now = crate::time::now_ms();
-            let mut applied = Applied {
-                truncated,
-                ..Applied::default()
-            };
+            let mut applied = Applied::default();
             for report in &reports {
                 match apply_report(conn, report, now)? {
                     ReportOutcome::Applied { status, latency_ms } => {
@@ -80,9 +67,9 @@ pub async fn apply(
                 }
             }
             for message in &inbound {
-                if insert_inbound(conn, message, now)? {
-                    applied.inbound += 1;
-                }
+                let filed = inbound::file(conn, message.clone(), now)?;
+                applied.inbound += usize::from(filed.stored);
+                applied.truncated += usize::from(filed.truncated);
             }
             if applied.early > 0 && prune_due {
                 applied.pruned = prune_early_reports(conn, now)?;
@@ -96,16 +83,39 @@ pub async fn apply(
     Ok(applied)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inbound_text_is_cut_at_the_ten_part_maximum() {
-        let mut short = "Hi".to_owned();
-        assert!(!truncate_inbound(&mut short));
-        let mut long = "é".repeat(MAX_INBOUND_CHARS + 5);
-        assert!(truncate_inbound(&mut long));
-        assert_eq!(long.chars().count(), MAX_INBOUND_CHARS);
+/// Files, as they are, long inbound messages whose missing parts have not
+/// come within `part_timeout`, until `shutdown` turns true.
+pub async fn release_stale_parts(
+    store: Store,
+    part_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let timeout_ms = part_timeout.as_millis() as i64;
+    let every = (part_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    while !*shutdown.borrow() {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => break,
+        }
+        let now = crate::time::now_ms();
+        let (cutoff, filed_cutoff) = (now - timeout_ms, inbound::filed_cutoff(now));
+        // A read first: most of the time nothing waits.
+        let waiting = store
+            .read(move |c| crate::store::inbound::has_stale_parts(c, cutoff, filed_cutoff))
+            .await;
+        if !matches!(waiting, Ok(true)) {
+            continue;
+        }
+        let released = store
+            .write(move |c| inbound::release_stale_parts(c, cutoff, crate::time::now_ms()))
+            .await;
+        match released {
+            Ok(0) => {}
+            Ok(groups) => tracing::info!(
+                messages = groups,
+                "inbound messages filed with parts missing after the timeout"
+            ),
+            Err(error) => tracing::warn!(%error, "could not release waiting inbound parts"),
+        }
     }
 }

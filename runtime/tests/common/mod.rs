@@ -483,6 +483,7 @@ pub fn stored_message(
         metadata: None,
         sandbox: false,
         policy_digest: None,
+        sender: None,
         created_at,
         updated_at: created_at,
     }
@@ -627,4 +628,17 @@ pub async fn wait_for_inbound(client: &Client, carrier_message_id: &str) -> Valu
             .cloned()
     })
     .await
+}
+
+/// Adds a sender to the inventory as the operator (`number` is the body of
+/// `POST /v1/numbers`) and has `owner` (an account admin) claim it; its id.
+pub async fn own_number(operator: &Client, owner: &Client, number: Value) -> String {
+    let (status, added) = operator.post("/v1/numbers", number).await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    let id = added["id"].as_str().unwrap().to_owned();
+    let (status, claimed) = owner
+        .post(&format!("/v1/numbers/{id}/claim"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    id
 }

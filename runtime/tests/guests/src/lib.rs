@@ -38,7 +38,7 @@ impl Guest for TestGuest {
         Info {
             name: "test-guest".into(),
             version: "0.0.0".into(),
-            contract_version: "0.1.0".into(),
+            contract_version: "0.2.0".into(),
             capabilities: vec!["submit".into(), "callback".into()],
         }
     }
