@@ -563,3 +563,58 @@ async fn inbound_text_is_kept_to_the_ten_part_maximum() {
     assert_eq!(counters["inbound_truncated"], 1, "{counters}");
     assert_eq!(counters["inbound"], 1, "{counters}");
 }
+
+/// A message from a number a carrier provides goes only through that
+/// carrier, whether the cheapest-carrier rule or the shipped routing policy
+/// picks the route; a message from an unbound sender goes the usual way.
+#[tokio::test]
+async fn a_number_bound_to_a_carrier_sends_only_through_it() {
+    let policies = common::shipped_policies_copy();
+    for with_policies in [false, true] {
+        let server = TestServer::start_with(|config| {
+            let mut cheap = simulator("cheap", &["VN"]);
+            cheap.price = [("VN".to_owned(), 0.01)].into();
+            let mut dear = simulator("dear", &["VN"]);
+            dear.price = [("VN".to_owned(), 0.09)].into();
+            config.carriers = vec![cheap, dear, simulator("us-only", &["US"])];
+            config.senders.require_owned = true;
+            if with_policies {
+                config.policies.dir = policies.path().to_owned();
+            }
+        })
+        .await;
+        let acme = new_tenant(&server.admin(), "acme").await;
+        for (sender, carrier) in [("+84912340500", "dear"), ("+84912340501", "us-only")] {
+            common::own_number(
+                &server.admin(),
+                &acme.admin,
+                json!({"sender": sender, "kind": "long_code", "country": "VN", "carrier": carrier}),
+            )
+            .await;
+        }
+        common::own_number(
+            &server.admin(),
+            &acme.admin,
+            json!({"sender": "+84912340502", "kind": "long_code", "country": "VN"}),
+        )
+        .await;
+        let send = |from: &str| {
+            acme.developer.send_message(
+                json!({"to": "+84987650000", "from": from, "body": "Your code is 123456"}),
+            )
+        };
+        let bound = send("+84912340500").await;
+        let unbound = send("+84912340502").await;
+        let message = acme.developer.wait_for_status(&bound, "delivered").await;
+        assert_eq!(part_carrier(&message), "dear", "policies: {with_policies}");
+        let message = acme.developer.wait_for_status(&unbound, "delivered").await;
+        assert_eq!(part_carrier(&message), "cheap", "policies: {with_policies}");
+        // Its carrier does not serve the country: the message fails, saying why.
+        let stuck = send("+84912340501").await;
+        let message = acme.developer.wait_for_status(&stuck, "failed").await;
+        assert_eq!(message["parts"][0]["error_code"], "no_route", "{message}");
+        let reason = message["events"].to_string();
+        assert!(reason.contains("provided by carrier us-only"), "{message}");
+        server.stop().await;
+    }
+}

@@ -355,5 +355,33 @@ async fn messages_go_only_from_senders_the_account_owns() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    // But no key sends an alphanumeric sender where the country forbids one.
+    let reply = send(
+        &sandbox,
+        json!({"to": "+12025550123", "body": "Hi", "from": "Anything"}),
+    )
+    .await;
+    assert_422(&reply, "sender_not_allowed_in_country", Some("from"));
+    let alpha = add(
+        &server,
+        json!({"sender": "Acme", "kind": "alphanumeric", "country": "GB"}),
+    )
+    .await;
+    let path = format!("/v1/numbers/{}/claim", alpha["id"].as_str().unwrap());
+    let (status, _) = acme.admin.post(&path, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let reply = send(
+        &acme.developer,
+        json!({"to": "+447911123456", "body": "Hi", "from": "Acme"}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    assert_eq!(reply.body["number_id"], alpha["id"]);
+    let reply = send(
+        &acme.developer,
+        json!({"to": "+12025550123", "body": "Hi", "from": "Acme"}),
+    )
+    .await;
+    assert_422(&reply, "sender_not_allowed_in_country", Some("from"));
     server.stop().await;
 }

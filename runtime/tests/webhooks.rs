@@ -5,163 +5,17 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
+use common::receiver::{Received, Receiver, assert_signed};
 use common::{Client, TestServer, wait_until};
-use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{HeaderMap, Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, StatusCode};
 use pigeon::config::Config;
 use serde_json::{Value, json};
-use sha2::Sha256;
-
-// ---- The receiver ----
-
-#[derive(Clone, Debug)]
-struct Received {
-    method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-    json: Value,
-    /// The status the receiver answered with.
-    answered: u16,
-}
-
-struct Shared {
-    requests: Mutex<Vec<Received>>,
-    /// Statuses to answer with, in order; then `fallback`.
-    script: Mutex<VecDeque<u16>>,
-    fallback: AtomicU16,
-    /// How long to wait before answering.
-    delay_ms: AtomicU64,
-    /// Requests that have arrived (counted before any delay).
-    arrived: AtomicUsize,
-}
-
-struct Receiver {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shared = Arc::new(Shared {
-            requests: Mutex::default(),
-            script: Mutex::default(),
-            fallback: AtomicU16::new(200),
-            delay_ms: AtomicU64::new(0),
-            arrived: AtomicUsize::new(0),
-        });
-        let serving = shared.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let shared = serving.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(answer(&shared, request).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self { addr, shared }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// The next answers, in order, before falling back to the default.
-    fn answer_with(&self, statuses: &[u16]) {
-        self.shared.script.lock().unwrap().extend(statuses);
-    }
-
-    fn answer_by_default(&self, status: u16) {
-        self.shared.fallback.store(status, Ordering::SeqCst);
-    }
-
-    fn delay_answers(&self, delay: Duration) {
-        self.shared
-            .delay_ms
-            .store(delay.as_millis() as u64, Ordering::SeqCst);
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.shared.requests.lock().unwrap().clone()
-    }
-
-    /// The requests about one message, in the order they arrived.
-    fn requests_for(&self, message_id: &str) -> Vec<Received> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.json["message_id"] == message_id)
-            .collect()
-    }
-
-    async fn wait_for_requests(&self, message_id: &str, count: usize) -> Vec<Received> {
-        wait_until(
-            &format!("{count} webhook requests for {message_id}"),
-            || async {
-                let got = self.requests_for(message_id);
-                (got.len() >= count).then_some(got)
-            },
-        )
-        .await
-    }
-}
-
-async fn answer(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    shared.arrived.fetch_add(1, Ordering::SeqCst);
-    let (parts, body) = request.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    let answered = shared
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or_else(|| shared.fallback.load(Ordering::SeqCst));
-    shared.requests.lock().unwrap().push(Received {
-        method: parts.method,
-        path: parts.uri.to_string(),
-        headers: parts.headers,
-        json: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        body,
-        answered,
-    });
-    let delay = shared.delay_ms.load(Ordering::SeqCst);
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
-    let text = if answered < 300 {
-        "ok"
-    } else {
-        "receiver says no"
-    };
-    Response::builder()
-        .status(answered)
-        .body(Full::new(Bytes::from(text)))
-        .unwrap()
-}
 
 // ---- Accounts and helpers ----
 
@@ -235,37 +89,6 @@ fn statuses(requests: &[Received]) -> Vec<String> {
         .iter()
         .map(|r| r.json["status"].as_str().unwrap_or("?").to_owned())
         .collect()
-}
-
-/// Checks `Pigeon-Signature: t=<secs>,v1=<hex HMAC-SHA256("<t>.<body>")>`
-/// with an HMAC computed here, not by Pigeon's code.
-fn assert_signed(request: &Received, secret: &str) {
-    let header = request
-        .headers
-        .get("pigeon-signature")
-        .expect("a Pigeon-Signature header")
-        .to_str()
-        .unwrap();
-    let (t, v1) = header
-        .split_once(',')
-        .and_then(|(t, v1)| Some((t.strip_prefix("t=")?, v1.strip_prefix("v1=")?)))
-        .unwrap_or_else(|| panic!("malformed signature header {header:?}"));
-    let t: i64 = t.parse().unwrap();
-    let now = pigeon::time::now_ms() / 1000;
-    assert!(
-        (now - t).abs() < 300,
-        "signature time {t} is not now ({now})"
-    );
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(&request.body);
-    let expected: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(v1, expected, "signature of {}", request.json);
 }
 
 fn outbox_rows(data_dir: &Path) -> Vec<(String, String, i64)> {

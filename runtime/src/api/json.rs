@@ -101,6 +101,11 @@ impl Fields {
         self.map.remove(field).filter(|v| !v.is_null())
     }
 
+    /// Takes a field where `null` means something (clear the setting).
+    pub fn take_nullable(&mut self, field: &str) -> Option<Value> {
+        self.map.remove(field)
+    }
+
     pub fn required_str(&mut self, field: &str) -> Result<String, ApiError> {
         self.optional_str(field)?.ok_or_else(|| {
             ApiError::invalid(

@@ -820,7 +820,7 @@ pub(super) fn take_url(
     name: &str,
     allow_private: bool,
 ) -> Result<Option<Option<String>>, ApiError> {
-    match fields.take(name) {
+    match fields.take_nullable(name) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
         Some(Value::String(url)) => {

@@ -268,7 +268,7 @@ pub async fn update(
     let allow_private = app.submit_rules.allow_private_callbacks;
     let inbound_url = take_url(&mut fields, "inbound_url", allow_private)?
         .unwrap_or_else(|| number.inbound_url.clone());
-    let pool_id = match fields.take("pool_id") {
+    let pool_id = match fields.take_nullable("pool_id") {
         None => number.pool_id.clone(),
         Some(Value::Null) => None,
         Some(Value::String(pool_id)) => Some(pool_id),

@@ -268,7 +268,7 @@ pub async fn update_account(
     body: Incoming,
 ) -> Result<Response, ApiError> {
     let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
-    let default_pool = match fields.take("default_pool") {
+    let default_pool = match fields.take_nullable("default_pool") {
         None => None,
         Some(Value::Null) => Some(None),
         Some(Value::String(id)) => Some(Some(id)),

@@ -367,3 +367,31 @@ fn messages_and_carriers_are_read_only_and_printable() {
     assert!(err.to_string().starts_with("content.rhai:"), "{err}");
     assert!(err.to_string().contains("text"), "{err}");
 }
+
+#[test]
+fn routing_sees_the_sender_its_pool_and_which_carriers_may_carry_it() {
+    let dir = copy_of_shipped();
+    std::fs::remove_dir_all(dir.path().join("tests")).unwrap();
+    edit(
+        dir.path(),
+        "routing.rhai",
+        "fn route(msg, carriers) {",
+        "fn route(msg, carriers) {\n    if msg.sender_kind == \"short_code\" && msg.pool == \"pool_1\" {\n        return route_to(carriers.filter(|c| c.carries_sender).map(|c| c.name));\n    }",
+    );
+    let policies = Policies::load(config(dir.path())).unwrap();
+    let mut msg = MessageView::new("+84912345678", MessageType::Otp, "Code 1234");
+    msg.from = Some("8088".into());
+    msg.sender_kind = Some("short_code".into());
+    msg.pool = Some("pool_1".into());
+    let mut other = CarrierView::new("other");
+    other.carries_sender = false;
+    let carriers = [other, CarrierView::new("provider")];
+    let (route, _) = policies.route(&msg, &carriers, 0);
+    assert_eq!(
+        route,
+        RouteDecision::Route {
+            carriers: vec!["provider".into()],
+            sender: None
+        }
+    );
+}

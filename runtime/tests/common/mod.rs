@@ -2,6 +2,8 @@
 //! `pigeon` binary, and a small JSON-over-HTTP client.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -169,6 +171,14 @@ impl Client {
         let mut client = self.clone();
         client.key = Some(key.to_owned());
         client
+    }
+
+    /// The same key against another server (the same data, restarted).
+    pub fn with_addr(&self, addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            ..self.clone()
+        }
     }
 
     pub fn without_key(&self) -> Self {
