@@ -67,6 +67,10 @@ impl Pigeon {
             crate::auth::KeyHasher::load_or_create(&config.data_dir).map_err(AuthError::from)?;
         let accounts = Accounts::load(store.clone(), hasher).await?;
         let generated_admin_key = accounts.bootstrap(admin_key).await?;
+        let default_pools = store
+            .read(crate::store::accounts::default_pools)
+            .await
+            .map(crate::numbers::pools::DefaultPools::new)?;
 
         let engine = PluginEngine::new().map_err(CarrierError::from)?;
         let client = crate::plugins::http_client()
@@ -101,6 +105,7 @@ impl Pigeon {
             dispatch_waker: dispatcher.waker(),
             carriers,
             policies,
+            default_pools,
             submit_rules: crate::api::SubmitRules {
                 default_validity_secs: config.dispatch.default_validity_secs,
                 allow_private_callbacks: config.webhooks.allow_private_networks,

@@ -20,7 +20,7 @@ use crate::numbers::{self, NumberError};
 use crate::policies::ContentDecision;
 use crate::store::messages::{self as stored, CancelOutcome, InsertOutcome, ListFilter};
 use crate::store::{EventRecord, Idempotency, MessageRecord, PartRecord};
-use crate::store::{accounts as store_accounts, numbers as store_numbers, pools as store_pools};
+use crate::store::{numbers as store_numbers, pools as store_pools};
 use crate::time::{now_ms, parse_rfc3339, to_rfc3339};
 
 /// Most parts one message may take.
@@ -460,8 +460,28 @@ impl SenderBook {
             .iter()
             .map(|s| (s.message.from.clone(), s.pool.clone(), s.message.to.clone()))
             .collect();
+        let default_pool = requests
+            .iter()
+            .any(|(from, pool, _)| from.is_none() && pool.is_none())
+            .then(|| app.default_pools.get(&principal.account_id))
+            .flatten();
+        let mut book = Self {
+            require_owned,
+            numbers: Vec::new(),
+            pools: HashMap::new(),
+            default_pool,
+            sticky: HashMap::new(),
+        };
+        let pooled = |(from, pool, _): &(Option<String>, Option<String>, String)| {
+            pool.is_some() || (from.is_none() && book.default_pool.is_some())
+        };
+        if !requests.iter().any(|r| r.0.is_some() || pooled(r)) {
+            // Nothing to look up: the common case of no sender named.
+            return Ok(book);
+        }
         let account = principal.account_id.clone();
-        let book = app
+        let default_pool = book.default_pool.clone();
+        let (numbers, pools, sticky) = app
             .store
             .read(move |c| {
                 let mut froms: Vec<String> =
@@ -469,11 +489,6 @@ impl SenderBook {
                 froms.sort();
                 froms.dedup();
                 let numbers = store_numbers::owned_numbers(c, &account, &froms)?;
-                let default_pool = if requests.iter().any(|(f, p, _)| f.is_none() && p.is_none()) {
-                    store_accounts::account_settings(c, &account)?.default_pool
-                } else {
-                    None
-                };
                 let mut pools = HashMap::new();
                 let mut sticky = HashMap::new();
                 for (from, pool, to) in &requests {
@@ -489,21 +504,20 @@ impl SenderBook {
                         let members = store_numbers::pool_members(c, pool_id)?;
                         pools.insert(pool_id.clone(), (found, members));
                     }
-                    if pools.get(pool_id).is_some_and(|(p, _)| p.sticky_sender)
+                    if pools
+                        .get(pool_id)
+                        .is_some_and(|(p, _): &(SenderPool, _)| p.sticky_sender)
                         && let Some(number) = store_pools::sticky_sender(c, pool_id, to)?
                     {
                         sticky.insert((pool_id.clone(), to.clone()), number);
                     }
                 }
-                Ok(Self {
-                    require_owned,
-                    numbers,
-                    pools,
-                    default_pool,
-                    sticky,
-                })
+                Ok((numbers, pools, sticky))
             })
             .await?;
+        book.numbers = numbers;
+        book.pools = pools;
+        book.sticky = sticky;
         Ok(book)
     }
 
@@ -518,14 +532,12 @@ impl SenderBook {
         let mut message = submission.message;
         let field = |name: &str| format!("{prefix}{name}");
         let country = message.country.clone();
-        let pool_id = submission.pool.or_else(|| {
-            message
-                .from
-                .is_none()
-                .then(|| self.default_pool.clone())
-                .flatten()
-        });
-        if let Some(pool_id) = pool_id {
+        // The account's default pool, unless it was deleted a moment ago.
+        let default_pool = (message.from.is_none() && submission.pool.is_none())
+            .then(|| self.default_pool.clone())
+            .flatten()
+            .filter(|id| self.pools.contains_key(id));
+        if let Some(pool_id) = submission.pool.or(default_pool) {
             let (pool, members) = self.pools.get(&pool_id).ok_or_else(|| {
                 ApiError::invalid(
                     "unknown_pool",

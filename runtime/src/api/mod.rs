@@ -42,6 +42,7 @@ pub struct App {
     pub carriers: Arc<CarrierSet>,
     /// None when no policies directory exists.
     pub policies: Option<Arc<crate::policies::Policies>>,
+    pub default_pools: crate::numbers::pools::DefaultPools,
 }
 
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {

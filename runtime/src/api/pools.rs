@@ -240,6 +240,9 @@ pub async fn delete(app: &App, principal: &Principal, id: &str) -> Result<Respon
     {
         return Err(ApiError::not_found("sender pool"));
     }
+    if app.default_pools.get(&principal.account_id).as_deref() == Some(id) {
+        app.default_pools.set(&principal.account_id, None);
+    }
     Ok(json_response(
         StatusCode::OK,
         &json!({"id": id, "deleted": true}),
@@ -287,7 +290,8 @@ pub async fn update_account(
     )?;
     fields.finish()?;
     let account = principal.account_id.clone();
-    app.store
+    let default_pool = app
+        .store
         .write(move |c| {
             let mut settings = account_settings(c, &account)?;
             if let Some(pool) = default_pool.clone() {
@@ -302,7 +306,7 @@ pub async fn update_account(
                 settings.inbound_url = url;
             }
             set_account_settings(c, &account, &settings)?;
-            Ok(Some(()))
+            Ok(Some(settings.default_pool))
         })
         .await?
         .ok_or_else(|| {
@@ -312,5 +316,6 @@ pub async fn update_account(
                 "this account has no such sender pool",
             )
         })?;
+    app.default_pools.set(&principal.account_id, default_pool);
     super::accounts::whoami(app, principal).await
 }

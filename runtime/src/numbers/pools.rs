@@ -3,6 +3,9 @@
 //! Services do): the recipient's sticky sender, else a local one, else, if
 //! the pool allows it, any sender the recipient's country accepts.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use super::inventory::{Capability, NumberRecord, SenderKind};
 use super::rules;
 
@@ -44,6 +47,34 @@ pub struct SenderPool {
     pub inbound_url: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// Each account's default pool, held in memory: every message that names
+/// no sender asks for it, and most accounts have none, so the accept path
+/// need not read the store for them. The API updates it with the store.
+#[derive(Debug, Default)]
+pub struct DefaultPools(RwLock<HashMap<String, String>>);
+
+impl DefaultPools {
+    pub fn new(pools: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self(RwLock::new(pools.into_iter().collect()))
+    }
+
+    pub fn get(&self, account_id: &str) -> Option<String> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(account_id)
+            .cloned()
+    }
+
+    pub fn set(&self, account_id: &str, pool_id: Option<String>) {
+        let mut pools = self.0.write().unwrap_or_else(|e| e.into_inner());
+        match pool_id {
+            Some(pool_id) => pools.insert(account_id.to_owned(), pool_id),
+            None => pools.remove(account_id),
+        };
+    }
 }
 
 /// Numbers before alphanumeric senders: replies reach them.

@@ -84,6 +84,14 @@ pub fn account_settings(conn: &Connection, id: &str) -> Result<AccountSettings> 
         .unwrap_or_default())
 }
 
+/// Every account's default pool: (account, pool).
+pub fn default_pools(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let mut stmt =
+        conn.prepare("SELECT id, default_pool FROM accounts WHERE default_pool IS NOT NULL")?;
+    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn set_account_settings(conn: &Connection, id: &str, settings: &AccountSettings) -> Result<()> {
     conn.prepare_cached("UPDATE accounts SET default_pool = ?2, inbound_url = ?3 WHERE id = ?1")?
         .execute(params![id, settings.default_pool, settings.inbound_url])?;
