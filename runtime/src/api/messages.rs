@@ -405,6 +405,7 @@ pub(super) fn delivery_json(d: &crate::store::webhooks::WebhookRecord) -> Value 
     use crate::store::webhooks::DeliveryState;
     json!({
         "id": d.id,
+        "type": d.event_type,
         "status": d.status,
         "url": d.url,
         "state": d.state.as_str(),

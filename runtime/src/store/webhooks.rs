@@ -357,7 +357,9 @@ pub fn record_results(conn: &Connection, results: &[DeliveryResult]) -> Result<(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookRecord {
     pub id: String,
-    /// The message status the webhook tells of.
+    /// `message.status` or `message.inbound`.
+    pub event_type: String,
+    /// The message status the webhook tells of (status webhooks).
     pub status: Option<String>,
     pub url: String,
     pub state: DeliveryState,
@@ -371,12 +373,14 @@ pub struct WebhookRecord {
 pub fn list_for_message(conn: &Connection, message_id: &str) -> Result<Vec<WebhookRecord>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, json_extract(payload, '$.status'), url, state, attempts, last_error, \
-         created_at, next_attempt_at FROM webhook_outbox WHERE message_id = ?1 ORDER BY id",
+         created_at, next_attempt_at, json_extract(payload, '$.type') FROM webhook_outbox \
+         WHERE message_id = ?1 ORDER BY id",
     )?;
     let rows = stmt.query_map([message_id], |row| {
         Ok((
             WebhookRecord {
                 id: row.get(0)?,
+                event_type: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
                 status: row.get(1)?,
                 url: row.get(2)?,
                 state: DeliveryState::Pending,
