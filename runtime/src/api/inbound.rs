@@ -6,7 +6,7 @@ use hyper::StatusCode;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::json::{Fields, parse_object, query_params, read_body, unknown_parameter};
+use super::json::{Fields, parse_limit, parse_object, query_params, read_body, unknown_parameter};
 use super::messages::{MAX_SEGMENTS, delivery_json};
 use super::{ApiError, App, Response, json_response};
 use crate::auth::{Principal, Role};
@@ -31,15 +31,7 @@ pub async fn list(
     let mut cursor = None;
     for (key, value) in query_params(query) {
         match key.as_str() {
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::invalid("invalid_limit", "limit", "`limit` must be 1 to 100")
-                    })?
-            }
+            "limit" => limit = parse_limit(&value)?,
             "cursor" if value.starts_with("in_") => cursor = Some(value),
             "cursor" => {
                 return Err(ApiError::invalid(

@@ -101,9 +101,15 @@ impl Fields {
         self.map.remove(field).filter(|v| !v.is_null())
     }
 
-    /// Takes a field where `null` means something (clear the setting).
-    pub fn take_nullable(&mut self, field: &str) -> Option<Value> {
-        self.map.remove(field)
+    /// A settable string: absent (`None`), `null` to clear it
+    /// (`Some(None)`), or a string.
+    pub fn nullable_str(&mut self, field: &str) -> Result<Option<Option<String>>, ApiError> {
+        match self.map.remove(field) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(Value::String(s)) => Ok(Some(Some(s))),
+            Some(other) => Err(self.wrong_type(field, "a string or null", &other)),
+        }
     }
 
     pub fn required_str(&mut self, field: &str) -> Result<String, ApiError> {
@@ -195,6 +201,15 @@ impl Fields {
 /// Query-string parameters, percent-decoded (a `+` stays a plus, so
 /// `to=+8491…` works unescaped).
 /// 422 for a query parameter the endpoint does not take.
+/// A list's `limit`: 1 to 100.
+pub fn parse_limit(value: &str) -> Result<usize, ApiError> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=100).contains(n))
+        .ok_or_else(|| ApiError::invalid("invalid_limit", "limit", "`limit` must be 1 to 100"))
+}
+
 pub fn unknown_parameter(name: &str) -> ApiError {
     ApiError::invalid(
         "unknown_parameter",

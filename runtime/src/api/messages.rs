@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::json::{Fields, parse_object, query_params, read_body, unknown_parameter};
+use super::json::{Fields, parse_limit, parse_object, query_params, read_body, unknown_parameter};
 use super::{App, Response, json_response};
 use crate::auth::Principal;
 use crate::encoding;
@@ -325,15 +325,7 @@ pub async fn list(
                     ApiError::invalid("invalid_time", "since", "`since` must be an RFC 3339 time")
                 })?)
             }
-            "limit" => {
-                filter.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::invalid("invalid_limit", "limit", "`limit` must be 1 to 100")
-                    })?
-            }
+            "limit" => filter.limit = parse_limit(&value)?,
             "cursor" => {
                 if !value.starts_with("msg_") || value.len() != 30 {
                     return Err(ApiError::invalid(
@@ -833,25 +825,17 @@ pub(super) fn take_url(
     name: &str,
     allow_private: bool,
 ) -> Result<Option<Option<String>>, ApiError> {
-    match fields.take_nullable(name) {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(None)),
-        Some(Value::String(url)) => {
-            check_callback_url(&url, allow_private).map_err(|message| {
-                ApiError::invalid(
-                    "invalid_url",
-                    fields.name(name),
-                    message.replace("callback_url", name),
-                )
-            })?;
-            Ok(Some(Some(url)))
-        }
-        Some(_) => Err(ApiError::invalid(
-            "invalid_type",
-            fields.name(name),
-            format!("`{name}` must be a string or null"),
-        )),
+    let url = fields.nullable_str(name)?;
+    if let Some(Some(url)) = &url {
+        check_callback_url(url, allow_private).map_err(|message| {
+            ApiError::invalid(
+                "invalid_url",
+                fields.name(name),
+                message.replace("callback_url", name),
+            )
+        })?;
     }
+    Ok(url)
 }
 
 /// What `202 Accepted` shows.

@@ -268,18 +268,9 @@ pub async fn update(
     let allow_private = app.submit_rules.allow_private_callbacks;
     let inbound_url = take_url(&mut fields, "inbound_url", allow_private)?
         .unwrap_or_else(|| number.inbound_url.clone());
-    let pool_id = match fields.take_nullable("pool_id") {
-        None => number.pool_id.clone(),
-        Some(Value::Null) => None,
-        Some(Value::String(pool_id)) => Some(pool_id),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "invalid_type",
-                "pool_id",
-                "`pool_id` must be a string or null",
-            ));
-        }
-    };
+    let pool_id = fields
+        .nullable_str("pool_id")?
+        .unwrap_or_else(|| number.pool_id.clone());
     fields.finish()?;
     let (number_id, url, pool, account) = (
         number.id.clone(),

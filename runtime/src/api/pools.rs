@@ -271,18 +271,7 @@ pub async fn update_account(
     body: Incoming,
 ) -> Result<Response, ApiError> {
     let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
-    let default_pool = match fields.take_nullable("default_pool") {
-        None => None,
-        Some(Value::Null) => Some(None),
-        Some(Value::String(id)) => Some(Some(id)),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "invalid_type",
-                "default_pool",
-                "`default_pool` must be a pool id or null",
-            ));
-        }
-    };
+    let default_pool = fields.nullable_str("default_pool")?;
     let inbound_url = take_url(
         &mut fields,
         "inbound_url",
