@@ -427,6 +427,16 @@ pub(super) struct Submission {
     pub pool: Option<String>,
 }
 
+impl Submission {
+    /// The pool its sender comes from: the one it names, or, when it names
+    /// no sender at all, the account's default.
+    fn pool_or<'a>(&'a self, default: Option<&'a String>) -> Option<&'a String> {
+        self.pool
+            .as_ref()
+            .or(default.filter(|_| self.message.from.is_none()))
+    }
+}
+
 /// What the store knows of the senders some requests name, read at once:
 /// the account's numbers among their `from`s, the pools they name (or the
 /// account's default pool) with their numbers, and the sender each
@@ -449,15 +459,25 @@ impl SenderBook {
         submissions: &[&Submission],
     ) -> Result<Self, ApiError> {
         let require_owned = !principal.sandbox && app.submit_rules.require_owned_sender;
-        let requests: Vec<(Option<String>, Option<String>, String)> = submissions
+        let default_pool = submissions
             .iter()
-            .map(|s| (s.message.from.clone(), s.pool.clone(), s.message.to.clone()))
-            .collect();
-        let default_pool = requests
-            .iter()
-            .any(|(from, pool, _)| from.is_none() && pool.is_none())
+            .any(|s| s.message.from.is_none() && s.pool.is_none())
             .then(|| app.default_pools.get(&principal.account_id))
             .flatten();
+        // (pool, recipient) for each message sent through a pool.
+        let pooled: Vec<(String, String)> = submissions
+            .iter()
+            .filter_map(|s| {
+                let pool = s.pool_or(default_pool.as_ref())?;
+                Some((pool.clone(), s.message.to.clone()))
+            })
+            .collect();
+        let mut froms: Vec<String> = submissions
+            .iter()
+            .filter_map(|s| s.message.from.clone())
+            .collect();
+        froms.sort();
+        froms.dedup();
         let mut book = Self {
             require_owned,
             numbers: Vec::new(),
@@ -465,44 +485,28 @@ impl SenderBook {
             default_pool,
             sticky: HashMap::new(),
         };
-        let pooled = |(from, pool, _): &(Option<String>, Option<String>, String)| {
-            pool.is_some() || (from.is_none() && book.default_pool.is_some())
-        };
-        if !requests.iter().any(|r| r.0.is_some() || pooled(r)) {
+        if froms.is_empty() && pooled.is_empty() {
             // Nothing to look up: the common case of no sender named.
             return Ok(book);
         }
         let account = principal.account_id.clone();
-        let default_pool = book.default_pool.clone();
         let (numbers, pools, sticky) = app
             .store
             .read(move |c| {
-                let mut froms: Vec<String> =
-                    requests.iter().filter_map(|(f, _, _)| f.clone()).collect();
-                froms.sort();
-                froms.dedup();
                 let numbers = store_numbers::owned_numbers(c, &account, &froms)?;
-                let mut pools = HashMap::new();
+                let mut pools: HashMap<String, (SenderPool, Vec<NumberRecord>)> = HashMap::new();
                 let mut sticky = HashMap::new();
-                for (from, pool, to) in &requests {
-                    let Some(pool_id) = pool
-                        .as_ref()
-                        .or(default_pool.as_ref().filter(|_| from.is_none()))
-                    else {
-                        continue;
-                    };
-                    if !pools.contains_key(pool_id)
-                        && let Some(found) = store_pools::get_pool(c, &account, pool_id)?
+                for (pool_id, to) in pooled {
+                    if !pools.contains_key(&pool_id)
+                        && let Some(found) = store_pools::get_pool(c, &account, &pool_id)?
                     {
-                        let members = store_numbers::pool_members(c, pool_id)?;
+                        let members = store_numbers::pool_members(c, &pool_id)?;
                         pools.insert(pool_id.clone(), (found, members));
                     }
-                    if pools
-                        .get(pool_id)
-                        .is_some_and(|(p, _): &(SenderPool, _)| p.sticky_sender)
-                        && let Some(number) = store_pools::sticky_sender(c, pool_id, to)?
+                    if pools.get(&pool_id).is_some_and(|(p, _)| p.sticky_sender)
+                        && let Some(number) = store_pools::sticky_sender(c, &pool_id, &to)?
                     {
-                        sticky.insert((pool_id.clone(), to.clone()), number);
+                        sticky.insert((pool_id, to), number);
                     }
                 }
                 Ok((numbers, pools, sticky))
@@ -522,15 +526,16 @@ impl SenderBook {
         submission: Submission,
         prefix: &str,
     ) -> Result<MessageRecord, ApiError> {
-        let mut message = submission.message;
         let field = |name: &str| format!("{prefix}{name}");
-        let country = message.country.clone();
         // The account's default pool, unless it was deleted a moment ago.
-        let default_pool = (message.from.is_none() && submission.pool.is_none())
-            .then(|| self.default_pool.clone())
-            .flatten()
-            .filter(|id| self.pools.contains_key(id));
-        if let Some(pool_id) = submission.pool.or(default_pool) {
+        let default_pool = self
+            .default_pool
+            .as_ref()
+            .filter(|id| self.pools.contains_key(*id));
+        let pool_id = submission.pool_or(default_pool).cloned();
+        let mut message = submission.message;
+        let country = message.country.clone();
+        if let Some(pool_id) = pool_id {
             let (pool, members) = self.pools.get(&pool_id).ok_or_else(|| {
                 ApiError::invalid(
                     "unknown_pool",
