@@ -71,6 +71,17 @@ impl Pigeon {
             .read(crate::store::accounts::default_pools)
             .await
             .map(crate::numbers::pools::DefaultPools::new)?;
+        let compliance = store
+            .read(|c| {
+                use crate::store::compliance::*;
+                Ok(crate::compliance::Compliance::new(
+                    all_suppressions(c)?,
+                    all_marketing_consents(c)?,
+                    consent_required_accounts(c)?,
+                ))
+            })
+            .await
+            .map(Arc::new)?;
 
         let engine = PluginEngine::new().map_err(CarrierError::from)?;
         let client = crate::plugins::http_client()
@@ -97,6 +108,7 @@ impl Pigeon {
             store.clone(),
             carriers.clone(),
             policies.clone(),
+            compliance.clone(),
             config.dispatch.clone(),
         );
         let app = Arc::new(App {
@@ -106,6 +118,7 @@ impl Pigeon {
             carriers,
             policies,
             default_pools,
+            compliance: compliance.clone(),
             submit_rules: crate::api::SubmitRules {
                 default_validity_secs: config.dispatch.default_validity_secs,
                 allow_private_callbacks: config.webhooks.allow_private_networks,
@@ -117,6 +130,7 @@ impl Pigeon {
         let webhooks = tokio::spawn(deliverer.run(shutdown_rx.clone()));
         let inbound_parts = tokio::spawn(crate::tracking::release_stale_parts(
             store.clone(),
+            compliance,
             std::time::Duration::from_millis(config.inbound.part_timeout_ms),
             shutdown_rx.clone(),
         ));

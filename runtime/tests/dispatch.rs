@@ -276,6 +276,7 @@ async fn a_canceled_message_never_leaves_canceled() {
         outcome: SubmitOutcome::Accepted {
             carrier_message_id: "lb_1".into(),
         },
+        bookings: Vec::new(),
     };
     store
         .write(move |c| record_results(c, std::slice::from_ref(&result), now + 1))

@@ -82,6 +82,8 @@ pub async fn whoami(app: &App, principal: &Principal) -> Result<Response, ApiErr
                 "operator": account.operator,
                 "default_pool": settings.default_pool,
                 "inbound_url": settings.inbound_url,
+                "require_marketing_consent": settings.require_marketing_consent,
+                "opt_out_scope": settings.opt_out_scope.as_str(),
             },
             "key": {"id": principal.key_id, "role": principal.role.as_str(), "sandbox": principal.sandbox},
         }),

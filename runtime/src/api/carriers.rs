@@ -176,7 +176,16 @@ pub async fn callback(
         }
     };
     let reports = outcome.reports.len();
-    let applied = crate::tracking::apply(&app.store, outcome.reports, outcome.inbound).await?;
+    let applied = crate::tracking::apply(
+        &app.store,
+        &app.compliance,
+        outcome.reports,
+        outcome.inbound,
+    )
+    .await?;
+    if applied.replies > 0 {
+        app.dispatch_waker.notify_one();
+    }
     CarrierCounters::add(&counters.dlrs, reports as u64);
     let now = crate::time::now_ms();
     for (status, latency_ms) in &applied.applied {

@@ -120,13 +120,42 @@ enum Checked {
     Rejected(MessageRecord, ApiError),
 }
 
-/// Runs the content policy, if there is one, and records its digest.
+/// Checks the recipient's opt-out and, for marketing where the account
+/// requires it, consent; then runs the content policy, if there is one,
+/// and records its digest.
 fn check_content(app: &App, mut message: MessageRecord) -> Checked {
+    let pool = message.sender.as_ref().and_then(|s| s.pool_id.as_deref());
+    let consent = app.compliance.view(&message.account_id, &message.to, pool);
+    if consent.opted_out {
+        let error = ApiError::invalid(
+            "recipient_opted_out",
+            "to",
+            format!(
+                "{} opted out of this account's messages (see /v1/suppressions)",
+                message.to
+            ),
+        );
+        return Checked::Rejected(message, error);
+    }
+    if message.message_type == MessageType::Marketing
+        && !consent.marketing_consent
+        && app.compliance.consent_required(&message.account_id)
+    {
+        let error = ApiError::invalid(
+            "no_consent",
+            "to",
+            format!(
+                "this account sends marketing only with consent on record, and {} has none (see /v1/consents)",
+                message.to
+            ),
+        );
+        return Checked::Rejected(message, error);
+    }
     let Some(policies) = &app.policies else {
         return Checked::Allowed(message);
     };
     let (decision, digest) =
-        policies.check_content(&crate::dispatch::message_view(&message), now_ms());
+        policies.check_content(&crate::dispatch::message_view(&message, consent), now_ms());
     message.policy_digest = Some(digest.to_string());
     let refuse = |code: String, reason: String| ApiError::invalid(code, "body", reason);
     match decision {
@@ -212,7 +241,8 @@ pub async fn create_batch(
                         error.code.to_string(),
                         error.message.clone(),
                     ));
-                    Err(error.with_field(format!("messages[{i}].body")))
+                    let field = error.field.clone().unwrap_or_default();
+                    Err(error.with_field(format!("messages[{i}].{field}")))
                 }
             }
         })
@@ -583,7 +613,8 @@ impl SenderBook {
                 ));
             }
             Some(number) => {
-                message.sender = Some(MessageSender::of(number, None));
+                // Its pool, if it is in one: a pool's opt-outs cover it too.
+                message.sender = Some(MessageSender::of(number, number.pool_id.clone()));
                 number.kind
             }
             None if self.require_owned => {
@@ -753,6 +784,7 @@ pub(super) fn parse_message(
         sandbox: principal.sandbox,
         policy_digest: None,
         sender: None,
+        auto_reply: None,
         created_at: now,
         updated_at: now,
     };

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod carriers;
+mod compliance;
 pub mod error;
 mod inbound;
 mod json;
@@ -43,6 +44,8 @@ pub struct App {
     /// None when no policies directory exists.
     pub policies: Option<Arc<crate::policies::Policies>>,
     pub default_pools: crate::numbers::pools::DefaultPools,
+    /// Opt-outs and marketing consents, as the accept path checks them.
+    pub compliance: Arc<crate::compliance::Compliance>,
 }
 
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
@@ -183,6 +186,52 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
             numbers::release(app, &authed(ManageNumbers)?, id).await
         }
 
+        (["v1", "account", "keywords"], &Method::GET) => {
+            compliance::get_keywords(app, &authed(ReadMessages)?, None).await
+        }
+        (["v1", "account", "keywords"], &Method::PUT) => {
+            compliance::put_keywords(app, &authed(ManageConsent)?, None, body).await
+        }
+        (["v1", "sender-pools", id, "keywords"], &Method::GET) => {
+            compliance::get_keywords(app, &authed(ReadMessages)?, Some(id)).await
+        }
+        (["v1", "sender-pools", id, "keywords"], &Method::PUT) => {
+            compliance::put_keywords(app, &authed(ManageConsent)?, Some(id), body).await
+        }
+        (["v1", "suppressions"], &Method::GET) => {
+            compliance::list_suppressions(app, &authed(ReadMessages)?, parts.uri.query()).await
+        }
+        (["v1", "suppressions"], &Method::POST) => {
+            compliance::add_suppression(app, &authed(ManageConsent)?, body).await
+        }
+        (["v1", "suppressions", "import"], &Method::POST) => {
+            compliance::import_suppressions(app, &authed(ManageConsent)?, body).await
+        }
+        (["v1", "suppressions", number], &Method::GET) if *number != "import" => {
+            compliance::get_suppression(app, &authed(ReadMessages)?, &json::percent_decode(number))
+                .await
+        }
+        (["v1", "suppressions", number], &Method::DELETE) => {
+            compliance::delete_suppression(
+                app,
+                &authed(ManageConsent)?,
+                &json::percent_decode(number),
+            )
+            .await
+        }
+        (["v1", "consents"], &Method::POST) => {
+            compliance::add_consent(app, &authed(ManageConsent)?, body).await
+        }
+        (["v1", "consents"], &Method::GET) => {
+            compliance::list_consents(app, &authed(ReadMessages)?, parts.uri.query()).await
+        }
+        (["v1", "consents", id], &Method::DELETE) => {
+            compliance::withdraw_consent(app, &authed(ManageConsent)?, id).await
+        }
+        (["v1", "consents", number, "history"], &Method::GET) => {
+            compliance::history(app, &authed(ReadMessages)?, &json::percent_decode(number)).await
+        }
+
         (["v1", "sender-pools"], &Method::POST) => {
             pools::create(app, &authed(ManageNumbers)?, body).await
         }
@@ -276,6 +325,12 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         ["v1", "inbound"] | ["v1", "inbound", _] | ["v1", "inbound", _, "webhooks"] => "GET",
         ["v1", "sandbox", "inbound"] => "POST",
         ["v1", "sender-pools"] => "GET, POST",
+        ["v1", "account", "keywords"] | ["v1", "sender-pools", _, "keywords"] => "GET, PUT",
+        ["v1", "suppressions"] | ["v1", "consents"] => "GET, POST",
+        ["v1", "suppressions", "import"] => "POST",
+        ["v1", "suppressions", _] => "GET, DELETE",
+        ["v1", "consents", _] => "DELETE",
+        ["v1", "consents", _, "history"] => "GET",
         ["v1", "sender-pools", _] => "GET, PATCH, DELETE",
         ["v1", "policies"] | ["v1", "policies", "history"] => "GET",
         ["v1", "policies", "simulate"] => "POST",

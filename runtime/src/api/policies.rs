@@ -154,7 +154,9 @@ pub async fn simulate(
                 })??
         }
     };
-    let view = message_view(&record);
+    let pool = record.sender.as_ref().and_then(|s| s.pool_id.as_deref());
+    let consent = app.compliance.view(&record.account_id, &record.to, pool);
+    let view = message_view(&record, consent);
     let content = match set.check_content(&view, now) {
         Ok(ContentDecision::Allow) => json!({"decision": "allow"}),
         Ok(ContentDecision::Reject { code, reason }) => {

@@ -10,6 +10,7 @@ use super::json::{Fields, parse_object, read_body};
 use super::messages::take_url;
 use super::{ApiError, App, Response, json_response};
 use crate::auth::Principal;
+use crate::compliance::OptOutScope;
 use crate::numbers::pools::{Fallback, SenderPool};
 use crate::store::accounts::{account_settings, set_account_settings};
 use crate::store::numbers::{get_number, pool_members, set_pool_members};
@@ -263,8 +264,8 @@ fn pool_json(pool: &SenderPool, senders: &[String]) -> Value {
     })
 }
 
-/// `PATCH /v1/account {default_pool?, inbound_url?}`: the caller's account's
-/// messaging settings.
+/// `PATCH /v1/account {default_pool?, inbound_url?, require_marketing_consent?,
+/// opt_out_scope?}`: the caller's account's messaging and consent settings.
 pub async fn update_account(
     app: &App,
     principal: &Principal,
@@ -272,6 +273,19 @@ pub async fn update_account(
 ) -> Result<Response, ApiError> {
     let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
     let default_pool = fields.nullable_str("default_pool")?;
+    let require_consent = fields.optional_bool("require_marketing_consent")?;
+    let opt_out_scope = fields
+        .optional_str("opt_out_scope")?
+        .map(|scope| {
+            OptOutScope::parse(&scope).ok_or_else(|| {
+                ApiError::invalid(
+                    "invalid_scope",
+                    "opt_out_scope",
+                    "`opt_out_scope` is account or pool",
+                )
+            })
+        })
+        .transpose()?;
     let inbound_url = take_url(
         &mut fields,
         "inbound_url",
@@ -279,7 +293,7 @@ pub async fn update_account(
     )?;
     fields.finish()?;
     let account = principal.account_id.clone();
-    let default_pool = app
+    let settings = app
         .store
         .write(move |c| {
             let mut settings = account_settings(c, &account)?;
@@ -294,8 +308,14 @@ pub async fn update_account(
             if let Some(url) = inbound_url.clone() {
                 settings.inbound_url = url;
             }
+            if let Some(required) = require_consent {
+                settings.require_marketing_consent = required;
+            }
+            if let Some(scope) = opt_out_scope {
+                settings.opt_out_scope = scope;
+            }
             set_account_settings(c, &account, &settings)?;
-            Ok(Some(settings.default_pool))
+            Ok(Some(settings))
         })
         .await?
         .ok_or_else(|| {
@@ -305,6 +325,9 @@ pub async fn update_account(
                 "this account has no such sender pool",
             )
         })?;
-    app.default_pools.set(&principal.account_id, default_pool);
+    app.default_pools
+        .set(&principal.account_id, settings.default_pool);
+    app.compliance
+        .set_consent_required(&principal.account_id, settings.require_marketing_consent);
     super::accounts::whoami(app, principal).await
 }

@@ -41,6 +41,8 @@ pub enum Permission {
     UseTools,
     /// Read the policies' state and history, and simulate decisions.
     ReviewPolicies,
+    /// Change suppressions, consents and keywords.
+    ManageConsent,
 }
 
 impl Role {
@@ -64,7 +66,10 @@ impl Role {
         match self {
             Self::Admin => true,
             Self::Developer => matches!(permission, SendMessages | ReadMessages | UseTools),
-            Self::Compliance => matches!(permission, ReadMessages | UseTools | ReviewPolicies),
+            Self::Compliance => matches!(
+                permission,
+                ReadMessages | UseTools | ReviewPolicies | ManageConsent
+            ),
             Self::Viewer => matches!(permission, ReadMessages | UseTools),
         }
     }

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::store::pacing::PacingBooking;
+
 /// A rate with a burst: a token bucket, kept as the time until which it is
 /// booked.
 #[derive(Debug)]
@@ -50,6 +52,18 @@ impl Rate {
         booked.saturating_duration_since(now + self.burst)
     }
 
+    /// Whether it refills slower than once a second: a bucket worth
+    /// keeping across a restart.
+    fn slow(&self) -> bool {
+        self.interval >= Duration::from_secs(1)
+    }
+
+    /// Until when it is booked, as Unix ms.
+    fn booked_until_ms(&self, now: Instant, now_ms: i64) -> i64 {
+        let booked = *self.booked_until.lock().unwrap_or_else(|e| e.into_inner());
+        now_ms + booked.saturating_duration_since(now).as_millis() as i64
+    }
+
     /// Gives back a booking that will not be used.
     pub fn release(&self, parts: usize) {
         let mut booked = self.booked_until.lock().unwrap_or_else(|e| e.into_inner());
@@ -61,7 +75,8 @@ impl Rate {
 
 /// Buckets by key, as pacing policies name them (`recipient:+8491…`,
 /// `account:acc_…`), made on first use. Full buckets are forgotten now and
-/// then, so the map holds only keys in use.
+/// then, so the map holds only keys in use. Slow ones are kept in the
+/// store too, so "3 a day" still holds after a restart.
 #[derive(Debug, Default)]
 pub struct Buckets {
     map: Mutex<HashMap<String, std::sync::Arc<Rate>>>,
@@ -74,12 +89,32 @@ impl Buckets {
     /// Books `parts` on every key and says how long to wait for all of
     /// them, or gives the bookings back and says when to come back if that
     /// is longer than `patience`.
+    /// Buckets booked as the store kept them (see `store::pacing`).
+    pub fn restore(saved: Vec<PacingBooking>) -> Self {
+        let (now, now_ms) = (Instant::now(), crate::time::now_ms());
+        let map = saved
+            .into_iter()
+            .map(|b| {
+                let rate = Rate::new(b.rate, b.burst);
+                let ahead = Duration::from_millis((b.booked_until - now_ms).max(0) as u64);
+                *rate.booked_until.lock().unwrap_or_else(|e| e.into_inner()) = now + ahead;
+                (b.key, std::sync::Arc::new(rate))
+            })
+            .collect();
+        Self {
+            map: Mutex::new(map),
+        }
+    }
+
+    /// Books `parts` on every key and says how long to wait for all of
+    /// them, with the slow buckets' bookings to keep; or gives the bookings
+    /// back and says when to come back if that is longer than `patience`.
     pub fn reserve(
         &self,
         keys: &[(String, f64, u32)],
         parts: usize,
         patience: Duration,
-    ) -> Result<Duration, Duration> {
+    ) -> Result<(Duration, Vec<PacingBooking>), Duration> {
         let now = Instant::now();
         let rates: Vec<std::sync::Arc<Rate>> = {
             let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
@@ -105,7 +140,19 @@ impl Buckets {
             }
             return Err(wait);
         }
-        Ok(wait)
+        let now_ms = crate::time::now_ms();
+        let bookings = keys
+            .iter()
+            .zip(&rates)
+            .filter(|(_, rate)| rate.slow())
+            .map(|((key, per_sec, burst), rate)| PacingBooking {
+                key: key.clone(),
+                rate: *per_sec,
+                burst: *burst,
+                booked_until: rate.booked_until_ms(now, now_ms),
+            })
+            .collect();
+        Ok((wait, bookings))
     }
 }
 
@@ -134,14 +181,25 @@ mod tests {
         let buckets = Buckets::default();
         let key = [("recipient:+1".to_owned(), 3.0 / 86_400.0, 3)];
         let patience = Duration::from_secs(1);
+        let mut kept = Vec::new();
         for _ in 0..3 {
-            assert_eq!(buckets.reserve(&key, 1, patience), Ok(Duration::ZERO));
+            let (wait, bookings) = buckets.reserve(&key, 1, patience).unwrap();
+            assert_eq!(wait, Duration::ZERO);
+            kept = bookings;
         }
         let wait = buckets.reserve(&key, 1, patience).unwrap_err();
         assert!(wait > Duration::from_secs(7 * 3600), "{wait:?}");
         // The refused booking was given back: the next asks the same.
         let again = buckets.reserve(&key, 1, patience).unwrap_err();
         assert!(again <= wait);
+        // Restored from what was kept, the bucket is as full as before.
+        assert_eq!(kept.len(), 1);
+        let restored = Buckets::restore(kept);
+        let after = restored.reserve(&key, 1, patience).unwrap_err();
+        assert!(after > Duration::from_secs(7 * 3600), "{after:?}");
+        // A fast bucket is not worth keeping.
+        let fast = [("carrier:x".to_owned(), 50.0, 50)];
+        assert!(buckets.reserve(&fast, 1, patience).unwrap().1.is_empty());
     }
 
     #[test]

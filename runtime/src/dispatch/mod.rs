@@ -18,10 +18,12 @@ use crate::carriers::{
     Buckets, Carrier, CarrierCounters, CarrierHandle, CarrierSet, MAX_PACING_WAIT, SubmitError,
     SubmitRequest,
 };
+use crate::compliance::Compliance;
 use crate::config::DispatchConfig;
 use crate::encoding;
 use crate::policies::{CarrierView, MessageView, PaceDecision, Policies, RouteDecision};
 use crate::store::Store;
+use crate::store::pacing::PacingBooking;
 use crate::store::queue::{self, ClaimedPart, SubmitOutcome, SubmitResult};
 use crate::workers::{self, Limits};
 
@@ -29,6 +31,7 @@ pub struct Dispatcher {
     store: Store,
     carriers: Arc<CarrierSet>,
     policies: Option<Arc<Policies>>,
+    compliance: Arc<Compliance>,
     config: DispatchConfig,
     wake: Arc<Notify>,
 }
@@ -38,12 +41,14 @@ impl Dispatcher {
         store: Store,
         carriers: Arc<CarrierSet>,
         policies: Option<Arc<Policies>>,
+        compliance: Arc<Compliance>,
         config: DispatchConfig,
     ) -> Self {
         Self {
             store,
             carriers,
             policies,
+            compliance,
             config,
             wake: Arc::new(Notify::new()),
         }
@@ -70,10 +75,25 @@ impl Dispatcher {
         let config = Arc::new(self.config);
         let carriers = self.carriers;
         let policies = self.policies;
-        let buckets = Arc::new(Buckets::default());
+        let compliance = self.compliance;
+        // The slow buckets as they were when the last process stopped.
+        let now = crate::time::now_ms();
+        let saved = self
+            .store
+            .read(move |c| crate::store::pacing::saved_bookings(c, now))
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "pacing buckets could not be restored; they start full");
+                Vec::new()
+            });
+        let buckets = Arc::new(Buckets::restore(saved));
         let work = |claim: ClaimedPart| {
             // What the routing and pacing policies see, built once.
-            let view = policies.as_ref().map(|_| message_view(&claim.message));
+            let view = policies.as_ref().map(|_| {
+                let m = &claim.message;
+                let pool = m.sender.as_ref().and_then(|s| s.pool_id.as_deref());
+                message_view(m, compliance.view(&m.account_id, &m.to, pool))
+            });
             let route = plan_route(&carriers, policies.as_deref(), view.as_ref(), &claim);
             let (policies, config, buckets) = (policies.clone(), config.clone(), buckets.clone());
             let span = tracing::info_span!(
@@ -181,8 +201,11 @@ fn bound_sender_refusal(message: &crate::store::MessageRecord) -> Option<(String
     ))
 }
 
-/// What a routing or pacing policy sees of a message.
-pub fn message_view(message: &crate::store::MessageRecord) -> MessageView {
+/// What a policy sees of a message, with its recipient's consent.
+pub fn message_view(
+    message: &crate::store::MessageRecord,
+    consent: crate::compliance::ConsentView,
+) -> MessageView {
     let metadata = message
         .metadata
         .as_deref()
@@ -196,6 +219,7 @@ pub fn message_view(message: &crate::store::MessageRecord) -> MessageView {
         from: message.from.clone(),
         sender_kind: message.sender.as_ref().map(|s| s.kind.as_str().to_owned()),
         pool: message.sender.as_ref().and_then(|s| s.pool_id.clone()),
+        consent,
         message_type: message.message_type,
         text: message.body.clone(),
         encoding: message.encoding,
@@ -224,6 +248,7 @@ fn each_part(claim: &ClaimedPart, carrier: &str, outcome: SubmitOutcome) -> Vec<
             segments: claim.message.segments,
             carrier: carrier.to_owned(),
             outcome: outcome.clone(),
+            bookings: Vec::new(),
         })
         .collect()
 }
@@ -245,17 +270,22 @@ struct Pacing<'a> {
 }
 
 impl Pacing<'_> {
-    /// How long the pacing policy says to wait before sending `parts`, or
-    /// when to come back (Unix ms) if it is too long.
-    async fn wait(&self, carrier: &CarrierHandle, claim: &ClaimedPart) -> Result<(), i64> {
+    /// Waits as long as the pacing policy says before sending `parts`, and
+    /// gives the slow buckets' bookings to keep; or when to come back (Unix
+    /// ms) if that is too long.
+    async fn wait(
+        &self,
+        carrier: &CarrierHandle,
+        claim: &ClaimedPart,
+    ) -> Result<Vec<PacingBooking>, i64> {
         let Some((policies, message)) = self.policies else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let now = crate::time::now_ms();
         let view = carrier.view(&claim.message, now);
         let keys = match policies.pace(message, &view, now).0 {
             PaceDecision::DeferUntil(at) if at > now => return Err(at),
-            PaceDecision::DeferUntil(_) => return Ok(()),
+            PaceDecision::DeferUntil(_) => return Ok(Vec::new()),
             PaceDecision::Keys(keys) => keys,
         };
         let keys: Vec<(String, f64, u32)> = keys
@@ -266,9 +296,9 @@ impl Pacing<'_> {
             .buckets
             .reserve(&keys, claim.parts.len(), MAX_PACING_WAIT)
         {
-            Ok(wait) => {
+            Ok((wait, bookings)) => {
                 tokio::time::sleep(wait).await;
-                Ok(())
+                Ok(bookings)
             }
             Err(wait) => Err(now + wait.as_millis() as i64),
         }
@@ -295,15 +325,18 @@ async fn paced_submit(
     pacing: Pacing<'_>,
 ) -> Vec<SubmitResult> {
     let counters = &carrier.counters;
-    if let Err(due_at) = pacing.wait(carrier, &claim).await {
-        CarrierCounters::add(&counters.deferred, 1);
-        return defer(
-            &claim,
-            carrier.name(),
-            due_at,
-            "deferred by the pacing policy",
-        );
-    }
+    let bookings = match pacing.wait(carrier, &claim).await {
+        Ok(bookings) => bookings,
+        Err(due_at) => {
+            CarrierCounters::add(&counters.deferred, 1);
+            return defer(
+                &claim,
+                carrier.name(),
+                due_at,
+                "deferred by the pacing policy",
+            );
+        }
+    };
     let admission = match carrier.admit(claim.parts.len()).await {
         Ok(admission) => admission,
         Err(wait) => {
@@ -316,8 +349,12 @@ async fn paced_submit(
             return defer(&claim, carrier.name(), due_at, &reason);
         }
     };
-    let results = submit(carrier, sender, claim, config).await;
+    let mut results = submit(carrier, sender, claim, config).await;
     drop(admission);
+    // Kept with the results: the slow buckets hold across a restart.
+    if let Some(first) = results.first_mut() {
+        first.bookings = bookings;
+    }
     results
 }
 
@@ -336,6 +373,7 @@ async fn submit(
         segments: message.segments,
         carrier: carrier.name().to_owned(),
         outcome,
+        bookings: Vec::new(),
     };
     let failed = |code: &str, reason: String| SubmitOutcome::Failed {
         code: code.into(),

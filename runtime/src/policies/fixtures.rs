@@ -71,11 +71,25 @@ struct MessageFixture {
     sender_kind: Option<String>,
     #[serde(default)]
     pool: Option<String>,
+    #[serde(default)]
+    consent: Option<ConsentFixture>,
     #[serde(rename = "type", default = "default_type")]
     message_type: String,
     text: String,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
+}
+
+/// `msg.consent` in a case; `consent_at` is RFC 3339.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentFixture {
+    #[serde(default)]
+    opted_out: bool,
+    #[serde(default)]
+    marketing_consent: bool,
+    #[serde(default)]
+    consent_at: Option<String>,
 }
 
 fn default_id() -> String {
@@ -307,6 +321,18 @@ fn message_view(m: &MessageFixture) -> Result<MessageView, CaseError> {
     view.from = m.from.clone();
     view.sender_kind = m.sender_kind.clone();
     view.pool = m.pool.clone();
+    if let Some(consent) = &m.consent {
+        view.consent = crate::compliance::ConsentView {
+            opted_out: consent.opted_out,
+            marketing_consent: consent.marketing_consent,
+            consent_at: match &consent.consent_at {
+                None => None,
+                Some(at) => Some(crate::time::parse_rfc3339(at).ok_or_else(|| {
+                    CaseError::Fixture(format!("`consent_at` {at:?} is not an RFC 3339 time"))
+                })?),
+            },
+        };
+    }
     view.metadata = m.metadata.clone();
     Ok(view)
 }

@@ -35,6 +35,8 @@ pub struct MessageView {
     pub sender_kind: Option<String>,
     /// The sender pool `from` was picked from.
     pub pool: Option<String>,
+    /// The recipient's opt-out and marketing consent, for this account.
+    pub consent: crate::compliance::ConsentView,
     pub message_type: MessageType,
     pub text: String,
     pub encoding: Encoding,
@@ -58,6 +60,7 @@ impl MessageView {
             from: None,
             sender_kind: None,
             pool: None,
+            consent: Default::default(),
             message_type,
             text: text.to_owned(),
             encoding: analysis.encoding,
@@ -83,6 +86,7 @@ impl MessageView {
             from: self.from.as_deref().unwrap_or_default().into(),
             sender_kind: self.sender_kind.as_deref().unwrap_or_default().into(),
             pool: self.pool.as_deref().unwrap_or_default().into(),
+            consent: self.consent,
             message_type: self.message_type.as_str().into(),
             text: self.text.as_str().into(),
             encoding: self.encoding.as_str().into(),
@@ -110,6 +114,7 @@ pub(crate) struct MessageFields {
     from: ImmutableString,
     sender_kind: ImmutableString,
     pool: ImmutableString,
+    consent: crate::compliance::ConsentView,
     message_type: ImmutableString,
     text: ImmutableString,
     encoding: ImmutableString,
@@ -226,7 +231,7 @@ fn count(value: u64) -> i64 {
 }
 
 /// The field names, in the order `print` shows them.
-const MESSAGE_FIELDS: [&str; 17] = [
+const MESSAGE_FIELDS: [&str; 18] = [
     "id",
     "account",
     "to",
@@ -234,6 +239,7 @@ const MESSAGE_FIELDS: [&str; 17] = [
     "from",
     "sender_kind",
     "pool",
+    "consent",
     "type",
     "text",
     "encoding",
@@ -272,6 +278,19 @@ fn message_field(m: &MessageFields, field: &str) -> Dynamic {
         "from" => m.from.clone().into(),
         "sender_kind" => m.sender_kind.clone().into(),
         "pool" => m.pool.clone().into(),
+        "consent" => {
+            let mut map = Map::new();
+            map.insert("opted_out".into(), m.consent.opted_out.into());
+            map.insert(
+                "marketing_consent".into(),
+                m.consent.marketing_consent.into(),
+            );
+            map.insert(
+                "consent_at".into(),
+                m.consent.consent_at.map_or(Dynamic::UNIT, Dynamic::from),
+            );
+            Dynamic::from_map(map)
+        }
         "type" => m.message_type.clone().into(),
         "text" => m.text.clone().into(),
         "encoding" => m.encoding.clone().into(),

@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Result;
+use crate::compliance::OptOutScope;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountRecord {
@@ -65,19 +66,40 @@ pub fn get_account(conn: &Connection, id: &str) -> Result<Option<AccountRecord>>
 /// What an account sets for its messaging: the pool used when a message
 /// names neither `from` nor `pool`, and where inbound messages go when
 /// neither their number nor its pool says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// With consent settings: whether marketing needs a consent on record, and
+/// whether an opt-out keyword covers the account or the pool it was sent to.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountSettings {
     pub default_pool: Option<String>,
     pub inbound_url: Option<String>,
+    pub require_marketing_consent: bool,
+    pub opt_out_scope: OptOutScope,
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        Self {
+            default_pool: None,
+            inbound_url: None,
+            require_marketing_consent: false,
+            opt_out_scope: OptOutScope::Account,
+        }
+    }
 }
 
 pub fn account_settings(conn: &Connection, id: &str) -> Result<AccountSettings> {
     Ok(conn
-        .prepare_cached("SELECT default_pool, inbound_url FROM accounts WHERE id = ?1")?
+        .prepare_cached(
+            "SELECT default_pool, inbound_url, require_marketing_consent, opt_out_scope \
+             FROM accounts WHERE id = ?1",
+        )?
         .query_row([id], |row| {
+            let scope: String = row.get(3)?;
             Ok(AccountSettings {
                 default_pool: row.get(0)?,
                 inbound_url: row.get(1)?,
+                require_marketing_consent: row.get(2)?,
+                opt_out_scope: OptOutScope::parse(&scope).unwrap_or(OptOutScope::Account),
             })
         })
         .optional()?
@@ -93,8 +115,17 @@ pub fn default_pools(conn: &Connection) -> Result<Vec<(String, String)>> {
 }
 
 pub fn set_account_settings(conn: &Connection, id: &str, settings: &AccountSettings) -> Result<()> {
-    conn.prepare_cached("UPDATE accounts SET default_pool = ?2, inbound_url = ?3 WHERE id = ?1")?
-        .execute(params![id, settings.default_pool, settings.inbound_url])?;
+    conn.prepare_cached(
+        "UPDATE accounts SET default_pool = ?2, inbound_url = ?3, \
+         require_marketing_consent = ?4, opt_out_scope = ?5 WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        settings.default_pool,
+        settings.inbound_url,
+        settings.require_marketing_consent,
+        settings.opt_out_scope.as_str()
+    ])?;
     Ok(())
 }
 

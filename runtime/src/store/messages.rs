@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::webhooks::{StatusEvent, enqueue_status};
 use super::{Result, StoreError};
+use crate::compliance::keywords::Keyword;
 use crate::encoding::Encoding;
 use crate::model::{MessageType, Status, aggregate_status};
 use crate::numbers::inventory::{MessageSender, SenderKind};
@@ -49,6 +50,8 @@ pub struct MessageRecord {
     pub policy_digest: Option<String>,
     /// The inventory number `from` is, when it is one.
     pub sender: Option<MessageSender>,
+    /// Set on Pigeon's own answer to a keyword.
+    pub auto_reply: Option<Keyword>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -100,20 +103,22 @@ pub struct ListFilter {
 
 const MESSAGE_COLUMNS: &str = "SELECT id, account_id, status, to_number, sender, country, body, type, \
      encoding, segments, concat_ref, callback_url, send_at, expires_at, metadata, sandbox, \
-     created_at, updated_at, policy_digest, number_id, sender_kind, sender_carrier, pool_id \
-     FROM messages";
+     created_at, updated_at, policy_digest, number_id, sender_kind, sender_carrier, pool_id, \
+     auto_reply FROM messages";
 
 /// Writes a new message and its parts, in their initial state (whatever
 /// `msg.status` says). A message from a pool makes its sender the
-/// recipient's sticky one; one from a number is what a reply to that
-/// number answers.
+/// recipient's sticky one; one from a number (not an automatic reply) is
+/// what a reply to that number answers.
 pub fn insert_message(
     conn: &Connection,
     msg: &MessageRecord,
     idempotency: Option<&Idempotency>,
 ) -> Result<InsertOutcome> {
     let outcome = write_message(conn, msg, idempotency)?;
-    if let (InsertOutcome::Created(_), Some(sender)) = (&outcome, &msg.sender) {
+    // Pigeon's own replies to keywords are not what a reply answers.
+    let answerable = msg.auto_reply.is_none();
+    if let (InsertOutcome::Created(_), Some(sender), true) = (&outcome, &msg.sender, answerable) {
         conn.prepare_cached(
             "INSERT INTO last_sent (number_id, recipient, message_id) VALUES (?1, ?2, ?3) \
              ON CONFLICT (number_id, recipient) DO UPDATE SET message_id = excluded.message_id",
@@ -168,9 +173,9 @@ fn write_message(
         "INSERT INTO messages (id, account_id, status, to_number, sender, country, body, type, \
          encoding, segments, concat_ref, callback_url, send_at, expires_at, metadata, sandbox, \
          idempotency_key, request_hash, created_at, updated_at, policy_digest, number_id, \
-         sender_kind, sender_carrier, pool_id) \
+         sender_kind, sender_carrier, pool_id, auto_reply) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-         ?19, ?19, ?20, ?21, ?22, ?23, ?24)",
+         ?19, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
     )?
     .execute(params![
         msg.id,
@@ -197,6 +202,7 @@ fn write_message(
         msg.sender.as_ref().map(|s| s.kind.as_str()),
         msg.sender.as_ref().and_then(|s| s.carrier.as_ref()),
         msg.sender.as_ref().and_then(|s| s.pool_id.as_ref()),
+        msg.auto_reply.map(Keyword::as_str),
     ])?;
     let due_at = msg.send_at.unwrap_or(msg.created_at).max(msg.created_at);
     let mut insert_part = conn.prepare_cached(
@@ -640,6 +646,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Result<MessageRecord>> {
     let encoding: String = row.get(8)?;
     let number_id: Option<String> = row.get(19)?;
     let sender_kind: Option<String> = row.get(20)?;
+    let auto_reply: Option<String> = row.get(23)?;
     let parsed = (|| {
         let sender = match (number_id, sender_kind) {
             (Some(number_id), Some(kind)) => Some(MessageSender {
@@ -674,6 +681,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Result<MessageRecord>> {
             updated_at: row.get(17)?,
             policy_digest: row.get(18)?,
             sender,
+            auto_reply: auto_reply.as_deref().and_then(Keyword::parse),
         })
     })();
     Ok(parsed)

@@ -4,9 +4,11 @@
 //! small pool of read-only connections.
 
 pub mod accounts;
+pub mod compliance;
 pub mod inbound;
 pub mod messages;
 pub mod numbers;
+pub mod pacing;
 pub mod pools;
 pub mod queue;
 pub mod reports;

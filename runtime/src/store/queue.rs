@@ -41,6 +41,9 @@ pub struct SubmitResult {
     pub segments: i64,
     pub carrier: String,
     pub outcome: SubmitOutcome,
+    /// Slow pacing buckets the submission booked, to keep (on one result
+    /// of a claim).
+    pub bookings: Vec<super::pacing::PacingBooking>,
 }
 
 /// Due parts of one priority, oldest first (served by the `parts_due` index).
@@ -68,21 +71,24 @@ pub fn claim_due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Claime
     }
 
     let mut claimed: Vec<ClaimedPart> = Vec::new();
-    let mut by_message: HashMap<String, usize> = HashMap::new();
+    // Per message: its slot, and whether its recipient opted out since.
+    let mut by_message: HashMap<String, (usize, bool)> = HashMap::new();
     for (message_id, index, attempts) in due {
-        let slot = match by_message.get(&message_id) {
-            Some(&slot) => slot,
+        let (slot, opted_out) = match by_message.get(&message_id) {
+            Some(&known) => known,
             None => {
                 let Some(message) = get_message_by_id(conn, &message_id)? else {
                     continue;
                 };
+                let opted_out = opted_out(conn, &message)?;
                 claimed.push(ClaimedPart {
                     message,
                     parts: Vec::new(),
                     attempt: 0,
                 });
-                by_message.insert(message_id.clone(), claimed.len() - 1);
-                claimed.len() - 1
+                let known = (claimed.len() - 1, opted_out);
+                by_message.insert(message_id.clone(), known);
+                known
             }
         };
         let entry = &mut claimed[slot];
@@ -91,6 +97,13 @@ pub fn claim_due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Claime
             let mut change = PartChange::new(&message_id, index, Status::Expired, now);
             change.error_code = Some("expired");
             change.detail = Some("validity period passed before it could be sent");
+            change_part(conn, &change, segments)?;
+            continue;
+        }
+        if opted_out {
+            let mut change = PartChange::new(&message_id, index, Status::Rejected, now);
+            change.error_code = Some("recipient_opted_out");
+            change.detail = Some("the recipient opted out after the message was accepted");
             change_part(conn, &change, segments)?;
             continue;
         }
@@ -105,6 +118,17 @@ pub fn claim_due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Claime
     Ok(claimed)
 }
 
+/// Whether the recipient opted out of the message's account (or pool).
+/// Read from the store, not from memory: the last word before sending.
+/// The confirmation of an opt-out is the one message that still goes.
+fn opted_out(conn: &Connection, message: &MessageRecord) -> Result<bool> {
+    if message.auto_reply == Some(crate::compliance::keywords::Keyword::OptOut) {
+        return Ok(false);
+    }
+    let pool = message.sender.as_ref().and_then(|s| s.pool_id.as_deref());
+    super::compliance::is_suppressed(conn, &message.account_id, &message.to, pool)
+}
+
 /// Records what the carrier said about each submitted part.
 pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> Result<()> {
     // Early reports are rare: look for them per part only when there are any.
@@ -112,6 +136,9 @@ pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> 
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM early_reports)")?
         .query_row([], |row| row.get(0))?;
     for result in results {
+        if !result.bookings.is_empty() {
+            super::pacing::save_bookings(conn, &result.bookings, now)?;
+        }
         let segments = Some(result.segments);
         let mut change = PartChange::new(&result.message_id, result.index, Status::Sent, now);
         change.carrier = Some(&result.carrier);

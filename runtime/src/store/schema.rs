@@ -239,6 +239,70 @@ const MIGRATIONS: &[&str] = &[
         (carrier, from_number, to_number, reference, idx) WHERE filed = 0;
     CREATE INDEX inbound_parts_by_age ON inbound_parts (received_at);
     "#,
+    // 9: consent and opt-out: keyword settings, suppressions, consents and
+    // the history of every change; the account's consent settings; which
+    // messages are Pigeon's own replies to keywords.
+    r#"
+    CREATE TABLE keyword_settings (
+        account_id  TEXT NOT NULL,
+        pool_id     TEXT NOT NULL,
+        settings    TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (account_id, pool_id)
+    ) WITHOUT ROWID;
+    -- Handsets an account may not send to: scope '' for the whole account,
+    -- else the pool the opt-out was for.
+    CREATE TABLE suppressions (
+        account_id  TEXT NOT NULL,
+        number      TEXT NOT NULL,
+        scope       TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        reason      TEXT,
+        evidence    TEXT,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (account_id, number, scope)
+    ) WITHOUT ROWID;
+    CREATE TABLE consents (
+        id            TEXT PRIMARY KEY,
+        account_id    TEXT NOT NULL,
+        number        TEXT NOT NULL,
+        purpose       TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        evidence      TEXT,
+        collected_at  INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL,
+        created_by    TEXT,
+        withdrawn_at  INTEGER,
+        withdrawn_by  TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX consents_by_number ON consents (account_id, number, purpose);
+    -- Every consent, withdrawal, opt-out and opt-in, never erased.
+    CREATE TABLE consent_events (
+        id          TEXT PRIMARY KEY,
+        account_id  TEXT NOT NULL,
+        number      TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        purpose     TEXT,
+        scope       TEXT,
+        source      TEXT NOT NULL,
+        evidence    TEXT,
+        actor       TEXT,
+        at          INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX consent_events_by_number ON consent_events (account_id, number, id);
+    ALTER TABLE accounts ADD COLUMN require_marketing_consent INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN opt_out_scope TEXT NOT NULL DEFAULT 'account';
+    ALTER TABLE messages ADD COLUMN auto_reply TEXT;
+    -- Slow pacing buckets ("3 a day per recipient"): until when each is
+    -- booked, written with the submit results that used it.
+    CREATE TABLE pacing_state (
+        key           TEXT PRIMARY KEY,
+        rate          REAL NOT NULL,
+        burst         INTEGER NOT NULL,
+        booked_until  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX pacing_state_by_time ON pacing_state (booked_until);
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.

@@ -100,6 +100,8 @@ pub struct InboundEvent<'a> {
     pub number_id: Option<&'a str>,
     pub pool_id: Option<&'a str>,
     pub in_reply_to: Option<&'a str>,
+    /// `opt_out`, `opt_in` or `help` when the body was one of those keywords.
+    pub keyword: Option<&'a str>,
 }
 
 /// Puts the `message.inbound` webhook in the outbox, due at once, in the
@@ -118,6 +120,7 @@ pub fn enqueue_inbound(conn: &Connection, event: &InboundEvent<'_>) -> Result<()
         "number_id": event.number_id,
         "pool_id": event.pool_id,
         "in_reply_to": event.in_reply_to,
+        "keyword": event.keyword,
     })
     .to_string();
     enqueue(

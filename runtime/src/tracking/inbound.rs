@@ -8,6 +8,8 @@
 
 use rusqlite::Connection;
 
+use super::keywords::{self, Answered, Lifted};
+use crate::compliance::Compliance;
 use crate::numbers::inventory::NumberRecord;
 use crate::plugins::{InboundMessage, InboundPart};
 use crate::store::inbound::{self, NewInbound, PartGroup, StoredPart};
@@ -19,15 +21,22 @@ use crate::store::{Result, accounts, numbers, pools};
 pub const MAX_INBOUND_CHARS: usize = 1530;
 
 /// What filing one inbound message (or part) did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Filed {
     /// A message was stored (not a repeat, not a part still waiting).
     pub stored: bool,
     pub truncated: bool,
+    /// What its keyword did, if it was one.
+    pub answered: Option<Answered>,
 }
 
 /// Files one message or part a carrier reported.
-pub(super) fn file(conn: &Connection, message: InboundMessage, now: i64) -> Result<Filed> {
+pub(super) fn file(
+    conn: &Connection,
+    compliance: &Compliance,
+    message: InboundMessage,
+    now: i64,
+) -> Result<Filed> {
     let number = number_for(conn, &message.carrier, &message.to)?;
     let country = number.as_ref().map(|n| n.country.as_str());
     let from = handset_e164(&message.from, country);
@@ -55,6 +64,7 @@ pub(super) fn file(conn: &Connection, message: InboundMessage, now: i64) -> Resu
     };
     store(
         conn,
+        compliance,
         &message.carrier,
         number.as_ref(),
         from,
@@ -111,9 +121,15 @@ fn join(parts: Vec<StoredPart>) -> Whole {
 
 /// Files what came of messages whose other parts have not arrived by
 /// `cutoff`: each as one message of the parts there are. How many.
-pub(super) fn release_stale_parts(conn: &Connection, cutoff: i64, now: i64) -> Result<usize> {
+pub(super) fn release_stale_parts(
+    conn: &Connection,
+    compliance: &Compliance,
+    cutoff: i64,
+    now: i64,
+) -> Result<(usize, Vec<Lifted>)> {
     inbound::prune_filed_parts(conn, filed_cutoff(now))?;
     let groups = inbound::stale_part_groups(conn, cutoff)?;
+    let mut lifted = Vec::new();
     for group in &groups {
         let parts = inbound::waiting_parts(conn, group)?;
         inbound::mark_parts_filed(conn, group)?;
@@ -122,8 +138,9 @@ pub(super) fn release_stale_parts(conn: &Connection, cutoff: i64, now: i64) -> R
         }
         let number = number_for(conn, &group.carrier, &group.to)?;
         let whole = join(parts);
-        store(
+        let filed = store(
             conn,
+            compliance,
             &group.carrier,
             number.as_ref(),
             group.from.clone(),
@@ -131,8 +148,9 @@ pub(super) fn release_stale_parts(conn: &Connection, cutoff: i64, now: i64) -> R
             whole,
             now,
         )?;
+        lifted.extend(filed.answered.and_then(|a| a.lifted));
     }
-    Ok(groups.len())
+    Ok((groups.len(), lifted))
 }
 
 /// Filed parts are kept a day, against carriers repeating them.
@@ -140,8 +158,10 @@ pub(super) fn filed_cutoff(now: i64) -> i64 {
     now - 24 * 3600 * 1000
 }
 
+#[allow(clippy::too_many_arguments)]
 fn store(
     conn: &Connection,
+    compliance: &Compliance,
     carrier: &str,
     number: Option<&NumberRecord>,
     from: String,
@@ -170,9 +190,15 @@ fn store(
     let Some(id) = inbound::insert_inbound(conn, &record, now)? else {
         return Ok(Filed::default());
     };
-    if let (Some(number), Some(account)) = (number, &record.account_id)
-        && let Some(url) = inbound_url(conn, number, account)?
-    {
+    let (Some(number), Some(account)) = (number, &record.account_id) else {
+        return Ok(Filed {
+            stored: true,
+            truncated,
+            answered: None,
+        });
+    };
+    let answered = keywords::answer(conn, compliance, number, &record, &id, now)?;
+    if let Some(url) = inbound_url(conn, number, account)? {
         enqueue_inbound(
             conn,
             &InboundEvent {
@@ -186,12 +212,14 @@ fn store(
                 number_id: record.number_id.as_deref(),
                 pool_id: record.pool_id.as_deref(),
                 in_reply_to: record.in_reply_to.as_deref(),
+                keyword: answered.as_ref().map(|a| a.keyword.as_str()),
             },
         )?;
     }
     Ok(Filed {
         stored: true,
         truncated,
+        answered,
     })
 }
 

@@ -10,7 +10,9 @@
 //! long inbound message wait at most `inbound.part_timeout_secs`.
 
 mod inbound;
+mod keywords;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use tokio::sync::watch;
 
 pub use inbound::MAX_INBOUND_CHARS;
 
+use crate::compliance::Compliance;
 use crate::model::Status;
 use crate::plugins::InboundMessage;
 use crate::store::reports::{ReportOutcome, apply_report, prune_early_reports};
@@ -43,14 +46,18 @@ pub struct Applied {
     pub truncated: usize,
     /// Early reports dropped for age or number.
     pub pruned: usize,
+    /// Replies to keywords queued (the dispatcher should look).
+    pub replies: usize,
 }
 
 /// Applies one callback's reports and files its inbound messages.
 pub async fn apply(
     store: &Store,
+    compliance: &Arc<Compliance>,
     reports: Vec<DeliveryReport>,
     inbound: Vec<InboundMessage>,
 ) -> crate::store::Result<Applied> {
+    let in_job = compliance.clone();
     // Decided outside the job, which may run more than once.
     let prune_due = crate::time::now_ms() - LAST_PRUNE_MS.load(Ordering::Relaxed) >= PRUNE_EVERY_MS;
     let applied = store
@@ -66,17 +73,27 @@ pub async fn apply(
                     ReportOutcome::Early => applied.early += 1,
                 }
             }
+            let mut lifted = Vec::new();
             for message in &inbound {
-                let filed = inbound::file(conn, message.clone(), now)?;
+                let filed = inbound::file(conn, &in_job, message.clone(), now)?;
                 applied.inbound += usize::from(filed.stored);
                 applied.truncated += usize::from(filed.truncated);
+                if let Some(answered) = filed.answered {
+                    applied.replies += usize::from(answered.replied);
+                    lifted.extend(answered.lifted);
+                }
             }
             if applied.early > 0 && prune_due {
                 applied.pruned = prune_early_reports(conn, now)?;
             }
-            Ok(applied)
+            Ok((applied, lifted))
         })
         .await?;
+    // Lifted opt-outs leave memory only once committed.
+    let (applied, lifted) = applied;
+    for lift in &lifted {
+        lift.apply(compliance);
+    }
     if applied.early > 0 && prune_due {
         LAST_PRUNE_MS.store(crate::time::now_ms(), Ordering::Relaxed);
     }
@@ -87,6 +104,7 @@ pub async fn apply(
 /// come within `part_timeout`, until `shutdown` turns true.
 pub async fn release_stale_parts(
     store: Store,
+    compliance: Arc<Compliance>,
     part_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -106,15 +124,21 @@ pub async fn release_stale_parts(
         if !matches!(waiting, Ok(true)) {
             continue;
         }
+        let in_job = compliance.clone();
         let released = store
-            .write(move |c| inbound::release_stale_parts(c, cutoff, crate::time::now_ms()))
+            .write(move |c| inbound::release_stale_parts(c, &in_job, cutoff, crate::time::now_ms()))
             .await;
         match released {
-            Ok(0) => {}
-            Ok(groups) => tracing::info!(
-                messages = groups,
-                "inbound messages filed with parts missing after the timeout"
-            ),
+            Ok((0, _)) => {}
+            Ok((groups, lifted)) => {
+                for lift in &lifted {
+                    lift.apply(&compliance);
+                }
+                tracing::info!(
+                    messages = groups,
+                    "inbound messages filed with parts missing after the timeout"
+                )
+            }
             Err(error) => tracing::warn!(%error, "could not release waiting inbound parts"),
         }
     }

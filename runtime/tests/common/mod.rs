@@ -494,6 +494,7 @@ pub fn stored_message(
         sandbox: false,
         policy_digest: None,
         sender: None,
+        auto_reply: None,
         created_at,
         updated_at: created_at,
     }

@@ -1,0 +1,275 @@
+//! Consent and opt-out: the keywords handsets send (`keywords`), who may
+//! not be sent to and who agreed to marketing, held in memory so the accept
+//! path checks them without reading the store ([`Compliance`]), and the
+//! vocabulary of consent records.
+//!
+//! The store is the record; this module does not read it. Start-up loads
+//! the sets from it, and every change is made to the store and here: an
+//! opt-out is added here before its transaction commits (a failed commit
+//! leaves a harmless, conservative entry until the restart that reloads),
+//! a removal after. The dispatcher checks the store itself when it claims
+//! a message, so a message accepted in the instant between an opt-out's
+//! commit and its entry here is still not sent.
+
+pub mod keywords;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+
+/// What a consent is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    Marketing,
+    Transactional,
+    Otp,
+}
+
+impl Purpose {
+    pub const ALL: [Self; 3] = [Self::Marketing, Self::Transactional, Self::Otp];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Marketing => "marketing",
+            Self::Transactional => "transactional",
+            Self::Otp => "otp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// How a consent was collected.
+pub const CONSENT_SOURCES: [&str; 6] = ["web_form", "keyword", "paper", "verbal", "api", "import"];
+
+/// Where an opt-out scope is kept: the whole account, or one pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptOutScope {
+    Account,
+    Pool,
+}
+
+impl OptOutScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Account => "account",
+            Self::Pool => "pool",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Account, Self::Pool]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+/// The scope of an account-wide suppression.
+pub const WHOLE_ACCOUNT: &str = "";
+
+/// A handset an account may not send to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppression {
+    pub account_id: String,
+    /// E.164.
+    pub number: String,
+    /// [`WHOLE_ACCOUNT`], or the pool the opt-out was for.
+    pub scope: String,
+    /// `keyword`, `api` or `import`.
+    pub source: String,
+    pub reason: Option<String>,
+    /// The inbound message (`in_…`) or the API key (`key_…`) behind it.
+    pub evidence: Option<String>,
+    pub created_at: i64,
+}
+
+/// A consent on record; withdrawn ones are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    pub id: String,
+    pub account_id: String,
+    pub number: String,
+    pub purpose: Purpose,
+    /// One of [`CONSENT_SOURCES`].
+    pub source: String,
+    pub evidence: Option<String>,
+    pub collected_at: i64,
+    pub created_at: i64,
+    /// The key that recorded it.
+    pub created_by: Option<String>,
+    pub withdrawn_at: Option<i64>,
+    pub withdrawn_by: Option<String>,
+}
+
+/// One change of a handset's consent, as the history lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentEvent {
+    pub id: String,
+    pub account_id: String,
+    pub number: String,
+    /// `consent`, `withdrawal`, `opt_out` or `opt_in`.
+    pub kind: String,
+    pub purpose: Option<String>,
+    /// For opt-outs and opt-ins: [`WHOLE_ACCOUNT`] or a pool.
+    pub scope: Option<String>,
+    /// `keyword`, `api`, `import`, or a consent's source.
+    pub source: String,
+    /// The inbound message, consent id or evidence text behind it.
+    pub evidence: Option<String>,
+    /// The API key, or the handset for a keyword.
+    pub actor: Option<String>,
+    pub at: i64,
+}
+
+impl ConsentEvent {
+    pub fn new(account_id: &str, number: &str, kind: &str, source: &str, at: i64) -> Self {
+        Self {
+            id: crate::ids::new_id("cev"),
+            account_id: account_id.to_owned(),
+            number: number.to_owned(),
+            kind: kind.to_owned(),
+            purpose: None,
+            scope: None,
+            source: source.to_owned(),
+            evidence: None,
+            actor: None,
+            at,
+        }
+    }
+}
+
+/// What the content policy sees of a recipient's consent (`msg.consent`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsentView {
+    pub opted_out: bool,
+    pub marketing_consent: bool,
+    /// When the marketing consent was collected (Unix ms).
+    pub consent_at: Option<i64>,
+}
+
+/// The opt-outs and marketing consents of every account, in memory.
+#[derive(Debug, Default)]
+pub struct Compliance {
+    /// (account, number, scope): scope is [`WHOLE_ACCOUNT`] or a pool id.
+    opt_outs: RwLock<HashSet<(String, String, String)>>,
+    /// (account, number) → when the marketing consent was collected.
+    marketing: RwLock<HashMap<(String, String), i64>>,
+    /// Accounts whose marketing messages need a consent.
+    consent_required: RwLock<HashSet<String>>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Compliance {
+    /// From the store's suppressions (account, number, scope), active
+    /// marketing consents (account, number, collected at) and the accounts
+    /// that require them.
+    pub fn new(
+        opt_outs: impl IntoIterator<Item = (String, String, String)>,
+        marketing: impl IntoIterator<Item = (String, String, i64)>,
+        consent_required: impl IntoIterator<Item = String>,
+    ) -> Self {
+        Self {
+            consent_required: RwLock::new(consent_required.into_iter().collect()),
+            opt_outs: RwLock::new(opt_outs.into_iter().collect()),
+            marketing: RwLock::new(
+                marketing
+                    .into_iter()
+                    .map(|(account, number, at)| ((account, number), at))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Whether `account` may not send to `number`, from `pool` if any.
+    pub fn opted_out(&self, account: &str, number: &str, pool: Option<&str>) -> bool {
+        let set = read(&self.opt_outs);
+        if set.is_empty() {
+            return false;
+        }
+        let has =
+            |scope: &str| set.contains(&(account.to_owned(), number.to_owned(), scope.to_owned()));
+        has(WHOLE_ACCOUNT) || pool.is_some_and(has)
+    }
+
+    pub fn add_opt_out(&self, account: &str, number: &str, scope: &str) {
+        write(&self.opt_outs).insert((account.to_owned(), number.to_owned(), scope.to_owned()));
+    }
+
+    /// Removes the account's opt-outs of `number`: at `scope`, or at every
+    /// scope when `None`.
+    pub fn remove_opt_out(&self, account: &str, number: &str, scope: Option<&str>) {
+        write(&self.opt_outs)
+            .retain(|(a, n, s)| !(a == account && n == number && scope.is_none_or(|x| x == s)));
+    }
+
+    pub fn set_marketing_consent(&self, account: &str, number: &str, collected_at: Option<i64>) {
+        let key = (account.to_owned(), number.to_owned());
+        let mut map = write(&self.marketing);
+        match collected_at {
+            Some(at) => map.insert(key, at),
+            None => map.remove(&key),
+        };
+    }
+
+    pub fn consent_required(&self, account: &str) -> bool {
+        read(&self.consent_required).contains(account)
+    }
+
+    pub fn set_consent_required(&self, account: &str, required: bool) {
+        let mut set = write(&self.consent_required);
+        if required {
+            set.insert(account.to_owned());
+        } else {
+            set.remove(account);
+        }
+    }
+
+    /// What the policies see of `number` for `account`.
+    pub fn view(&self, account: &str, number: &str, pool: Option<&str>) -> ConsentView {
+        let consent_at = {
+            let map = read(&self.marketing);
+            if map.is_empty() {
+                None
+            } else {
+                map.get(&(account.to_owned(), number.to_owned())).copied()
+            }
+        };
+        ConsentView {
+            opted_out: self.opted_out(account, number, pool),
+            marketing_consent: consent_at.is_some(),
+            consent_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_wide_opt_out_covers_every_pool_and_a_pool_one_only_its_pool() {
+        let c = Compliance::default();
+        c.add_opt_out("acc", "+1", WHOLE_ACCOUNT);
+        c.add_opt_out("acc", "+2", "pool_a");
+        assert!(c.opted_out("acc", "+1", None));
+        assert!(c.opted_out("acc", "+1", Some("pool_b")));
+        assert!(!c.opted_out("other", "+1", None));
+        assert!(c.opted_out("acc", "+2", Some("pool_a")));
+        assert!(!c.opted_out("acc", "+2", Some("pool_b")));
+        assert!(!c.opted_out("acc", "+2", None));
+        c.remove_opt_out("acc", "+2", None);
+        assert!(!c.opted_out("acc", "+2", Some("pool_a")));
+        c.set_marketing_consent("acc", "+3", Some(5));
+        assert_eq!(c.view("acc", "+3", None).consent_at, Some(5));
+        c.set_marketing_consent("acc", "+3", None);
+        assert!(!c.view("acc", "+3", None).marketing_consent);
+    }
+}
