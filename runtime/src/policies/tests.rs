@@ -395,3 +395,33 @@ fn routing_sees_the_sender_its_pool_and_which_carriers_may_carry_it() {
         }
     );
 }
+
+#[test]
+fn content_rules_can_read_the_recipients_consent() {
+    let dir = copy_of_shipped();
+    std::fs::remove_dir_all(dir.path().join("tests")).unwrap();
+    edit(
+        dir.path(),
+        "content.rhai",
+        "fn check(msg) {",
+        "fn check(msg) {\n    if msg.type == \"marketing\" && !msg.consent.marketing_consent {\n        return reject(\"needs_consent\", \"no consent on record\");\n    }",
+    );
+    let policies = Policies::load(config(dir.path())).unwrap();
+    let mut msg = MessageView::new(
+        "+84912345678",
+        MessageType::Marketing,
+        "Sale today. Reply STOP to opt out",
+    );
+    let (decision, _) = policies.check_content(&msg, 0);
+    assert!(
+        matches!(&decision, ContentDecision::Reject { code, .. } if code == "needs_consent"),
+        "{decision:?}"
+    );
+    msg.consent = crate::compliance::ConsentView {
+        opted_out: false,
+        marketing_consent: true,
+        consent_at: Some(1_700_000_000_000),
+    };
+    let (decision, _) = policies.check_content(&msg, 0);
+    assert_eq!(decision, ContentDecision::Allow);
+}
