@@ -88,16 +88,23 @@ async fn stop_in_any_default_language_is_confirmed_once_and_then_nothing_goes() 
     let (acme, _) = acme(&server).await;
     let keywords = [
         "STOP",
-        "stop!",
+        "stopall",
         "Unsubscribe",
+        "cancel",
+        "End.",
+        "QUIT",
+        "optout",
+        "Revoke",
         "TD",
+        "t",
         "退订",
         "取消",
-        "HỦY",
-        "huy",
+        "HUY",
+        "Hủy!",
         "Từ chối",
+        "TU CHOI",
         "配信停止",
-        "停止",
+        "停止。",
         "ＳＴＯＰ",
     ];
     for (i, keyword) in keywords.iter().enumerate() {
@@ -157,6 +164,16 @@ async fn stop_in_any_default_language_is_confirmed_once_and_then_nothing_goes() 
     )
     .await;
     assert_eq!(ok.status, StatusCode::ACCEPTED, "{}", ok.body);
+
+    // After a restart, still opted out.
+    server.stop().await;
+    let server = start_in(dir.path()).await;
+    let refused = send(
+        &acme.developer.with_addr(server.addr),
+        json!({"to": handset, "from": NUMBER, "body": "We miss you"}),
+    )
+    .await;
+    assert_422(&refused, "recipient_opted_out", Some("to"));
     server.stop().await;
 }
 
