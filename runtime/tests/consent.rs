@@ -461,7 +461,7 @@ async fn suppressions_are_managed_and_imported_and_survive_a_restart() {
 
     let (_, page) = acme.viewer.get("/v1/suppressions?limit=2").await;
     assert_eq!(page["data"].as_array().unwrap().len(), 2);
-    let cursor = page["next_cursor"].as_str().unwrap();
+    let cursor = page["next_cursor"].as_str().unwrap().replace('+', "%2B");
     let (_, rest) = acme
         .viewer
         .get(&format!("/v1/suppressions?limit=2&cursor={cursor}"))

@@ -198,27 +198,34 @@ fn suppression_json(s: &Suppression) -> Value {
     })
 }
 
-/// `GET /v1/suppressions?cursor=&limit=`: by number.
+/// `GET /v1/suppressions?cursor=&limit=`: by number, then scope.
 pub async fn list_suppressions(
     app: &App,
     principal: &Principal,
     query: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let (mut limit, mut cursor) = (100, None);
+    let (mut limit, mut cursor) = (50, None);
     for (key, value) in query_params(query) {
         match key.as_str() {
             "limit" => limit = parse_limit(&value)?,
-            "cursor" => cursor = Some(e164(&value, "cursor")?),
+            // `<number>|<scope>`, as `next_cursor` gave it.
+            "cursor" => {
+                let (number, scope) = value.split_once('|').unwrap_or((&value, ""));
+                cursor = Some((e164(number, "cursor")?, scope.to_owned()));
+            }
             other => return Err(unknown_parameter(other)),
         }
     }
     let account = principal.account_id.clone();
     let entries = app
         .store
-        .read(move |c| store::list_suppressions(c, &account, cursor.as_deref(), limit))
+        .read(move |c| {
+            let after = cursor.as_ref().map(|(n, s)| (n.as_str(), s.as_str()));
+            store::list_suppressions(c, &account, after, limit)
+        })
         .await?;
     let next_cursor = (entries.len() == limit)
-        .then(|| entries.last().map(|e| e.number.clone()))
+        .then(|| entries.last().map(|e| format!("{}|{}", e.number, e.scope)))
         .flatten();
     let data: Vec<Value> = entries.iter().map(suppression_json).collect();
     Ok(json_response(

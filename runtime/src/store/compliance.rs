@@ -112,18 +112,23 @@ pub fn delete_suppressions(
 const SUPPRESSION_COLUMNS: &str =
     "SELECT account_id, number, scope, source, reason, evidence, created_at FROM suppressions";
 
-/// The account's suppressions by number, after `after` (a cursor).
+/// The account's suppressions by number and scope, after `after` (the
+/// number and scope of the last one seen).
 pub fn list_suppressions(
     conn: &Connection,
     account_id: &str,
-    after: Option<&str>,
+    after: Option<(&str, &str)>,
     limit: usize,
 ) -> Result<Vec<Suppression>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "{SUPPRESSION_COLUMNS} WHERE account_id = ?1 AND (?2 IS NULL OR number > ?2) \
-         ORDER BY number, scope LIMIT ?3"
+        "{SUPPRESSION_COLUMNS} WHERE account_id = ?1 AND (?2 IS NULL OR (number, scope) > (?2, ?3)) \
+         ORDER BY number, scope LIMIT ?4"
     ))?;
-    let rows = stmt.query_map(params![account_id, after, limit as i64], suppression_row)?;
+    let (number, scope) = after.unzip();
+    let rows = stmt.query_map(
+        params![account_id, number, scope, limit as i64],
+        suppression_row,
+    )?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -330,4 +335,45 @@ pub fn consent_required_accounts(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT id FROM accounts WHERE require_marketing_consent = 1")?;
     let rows = stmt.query_map([], |row| row.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_of_suppressions_split_one_number_s_scopes_without_losing_any() {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&conn).unwrap();
+        for (number, scope) in [("+1", ""), ("+2", ""), ("+2", "pool_a"), ("+3", "")] {
+            let entry = Suppression {
+                account_id: "acc".into(),
+                number: number.into(),
+                scope: scope.into(),
+                source: "api".into(),
+                reason: None,
+                evidence: None,
+                created_at: 0,
+            };
+            assert!(insert_suppression(&conn, &entry).unwrap());
+        }
+        let mut seen = Vec::new();
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let cursor = after.as_ref().map(|(n, s)| (n.as_str(), s.as_str()));
+            let page = list_suppressions(&conn, "acc", cursor, 2).unwrap();
+            seen.extend(page.iter().map(|s| (s.number.clone(), s.scope.clone())));
+            match page.last() {
+                Some(last) if page.len() == 2 => {
+                    after = Some((last.number.clone(), last.scope.clone()))
+                }
+                _ => break,
+            }
+        }
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert!(is_suppressed(&conn, "acc", "+2", Some("pool_a")).unwrap());
+        assert!(is_suppressed(&conn, "acc", "+1", Some("pool_b")).unwrap());
+        assert!(!is_suppressed(&conn, "other", "+1", None).unwrap());
+        assert_eq!(delete_suppressions(&conn, "acc", "+2", None).unwrap(), 2);
+    }
 }
