@@ -154,7 +154,10 @@ async fn the_queue_hands_out_otp_then_transactional_then_marketing() {
 
     let mut claimed = Vec::new();
     for _ in 0..5 {
-        let claims = store.write(move |c| claim_due(c, now, 1)).await.unwrap();
+        let claims = store
+            .write(move |c| claim_due(c, now, 1, |_| false))
+            .await
+            .unwrap();
         assert!(claims.len() <= 1);
         for claim in claims {
             assert_eq!(claim.parts, [0]);
@@ -165,7 +168,10 @@ async fn the_queue_hands_out_otp_then_transactional_then_marketing() {
     assert_eq!(claimed, expected, "the scheduled OTP is not due yet");
 
     let later = now + 60_000;
-    let claims = store.write(move |c| claim_due(c, later, 10)).await.unwrap();
+    let claims = store
+        .write(move |c| claim_due(c, later, 10, |_| false))
+        .await
+        .unwrap();
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].message.id, scheduled_id);
     assert_eq!(claims[0].message.status, Status::Scheduled);
@@ -261,7 +267,10 @@ async fn a_canceled_message_never_leaves_canceled() {
     let (id, account) = (message.id.clone(), message.account_id.clone());
     insert_stored(&store, message).await;
 
-    let claims = store.write(move |c| claim_due(c, now, 1)).await.unwrap();
+    let claims = store
+        .write(move |c| claim_due(c, now, 1, |_| false))
+        .await
+        .unwrap();
     assert_eq!(claims[0].parts, [0], "one part in flight");
     let (cancel_id, cancel_account) = (id.clone(), account.clone());
     let canceled = store

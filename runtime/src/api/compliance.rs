@@ -72,20 +72,8 @@ async fn load_keywords(
             {
                 return Ok(None);
             }
-            let own = store::own_keywords(c, &account, pool.as_deref())?;
-            let own_set = own.is_some();
-            let keywords = match own {
-                Some(k) => k,
-                None => match store::keywords_for(c, &account, pool.as_deref())? {
-                    Some(k) => k,
-                    None => {
-                        let name = crate::store::accounts::get_account(c, &account)?
-                            .map(|a| a.name)
-                            .unwrap_or_default();
-                        Keywords::defaults(&name)
-                    }
-                },
-            };
+            let own_set = store::own_keywords(c, &account, pool.as_deref())?.is_some();
+            let keywords = store::effective_keywords(c, &account, pool.as_deref())?;
             Ok(Some((keywords, own_set)))
         })
         .await?
@@ -296,19 +284,17 @@ async fn suppress(
     Ok(added)
 }
 
-fn reason_of(fields: &mut Fields) -> Result<Option<String>, ApiError> {
-    let reason = fields.optional_str("reason")?;
-    if reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
-    {
+/// An optional text field of at most `max` characters (`invalid_<name>`).
+fn bounded_text(fields: &mut Fields, name: &str, max: usize) -> Result<Option<String>, ApiError> {
+    let text = fields.optional_str(name)?;
+    if text.as_ref().is_some_and(|t| t.chars().count() > max) {
         return Err(ApiError::invalid(
-            "invalid_reason",
-            "reason",
-            format!("`reason` is at most {MAX_REASON_CHARS} characters"),
+            format!("invalid_{name}"),
+            name,
+            format!("`{name}` is at most {max} characters"),
         ));
     }
-    Ok(reason)
+    Ok(text)
 }
 
 /// `POST /v1/suppressions {number, reason?}`: an unsubscribe the
@@ -320,7 +306,7 @@ pub async fn add_suppression(
 ) -> Result<Response, ApiError> {
     let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
     let number = e164(&fields.required_str("number")?, "number")?;
-    let reason = reason_of(&mut fields)?;
+    let reason = bounded_text(&mut fields, "reason", MAX_REASON_CHARS)?;
     fields.finish()?;
     let added = suppress(app, principal, vec![(number.clone(), reason)], "api").await?;
     let account = principal.account_id.clone();
@@ -477,7 +463,7 @@ pub async fn add_consent(
     let number = e164(&fields.required_str("number")?, "number")?;
     let purpose = purpose_of(&fields.required_str("purpose")?, "purpose")?;
     let source = fields.required_str("source")?;
-    let evidence = fields.optional_str("evidence")?;
+    let evidence = bounded_text(&mut fields, "evidence", MAX_EVIDENCE_CHARS)?;
     let collected_at = fields.optional_str("collected_at")?;
     fields.finish()?;
     if !CONSENT_SOURCES.contains(&source.as_str()) {
@@ -485,16 +471,6 @@ pub async fn add_consent(
             "invalid_source",
             "source",
             format!("`source` is one of {}", CONSENT_SOURCES.join(", ")),
-        ));
-    }
-    if evidence
-        .as_ref()
-        .is_some_and(|e| e.chars().count() > MAX_EVIDENCE_CHARS)
-    {
-        return Err(ApiError::invalid(
-            "invalid_evidence",
-            "evidence",
-            format!("`evidence` is at most {MAX_EVIDENCE_CHARS} characters"),
         ));
     }
     let now = now_ms();

@@ -5,11 +5,11 @@
 //!
 //! The store is the record; this module does not read it. Start-up loads
 //! the sets from it, and every change is made to the store and here: an
-//! opt-out is added here before its transaction commits (a failed commit
-//! leaves a harmless, conservative entry until the restart that reloads),
-//! a removal after. The dispatcher checks the store itself when it claims
-//! a message, so a message accepted in the instant between an opt-out's
-//! commit and its entry here is still not sent.
+//! opt-out is added here before its transaction commits, a removal after,
+//! so what is here always covers every committed opt-out (a failed commit
+//! leaves a conservative entry until the restart that reloads). That is why
+//! both the accept path and the dispatcher's claim check here, not the
+//! store.
 
 pub mod keywords;
 
@@ -149,12 +149,16 @@ pub struct ConsentView {
 }
 
 /// The opt-outs and marketing consents of every account, in memory.
+/// Per account, per number: looked up by `&str`, no key built per call.
+type ByAccount<T> = HashMap<String, HashMap<String, T>>;
+
 #[derive(Debug, Default)]
 pub struct Compliance {
-    /// (account, number, scope): scope is [`WHOLE_ACCOUNT`] or a pool id.
-    opt_outs: RwLock<HashSet<(String, String, String)>>,
-    /// (account, number) → when the marketing consent was collected.
-    marketing: RwLock<HashMap<(String, String), i64>>,
+    /// Account → number → the scopes it is opted out at: [`WHOLE_ACCOUNT`]
+    /// or pool ids.
+    opt_outs: RwLock<ByAccount<Vec<String>>>,
+    /// Account → number → when the marketing consent was collected.
+    marketing: RwLock<ByAccount<i64>>,
     /// Accounts whose marketing messages need a consent.
     consent_required: RwLock<HashSet<String>>,
 }
@@ -167,6 +171,10 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
+fn lookup<'a, T>(map: &'a ByAccount<T>, account: &str, number: &str) -> Option<&'a T> {
+    map.get(account)?.get(number)
+}
+
 impl Compliance {
     /// From the store's suppressions (account, number, scope), active
     /// marketing consents (account, number, collected at) and the accounts
@@ -176,47 +184,70 @@ impl Compliance {
         marketing: impl IntoIterator<Item = (String, String, i64)>,
         consent_required: impl IntoIterator<Item = String>,
     ) -> Self {
-        Self {
+        let this = Self {
             consent_required: RwLock::new(consent_required.into_iter().collect()),
-            opt_outs: RwLock::new(opt_outs.into_iter().collect()),
-            marketing: RwLock::new(
-                marketing
-                    .into_iter()
-                    .map(|(account, number, at)| ((account, number), at))
-                    .collect(),
-            ),
+            ..Self::default()
+        };
+        for (account, number, scope) in opt_outs {
+            this.add_opt_out(&account, &number, &scope);
         }
+        for (account, number, at) in marketing {
+            this.set_marketing_consent(&account, &number, Some(at));
+        }
+        this
     }
 
     /// Whether `account` may not send to `number`, from `pool` if any.
     pub fn opted_out(&self, account: &str, number: &str, pool: Option<&str>) -> bool {
-        let set = read(&self.opt_outs);
-        if set.is_empty() {
-            return false;
-        }
-        let has =
-            |scope: &str| set.contains(&(account.to_owned(), number.to_owned(), scope.to_owned()));
-        has(WHOLE_ACCOUNT) || pool.is_some_and(has)
+        let map = read(&self.opt_outs);
+        lookup(&map, account, number).is_some_and(|scopes| {
+            scopes
+                .iter()
+                .any(|s| s == WHOLE_ACCOUNT || Some(s.as_str()) == pool)
+        })
     }
 
     pub fn add_opt_out(&self, account: &str, number: &str, scope: &str) {
-        write(&self.opt_outs).insert((account.to_owned(), number.to_owned(), scope.to_owned()));
+        let mut map = write(&self.opt_outs);
+        let scopes = map
+            .entry(account.to_owned())
+            .or_default()
+            .entry(number.to_owned())
+            .or_default();
+        if !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
     }
 
     /// Removes the account's opt-outs of `number`: at `scope`, or at every
     /// scope when `None`.
     pub fn remove_opt_out(&self, account: &str, number: &str, scope: Option<&str>) {
-        write(&self.opt_outs)
-            .retain(|(a, n, s)| !(a == account && n == number && scope.is_none_or(|x| x == s)));
+        let mut map = write(&self.opt_outs);
+        let Some(numbers) = map.get_mut(account) else {
+            return;
+        };
+        if let Some(scopes) = numbers.get_mut(number) {
+            scopes.retain(|s| scope.is_some_and(|x| x != s));
+            if scopes.is_empty() {
+                numbers.remove(number);
+            }
+        }
     }
 
     pub fn set_marketing_consent(&self, account: &str, number: &str, collected_at: Option<i64>) {
-        let key = (account.to_owned(), number.to_owned());
         let mut map = write(&self.marketing);
         match collected_at {
-            Some(at) => map.insert(key, at),
-            None => map.remove(&key),
-        };
+            Some(at) => {
+                map.entry(account.to_owned())
+                    .or_default()
+                    .insert(number.to_owned(), at);
+            }
+            None => {
+                if let Some(numbers) = map.get_mut(account) {
+                    numbers.remove(number);
+                }
+            }
+        }
     }
 
     pub fn consent_required(&self, account: &str) -> bool {
@@ -234,14 +265,7 @@ impl Compliance {
 
     /// What the policies see of `number` for `account`.
     pub fn view(&self, account: &str, number: &str, pool: Option<&str>) -> ConsentView {
-        let consent_at = {
-            let map = read(&self.marketing);
-            if map.is_empty() {
-                None
-            } else {
-                map.get(&(account.to_owned(), number.to_owned())).copied()
-            }
-        };
+        let consent_at = lookup(&read(&self.marketing), account, number).copied();
         ConsentView {
             opted_out: self.opted_out(account, number, pool),
             marketing_consent: consent_at.is_some(),

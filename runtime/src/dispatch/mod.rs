@@ -68,9 +68,16 @@ impl Dispatcher {
             poll: Duration::from_millis(self.config.poll_interval_ms),
         };
         let store = self.store.clone();
+        let in_claim = self.compliance.clone();
         let claim = |limit| {
             let now = crate::time::now_ms();
-            store.write(move |c| queue::claim_due(c, now, limit))
+            let compliance = in_claim.clone();
+            store.write(move |c| {
+                queue::claim_due(c, now, limit, |m| {
+                    let pool = m.sender.as_ref().and_then(|s| s.pool_id.as_deref());
+                    compliance.opted_out(&m.account_id, &m.to, pool)
+                })
+            })
         };
         let config = Arc::new(self.config);
         let carriers = self.carriers;

@@ -8,7 +8,7 @@ use crate::compliance::keywords::Keywords;
 use crate::compliance::{Consent, ConsentEvent, Purpose, Suppression, WHOLE_ACCOUNT};
 
 /// The keywords of `pool` if it has its own, else of the account, if set.
-pub fn keywords_for(
+fn keywords_for(
     conn: &Connection,
     account_id: &str,
     pool_id: Option<&str>,
@@ -27,6 +27,23 @@ pub fn keywords_for(
         }
     }
     Ok(None)
+}
+
+/// The keywords that apply to `pool`'s numbers (or the account's other
+/// numbers): the pool's own, else the account's, else the defaults named
+/// after the account.
+pub fn effective_keywords(
+    conn: &Connection,
+    account_id: &str,
+    pool_id: Option<&str>,
+) -> Result<Keywords> {
+    if let Some(keywords) = keywords_for(conn, account_id, pool_id)? {
+        return Ok(keywords);
+    }
+    let name = super::accounts::get_account(conn, account_id)?
+        .map(|a| a.name)
+        .unwrap_or_default();
+    Ok(Keywords::defaults(&name))
 }
 
 /// The keywords set for exactly this scope (the account's with `None`).
@@ -149,21 +166,6 @@ pub fn all_suppressions(conn: &Connection) -> Result<Vec<(String, String, String
     let mut stmt = conn.prepare("SELECT account_id, number, scope FROM suppressions")?;
     let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// Whether `account_id` may not send to `number` (from `pool_id`).
-pub fn is_suppressed(
-    conn: &Connection,
-    account_id: &str,
-    number: &str,
-    pool_id: Option<&str>,
-) -> Result<bool> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM suppressions WHERE account_id = ?1 AND number = ?2 \
-             AND (scope = '' OR scope = ?3))",
-        )?
-        .query_row(params![account_id, number, pool_id], |row| row.get(0))?)
 }
 
 fn suppression_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Suppression> {
@@ -371,9 +373,6 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 4, "{seen:?}");
-        assert!(is_suppressed(&conn, "acc", "+2", Some("pool_a")).unwrap());
-        assert!(is_suppressed(&conn, "acc", "+1", Some("pool_b")).unwrap());
-        assert!(!is_suppressed(&conn, "other", "+1", None).unwrap());
         assert_eq!(delete_suppressions(&conn, "acc", "+2", None).unwrap(), 2);
     }
 }

@@ -53,7 +53,15 @@ pub(super) const DUE_PARTS: &str = "SELECT message_id, idx, attempts FROM parts 
 /// Claims up to `limit` due parts, most urgent type first, oldest first
 /// within a type. Parts whose message's validity has passed become `expired`
 /// instead of being claimed.
-pub fn claim_due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<ClaimedPart>> {
+/// `opted_out` says whether a message's recipient has opted out of its
+/// account (or pool) since it was accepted; such a message is rejected
+/// rather than claimed.
+pub fn claim_due(
+    conn: &Connection,
+    now: i64,
+    limit: usize,
+    opted_out: impl Fn(&MessageRecord) -> bool,
+) -> Result<Vec<ClaimedPart>> {
     let mut due: Vec<(String, i64, i64)> = Vec::new();
     for message_type in MessageType::ALL {
         let remaining = limit.saturating_sub(due.len());
@@ -80,7 +88,11 @@ pub fn claim_due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Claime
                 let Some(message) = get_message_by_id(conn, &message_id)? else {
                     continue;
                 };
-                let opted_out = opted_out(conn, &message)?;
+                // The confirmation of an opt-out is the one message that
+                // still goes.
+                let opted_out = message.auto_reply
+                    != Some(crate::compliance::keywords::Keyword::OptOut)
+                    && opted_out(&message);
                 claimed.push(ClaimedPart {
                     message,
                     parts: Vec::new(),
@@ -116,17 +128,6 @@ pub fn claim_due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Claime
     }
     claimed.retain(|c| !c.parts.is_empty());
     Ok(claimed)
-}
-
-/// Whether the recipient opted out of the message's account (or pool).
-/// Read from the store, not from memory: the last word before sending.
-/// The confirmation of an opt-out is the one message that still goes.
-fn opted_out(conn: &Connection, message: &MessageRecord) -> Result<bool> {
-    if message.auto_reply == Some(crate::compliance::keywords::Keyword::OptOut) {
-        return Ok(false);
-    }
-    let pool = message.sender.as_ref().and_then(|s| s.pool_id.as_deref());
-    super::compliance::is_suppressed(conn, &message.account_id, &message.to, pool)
 }
 
 /// Records what the carrier said about each submitted part.

@@ -5,7 +5,7 @@
 
 use rusqlite::Connection;
 
-use crate::compliance::keywords::{Keyword, Keywords};
+use crate::compliance::keywords::Keyword;
 use crate::compliance::{Compliance, ConsentEvent, OptOutScope, Suppression, WHOLE_ACCOUNT};
 use crate::model::MessageType;
 use crate::numbers::inventory::{MessageSender, NumberRecord};
@@ -59,15 +59,7 @@ pub(super) fn answer(
         return Ok(None);
     };
     let (handset, body) = (inbound.from.as_str(), inbound.text.as_str());
-    let keywords = match store::keywords_for(conn, account_id, number.pool_id.as_deref())? {
-        Some(keywords) => keywords,
-        None => {
-            let name = accounts::get_account(conn, account_id)?
-                .map(|a| a.name)
-                .unwrap_or_default();
-            Keywords::defaults(&name)
-        }
-    };
+    let keywords = store::effective_keywords(conn, account_id, number.pool_id.as_deref())?;
     let Some(keyword) = keywords.classify(body) else {
         return Ok(None);
     };
@@ -111,11 +103,13 @@ pub(super) fn answer(
                 (scope != WHOLE_ACCOUNT).then(|| vec![WHOLE_ACCOUNT.to_owned(), scope.clone()]);
             let removed = match &scopes {
                 None => store::delete_suppressions(conn, account_id, handset, None)?,
-                Some(scopes) => scopes.iter().try_fold(0, |n, at| {
-                    Ok::<_, crate::store::StoreError>(
-                        n + store::delete_suppressions(conn, account_id, handset, Some(at))?,
-                    )
-                })?,
+                Some(scopes) => {
+                    let mut removed = 0;
+                    for at in scopes {
+                        removed += store::delete_suppressions(conn, account_id, handset, Some(at))?;
+                    }
+                    removed
+                }
             };
             if removed > 0 {
                 lifted = Some(Lifted {
