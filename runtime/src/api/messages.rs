@@ -80,7 +80,7 @@ pub async fn create(
     let submission = parse_message(Fields::new(map), principal, now_ms(), &app.submit_rules)?;
     let senders = SenderBook::load(app, principal, &[&submission]).await?;
     let message = senders.assign(submission, "")?;
-    let message = match check_content(app, message) {
+    let message = match screen(app, message) {
         Checked::Allowed(message) => message,
         Checked::Rejected(message, error) => {
             let (code, reason) = (error.code.to_string(), error.message.clone());
@@ -123,7 +123,7 @@ enum Checked {
 /// Checks the recipient's opt-out and, for marketing where the account
 /// requires it, consent; then runs the content policy, if there is one,
 /// and records its digest.
-fn check_content(app: &App, mut message: MessageRecord) -> Checked {
+fn screen(app: &App, mut message: MessageRecord) -> Checked {
     let pool = message.sender.as_ref().and_then(|s| s.pool_id.as_deref());
     let consent = app.compliance.view(&message.account_id, &message.to, pool);
     if consent.opted_out {
@@ -233,7 +233,7 @@ pub async fn create_batch(
         .map(|(i, submission)| {
             let (submission, idempotency) = submission?;
             let message = senders.assign(submission, &format!("messages[{i}]."))?;
-            match check_content(app, message) {
+            match screen(app, message) {
                 Checked::Allowed(message) => Ok((message, idempotency)),
                 Checked::Rejected(message, error) => {
                     refused.lock().unwrap_or_else(|e| e.into_inner()).push((
