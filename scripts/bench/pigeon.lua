@@ -1,0 +1,50 @@
+-- wrk script for Pigeon: POST /v1/messages, a unique recipient per request.
+-- KEYS: API keys separated by spaces (requests take them in turn).
+-- LOAD: "otp" (the single-part OTP the Kannel run sends too) or "mix"
+-- (otp/transactional/marketing, VN/HK/US/GB, some UCS-2, some two-part).
+-- SEND_AT: if set, every message is scheduled for then (the accept path alone).
+local keys = {}
+for k in string.gmatch(os.getenv("KEYS") or "", "%S+") do keys[#keys + 1] = k end
+local load = os.getenv("LOAD") or "otp"
+local send_at = os.getenv("SEND_AT")
+if send_at == "" then send_at = nil end
+local extra = send_at and (',"send_at":"' .. send_at .. '"') or ""
+
+local otp = "Your verification code is 928138"
+-- The mix, one entry per tenth of the traffic: type, country prefix, body.
+local mix = {
+  { "otp", "+8491", otp },
+  { "otp", "+8491", otp },
+  { "otp", "+85261", "Your code is 371904. It expires in 5 minutes." },
+  { "otp", "+1415", "Your verification code is 552019" },
+  { "transactional", "+447400", "Your parcel 3F9A-22 is out for delivery today between 10:00 and 14:00. Track it or change the slot at example.com/t/3F9A22 - reply HELP for help." },
+  { "transactional", "+8491", "Đơn hàng #5521 của bạn đã được giao. Cảm ơn bạn!" },
+  { "transactional", "+85261", "【順豐】您的包裹已到達，取件碼 7731。" },
+  { "transactional", "+1415", "Appointment reminder: Tuesday 3:30 PM with Dr. Lee. Reply C to confirm." },
+  { "marketing", "+8491", "Sale this weekend: 20% off everything in store. Reply STOP to opt out." },
+  { "transactional", "+447400", "Your account balance is low: GBP 4.20 left." },
+}
+local digits = { ["+8491"] = 7, ["+85261"] = 6, ["+1415"] = 7, ["+447400"] = 6 }
+
+local n = 0
+request = function()
+  n = n + 1
+  local kind, prefix, body
+  if load == "mix" then
+    local e = mix[(n % #mix) + 1]
+    kind, prefix, body = e[1], e[2], e[3]
+  else
+    kind, prefix, body = "otp", "+8491", otp
+  end
+  local width = digits[prefix]
+  local number = (n * 7919 + math.random(0, 999)) % (10 ^ width)
+  -- A US subscriber number does not start with 0 or 1.
+  if prefix == "+1415" then number = 2000000 + number % 8000000 end
+  local to = prefix .. string.format("%0" .. width .. "d", number)
+  local key = keys[(n % #keys) + 1]
+  local json = '{"to":"' .. to .. '","type":"' .. kind .. '","body":"' .. body .. '"' .. extra .. '}'
+  return wrk.format("POST", "/v1/messages", {
+    ["Authorization"] = "Bearer " .. key,
+    ["Content-Type"] = "application/json",
+  }, json)
+end
