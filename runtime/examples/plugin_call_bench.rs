@@ -1,8 +1,10 @@
 //! The cost of one call into a carrier plugin: the bundled simulator's
 //! `describe`, `validate-settings`, `start-submit`, `resume-submit` and
 //! `parse-callback`, each on a fresh instance within the default limits,
-//! made as a carrier makes them but with no HTTP around them. Then what it
-//! costs to make a call from async code, on a tokio runtime.
+//! made as a carrier makes them but with no HTTP around them (submissions go
+//! through the carrier's own driver, `PluginCarrier::submit_offline`, alone
+//! and in batches of [`BATCH`]). Then what it costs to make a call from
+//! async code, on a tokio runtime.
 //!
 //! ```sh
 //! cargo run --release -p pigeon-runtime --example plugin_call_bench [-- CALLS RUNS]
@@ -19,9 +21,14 @@ use std::time::{Duration, Instant};
 
 use pigeon::carriers::SubmitRequest;
 use pigeon::model::MessageType;
-use pigeon::plugins::{CallbackRequest, HttpResponse, Limits, Plugin, PluginEngine};
+use pigeon::plugins::{
+    CallbackRequest, CarrierSpec, HttpResponse, Limits, Plugin, PluginCarrier, PluginEngine,
+    http_client,
+};
 
 const SETTINGS: &str = r#"{"dlr_delay_ms": 50}"#;
+/// Messages per batch submission.
+const BATCH: usize = 100;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -31,9 +38,25 @@ fn main() {
     let engine = PluginEngine::new().expect("engine");
     let plugin = Plugin::load(&engine, env!("PIGEON_PLUGIN_SIMULATOR"), Limits::default())
         .expect("simulator plugin");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut spec = CarrierSpec::new("bench", "http://127.0.0.1:9");
+    spec.settings = serde_json::from_str(SETTINGS).unwrap();
+    let carrier = runtime
+        .block_on(PluginCarrier::new(
+            spec,
+            plugin.clone(),
+            http_client().unwrap(),
+        ))
+        .expect("carrier");
     let input = Input {
-        message: message(),
+        message: message(0),
+        batch: (0..BATCH).map(message).collect(),
         callback: callback(),
+        carrier,
     };
     input.check(&plugin);
 
@@ -82,14 +105,17 @@ enum Function {
     /// A submission: start-submit, the simulator endpoint's answer,
     /// resume-submit (two calls).
     Submit,
+    /// A batch of [`BATCH`] submissions (two calls for all), per message.
+    SubmitBatch,
     ParseCallback,
 }
 
 impl Function {
-    const ALL: [Function; 4] = [
+    const ALL: [Function; 5] = [
         Function::Describe,
         Function::ValidateSettings,
         Function::Submit,
+        Function::SubmitBatch,
         Function::ParseCallback,
     ];
 
@@ -98,6 +124,7 @@ impl Function {
             Function::Describe => "describe",
             Function::ValidateSettings => "validate-settings",
             Function::Submit => "submission (2 calls)",
+            Function::SubmitBatch => "batched, per message",
             Function::ParseCallback => "parse-callback",
         }
     }
@@ -105,7 +132,9 @@ impl Function {
 
 struct Input {
     message: SubmitRequest,
+    batch: Vec<SubmitRequest>,
     callback: CallbackRequest,
+    carrier: PluginCarrier,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -162,9 +191,17 @@ fn run(plugin: &Plugin, function: Function, calls: usize, threads: usize, input:
 /// `calls` calls of `function` on this thread.
 fn timed_calls(plugin: &Plugin, function: Function, calls: usize, input: &Input) -> Tally {
     let mut tally = Tally::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let cpu = thread_cpu();
     let started = Instant::now();
-    for _ in 0..calls {
+    let rounds = if function == Function::SubmitBatch {
+        calls / BATCH
+    } else {
+        calls
+    };
+    for _ in 0..rounds {
         match function {
             Function::Describe => {
                 std::hint::black_box(plugin.describe_now().unwrap());
@@ -174,17 +211,25 @@ fn timed_calls(plugin: &Plugin, function: Function, calls: usize, input: &Input)
             }
             Function::Submit => {
                 let start = Instant::now();
-                let mut asked = start;
-                let ids = plugin
-                    .submit_now(SETTINGS, &input.message, |_, _| {
-                        asked = Instant::now();
-                        accepted()
-                    })
-                    .unwrap()
-                    .unwrap();
+                let asked = std::sync::Mutex::new(start);
+                let submission =
+                    input
+                        .carrier
+                        .submit_offline(std::slice::from_ref(&input.message), |_, _| {
+                            *asked.lock().unwrap() = Instant::now();
+                            accepted(1)
+                        });
+                let ids = runtime.block_on(submission);
                 std::hint::black_box(ids);
+                let asked = asked.into_inner().unwrap();
                 tally.start += asked - start;
                 tally.resume += asked.elapsed();
+            }
+            Function::SubmitBatch => {
+                let submission = input
+                    .carrier
+                    .submit_offline(&input.batch, |_, _| batch_accepted());
+                std::hint::black_box(runtime.block_on(submission));
             }
             Function::ParseCallback => {
                 let reports = plugin.parse_callback_now(SETTINGS, &input.callback);
@@ -293,11 +338,11 @@ fn schedstat(path: &str) -> Duration {
 }
 
 /// A one-part message the simulator delivers.
-fn message() -> SubmitRequest {
+fn message(n: usize) -> SubmitRequest {
     let text = "Your Pigeon code is 123456";
     let encoded = pigeon::encoding::encode(text, 0);
     SubmitRequest {
-        message_id: "msg_01JBENCH0000000000000000".into(),
+        message_id: format!("msg_01JBENCH{n:016}"),
         to: "+15550000009".into(),
         from: Some("Pigeon".into()),
         text: text.into(),
@@ -309,11 +354,21 @@ fn message() -> SubmitRequest {
 }
 
 /// The simulator endpoint's answer to `POST /submit`.
-fn accepted() -> HttpResponse {
+fn accepted(_: usize) -> HttpResponse {
+    json_answer(r#"{"ids":["sim-0000000001"]}"#.to_owned())
+}
+
+/// The simulator endpoint's answer to `POST /submit-batch` of [`BATCH`] messages.
+fn batch_accepted() -> HttpResponse {
+    let one = r#"{"ids":["sim-0000000001"]}"#;
+    json_answer(format!(r#"{{"results":[{}]}}"#, vec![one; BATCH].join(",")))
+}
+
+fn json_answer(body: String) -> HttpResponse {
     HttpResponse {
         status: 200,
         headers: vec![("content-type".into(), "application/json".into())],
-        body: br#"{"ids":["sim-0000000001"]}"#.to_vec(),
+        body: body.into_bytes(),
     }
 }
 
@@ -335,16 +390,29 @@ impl Input {
     fn check(&self, plugin: &Plugin) {
         assert_eq!(plugin.describe_now().unwrap().name, "simulator");
         assert_eq!(plugin.validate_settings_now(SETTINGS).unwrap(), Ok(()));
-        let mut requests = 0;
-        let ids = plugin
-            .submit_now(SETTINGS, &self.message, |path, _| {
-                assert_eq!(path, "/submit");
-                requests += 1;
-                accepted()
-            })
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
             .unwrap();
-        assert_eq!(ids, Ok(vec!["sim-0000000001".to_owned()]));
-        assert_eq!(requests, 1);
+        let requests = std::sync::atomic::AtomicUsize::new(0);
+        let count = |path: &str, expected: &str| {
+            assert_eq!(path, expected);
+            requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        let ids = runtime.block_on(self.carrier.submit_offline(
+            std::slice::from_ref(&self.message),
+            |path, _| {
+                count(path, "/submit");
+                accepted(1)
+            },
+        ));
+        assert_eq!(ids, [Ok(vec!["sim-0000000001".to_owned()])]);
+        let batch = runtime.block_on(self.carrier.submit_offline(&self.batch, |path, _| {
+            count(path, "/submit-batch");
+            batch_accepted()
+        }));
+        assert_eq!(batch.len(), BATCH);
+        assert!(batch.iter().all(Result::is_ok));
+        assert_eq!(requests.into_inner(), 2);
         let reports = plugin.parse_callback_now(SETTINGS, &self.callback);
         assert_eq!(reports.unwrap(), Ok(1));
     }

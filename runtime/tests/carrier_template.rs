@@ -218,7 +218,7 @@ async fn the_carrier_template_sends_and_is_delivered_end_to_end() {
         .clone();
     assert_eq!(carrier["state"], "active", "{carrier}");
     assert_eq!(carrier["plugin"]["name"], "acme", "{carrier}");
-    assert_eq!(carrier["plugin"]["contract_version"], "0.2.0");
+    assert_eq!(carrier["plugin"]["contract_version"], "0.3.0");
     assert_eq!(carrier["plugin"]["reload_error"], Value::Null);
     let callback_url = carrier["callback_url"].as_str().unwrap().to_owned();
     let prefix = format!("http://{}/v1/carriers/template/callback/", server.addr);

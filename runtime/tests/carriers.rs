@@ -135,7 +135,7 @@ async fn the_carrier_list_shows_plugins_counters_and_is_for_the_operator() {
     .await;
     assert_eq!(sim["state"], "active");
     assert_eq!(sim["plugin"]["name"], "simulator");
-    assert_eq!(sim["plugin"]["contract_version"], "0.2.0");
+    assert_eq!(sim["plugin"]["contract_version"], "0.3.0");
     assert_eq!(sim["counters"]["submitted"], 2);
     assert_eq!(sim["countries"], json!(["*"]));
     assert_eq!(sim["tps"], 100);

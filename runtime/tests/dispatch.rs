@@ -302,3 +302,57 @@ async fn a_canceled_message_never_leaves_canceled() {
     }
     store.close().await;
 }
+
+/// Messages in flight together reach the sandbox carrier in batches (one
+/// `POST /submit-batch` for many), and each still gets its own outcome:
+/// delivered, undeliverable, rejected without a request, failed once and
+/// retried, throttled once and retried.
+#[tokio::test]
+async fn messages_in_flight_together_are_submitted_in_batches_each_with_its_outcome() {
+    let (server, dev) = start_with(|c| {
+        c.sandbox.settings = json!({"outcomes_by_suffix": {"0005": "throttle_once"}});
+    })
+    .await;
+    let mut messages: Vec<Value> = (0..200)
+        .map(|n| json!({"to": format!("+8491234{:04}", 1000 + n), "body": format!("Code {n}")}))
+        .collect();
+    for suffix in ["0001", "0002", "0003", "0005"] {
+        messages.push(json!({"to": format!("+8491234{suffix}"), "body": "Edge"}));
+    }
+    let (status, reply) = dev
+        .post("/v1/messages/batch", json!({ "messages": messages }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(reply["accepted"], 204);
+    let ids: Vec<String> = reply["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["message"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 204);
+
+    let expect = |n: usize| match n {
+        200 => "undelivered",
+        201 => "failed",
+        _ => "delivered",
+    };
+    for (n, id) in ids.iter().enumerate() {
+        let message = dev.wait_for_status(id, expect(n)).await;
+        if n >= 202 {
+            // Refused once inside the batch, then taken.
+            let statuses = event_statuses(&message);
+            assert_eq!(statuses[..3], ["queued", "sending", "queued"], "{message}");
+            assert_eq!(parts(&message)[0]["attempts"], 2);
+        }
+    }
+    let (_, carriers) = server.admin().get("/v1/carriers").await;
+    let counters = &carriers["data"][0]["counters"];
+    let submitted = counters["submitted"].as_u64().unwrap();
+    let requests = counters["requests"].as_u64().unwrap();
+    assert_eq!(submitted, 203, "{counters}");
+    assert!(
+        requests * 2 < submitted,
+        "{requests} requests for {submitted} messages"
+    );
+}

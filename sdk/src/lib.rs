@@ -1,7 +1,7 @@
 //! Write carrier adapters for Pigeon.
 //!
 //! A carrier adapter is a WebAssembly component implementing the
-//! `pigeon:carrier@0.2.0` contract in `sdk/wit/carrier.wit`. The contract is
+//! `pigeon:carrier@0.3.0` contract in `sdk/wit/carrier.wit`. The contract is
 //! sans-IO: the plugin never opens a socket. It turns a message into an HTTP
 //! request, the carrier's response into an outcome, and a carrier callback
 //! into delivery reports and inbound messages; Pigeon does all the I/O.
@@ -76,10 +76,12 @@ pub mod bindings {
 
 use std::marker::PhantomData;
 
-use types::{CallbackReply, CallbackRequest, Failure, HttpResponse, Info, Message, Step};
+use types::{
+    BatchStep, CallbackReply, CallbackRequest, Failure, HttpResponse, Info, Message, Step,
+};
 
-/// The contract version this SDK implements (`pigeon:carrier@0.2.0`).
-pub const CONTRACT_VERSION: &str = "0.2.0";
+/// The contract version this SDK implements (`pigeon:carrier@0.3.0`).
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// A carrier adapter.
 ///
@@ -112,6 +114,33 @@ pub trait Carrier {
         response: HttpResponse,
     ) -> Result<Step, Failure>;
 
+    /// Starts submitting several messages in one request, for a carrier
+    /// whose API takes them; called only when [`Carrier::describe`] gives a
+    /// `max_batch` above 1 ([`Info::with_max_batch`]), with at most that many.
+    /// Returns [`BatchStep::send`], or [`BatchStep::done`] with an outcome
+    /// per message (those refused without a request). An `Err` fails them all.
+    ///
+    /// The default refuses: an adapter that says `max_batch` 1 is never asked.
+    fn start_submit_batch(settings: &str, messages: Vec<Message>) -> Result<BatchStep, Failure> {
+        let _ = (settings, messages);
+        Err(Failure::misconfigured(
+            "this adapter takes one message per submission",
+        ))
+    }
+
+    /// Continues a batch with the carrier's answer; see
+    /// [`Carrier::start_submit_batch`].
+    fn resume_submit_batch(
+        settings: &str,
+        continuation: Vec<u8>,
+        response: HttpResponse,
+    ) -> Result<BatchStep, Failure> {
+        let _ = (settings, continuation, response);
+        Err(Failure::misconfigured(
+            "this adapter takes one message per submission",
+        ))
+    }
+
     /// Turns a request the carrier made to Pigeon's callback URL into
     /// delivery reports, inbound messages and the answer to give the carrier.
     /// An `Err` is answered with `400` and logged.
@@ -141,6 +170,18 @@ impl<C: Carrier> bindings::Guest for Adapter<C> {
         response: HttpResponse,
     ) -> Result<Step, Failure> {
         C::resume_submit(&settings, continuation, response)
+    }
+
+    fn start_submit_batch(settings: String, messages: Vec<Message>) -> Result<BatchStep, Failure> {
+        C::start_submit_batch(&settings, messages)
+    }
+
+    fn resume_submit_batch(
+        settings: String,
+        continuation: Vec<u8>,
+        response: HttpResponse,
+    ) -> Result<BatchStep, Failure> {
+        C::resume_submit_batch(&settings, continuation, response)
     }
 
     fn parse_callback(settings: String, request: CallbackRequest) -> Result<CallbackReply, String> {

@@ -9,9 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use crate::bindings::pigeon::carrier::types::{
-    CallbackReply, CallbackRequest, DeliveryReport, Encoding, Failure, Header, HttpRequest,
-    HttpResponse, InboundMessage, InboundPart, Info, Message, MessageType, Method, Outgoing, Part,
-    PermanentFailure, ReportState, Settings, Step,
+    BatchStep, CallbackReply, CallbackRequest, DeliveryReport, Encoding, Failure, Header,
+    HttpRequest, HttpResponse, InboundMessage, InboundPart, Info, Message, MessageType, Method,
+    Outgoing, Part, PermanentFailure, ReportState, Settings, Step,
 };
 
 use crate::form::Params;
@@ -251,6 +251,22 @@ impl Step {
     }
 }
 
+impl BatchStep {
+    /// Asks the host to send `request`, then to call `resume-submit-batch`
+    /// with `continuation` and the response.
+    pub fn send(request: HttpRequest, continuation: impl Into<Vec<u8>>) -> Self {
+        BatchStep::Send(Outgoing {
+            request,
+            continuation: continuation.into(),
+        })
+    }
+
+    /// Each message's outcome, in the order the messages were given.
+    pub fn done(outcomes: Vec<Result<Vec<String>, Failure>>) -> Self {
+        BatchStep::Done(outcomes)
+    }
+}
+
 impl Failure {
     /// Worth trying again later.
     pub fn retryable(reason: impl Into<String>) -> Self {
@@ -352,7 +368,15 @@ impl Info {
             version: version.to_owned(),
             contract_version: crate::CONTRACT_VERSION.to_owned(),
             capabilities: capabilities.iter().map(|c| (*c).to_owned()).collect(),
+            max_batch: 1,
         }
+    }
+
+    /// Says the adapter takes up to `max` messages per
+    /// [`Carrier::start_submit_batch`](crate::Carrier::start_submit_batch).
+    pub fn with_max_batch(mut self, max: u32) -> Self {
+        self.max_batch = max.max(1);
+        self
     }
 }
 

@@ -1169,7 +1169,7 @@ mod tests {
     fn describe_reports_the_contract() {
         let info = HttpJson::describe();
         assert_eq!(info.name, "http-json");
-        assert_eq!(info.contract_version, "0.2.0");
+        assert_eq!(info.contract_version, "0.3.0");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use pigeon_sdk::Carrier;
 use pigeon_sdk::encoding::hex_encode;
 use pigeon_sdk::json::kind;
 use pigeon_sdk::types::{
-    CallbackReply, CallbackRequest, DeliveryReport, Failure, HttpRequest, HttpResponse,
+    BatchStep, CallbackReply, CallbackRequest, DeliveryReport, Failure, HttpRequest, HttpResponse,
     InboundMessage, InboundPart, Info, Message, Method, ReportState, Step,
 };
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,8 @@ pigeon_sdk::export_carrier!(Simulator);
 
 /// Longest accepted DLR delay: one hour.
 const MAX_DLR_DELAY_MS: u64 = 3_600_000;
+/// Most messages in one `POST /submit-batch`.
+const MAX_BATCH: u32 = 100;
 /// Retry delay when a 429 carries no usable `Retry-After`.
 const DEFAULT_RETRY_AFTER_MS: u64 = 1_000;
 
@@ -254,7 +256,74 @@ struct Accepted {
     ids: Vec<String>,
 }
 
-#[derive(Deserialize, Default)]
+impl Accepted {
+    /// The ids, if there is one per part.
+    fn ids_for(self, c: &Continuation) -> Result<Vec<String>, Failure> {
+        if self.ids.len() == c.parts {
+            Ok(self.ids)
+        } else {
+            Err(Failure::retryable(format!(
+                "simulator returned {} id(s) for the {} part(s) of {}",
+                self.ids.len(),
+                c.parts,
+                c.message_id
+            )))
+        }
+    }
+}
+
+/// `POST /submit-batch` body.
+#[derive(Serialize)]
+struct BatchBody<'a> {
+    messages: Vec<SubmitBody<'a>>,
+}
+
+/// Each message of a batch, in order: sent (and what to expect back), or
+/// refused by the plugin without a request.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Slot {
+    Sent(Continuation),
+    Refused { code: String, reason: String },
+}
+
+impl Slot {
+    fn refusal(self) -> Result<Vec<String>, Failure> {
+        match self {
+            Slot::Refused { code, reason } => Err(Failure::permanent(code, reason)),
+            Slot::Sent(c) => Err(Failure::retryable(format!(
+                "{} was not answered",
+                c.message_id
+            ))),
+        }
+    }
+}
+
+/// `POST /submit-batch` answer: one result per message sent, in order.
+#[derive(Deserialize)]
+struct BatchAnswer {
+    results: Vec<BatchResult>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BatchResult {
+    Accepted(Accepted),
+    Failed(BatchError),
+}
+
+/// A message of a batch the endpoint did not take: the status it would
+/// have answered alone.
+#[derive(Deserialize)]
+struct BatchError {
+    status: u16,
+    #[serde(default)]
+    retry_after_ms: Option<u64>,
+    #[serde(flatten)]
+    error: ErrorBody,
+}
+
+#[derive(Deserialize, Default, Clone)]
 struct ErrorBody {
     #[serde(default)]
     code: Option<String>,
@@ -327,6 +396,62 @@ fn settings_or_misconfigured(text: &str) -> Result<Settings, Failure> {
     Settings::parse(text).map_err(|problems| Failure::misconfigured(problems.join("; ")))
 }
 
+/// What the endpoint is asked to do with `message`, or the permanent
+/// failure of a message the simulator rejects without a request.
+fn submit_body<'a>(settings: &Settings, message: &'a Message) -> Result<SubmitBody<'a>, Failure> {
+    let outcome = settings.outcome(&message.id, &message.to);
+    if outcome == Outcome::Rejected {
+        return Err(Failure::permanent(
+            "carrier_rejected",
+            format!("the simulator rejects {} (suffix rule)", message.to),
+        ));
+    }
+    let (status, error_code) = outcome.report();
+    Ok(SubmitBody {
+        message_id: &message.id,
+        to: &message.to,
+        from: message.from.as_deref(),
+        parts: message
+            .parts
+            .iter()
+            .map(|p| SubmitPart {
+                index: p.index,
+                text: &p.text,
+                udh_hex: hex_encode(&p.udh),
+            })
+            .collect(),
+        report: ReportPlan {
+            status,
+            error_code,
+            delay_ms: settings.dlr_delay_ms,
+        },
+        fail_once: outcome.fail_once(),
+    })
+}
+
+/// The failure an answer other than 2xx means (for a whole request, or for
+/// one message of a batch).
+fn answer_failure(
+    status: u16,
+    retry_after_ms: Option<u64>,
+    error: ErrorBody,
+    text: &str,
+) -> Failure {
+    let message = || error.message.clone().unwrap_or_else(|| text.to_owned());
+    match status {
+        429 => Failure::throttled(retry_after_ms.unwrap_or(DEFAULT_RETRY_AFTER_MS)),
+        400 => Failure::permanent(
+            error
+                .code
+                .clone()
+                .unwrap_or_else(|| "bad_request".to_owned()),
+            message(),
+        ),
+        401 | 403 => Failure::misconfigured(format!("simulator answered {status}: {}", message())),
+        status => Failure::retryable(format!("simulator answered {status}: {}", message())),
+    }
+}
+
 impl Carrier for Simulator {
     fn describe() -> Info {
         Info::new(
@@ -334,6 +459,7 @@ impl Carrier for Simulator {
             env!("CARGO_PKG_VERSION"),
             &["submit", "delivery-reports", "inbound"],
         )
+        .with_max_batch(MAX_BATCH)
     }
 
     fn validate_settings(settings: &str) -> Result<(), Vec<String>> {
@@ -342,34 +468,7 @@ impl Carrier for Simulator {
 
     fn start_submit(settings: &str, message: Message) -> Result<Step, Failure> {
         let settings = settings_or_misconfigured(settings)?;
-        let outcome = settings.outcome(&message.id, &message.to);
-        if outcome == Outcome::Rejected {
-            return Err(Failure::permanent(
-                "carrier_rejected",
-                format!("the simulator rejects {} (suffix rule)", message.to),
-            ));
-        }
-        let (status, error_code) = outcome.report();
-        let body = SubmitBody {
-            message_id: &message.id,
-            to: &message.to,
-            from: message.from.as_deref(),
-            parts: message
-                .parts
-                .iter()
-                .map(|p| SubmitPart {
-                    index: p.index,
-                    text: &p.text,
-                    udh_hex: hex_encode(&p.udh),
-                })
-                .collect(),
-            report: ReportPlan {
-                status,
-                error_code,
-                delay_ms: settings.dlr_delay_ms,
-            },
-            fail_once: outcome.fail_once(),
-        };
+        let body = submit_body(&settings, &message)?;
         let continuation = Continuation {
             message_id: message.id.clone(),
             parts: message.parts.len(),
@@ -387,43 +486,87 @@ impl Carrier for Simulator {
     ) -> Result<Step, Failure> {
         let c: Continuation = pigeon_sdk::json::parse(&continuation)
             .map_err(|e| Failure::retryable(format!("bad continuation: {e}")))?;
-        match response.status {
-            200..=299 => {
-                let accepted: Accepted = response
-                    .parse_json()
-                    .map_err(|e| Failure::retryable(format!("simulator answer: {e}")))?;
-                if accepted.ids.len() != c.parts {
-                    return Err(Failure::retryable(format!(
-                        "simulator returned {} id(s) for the {} part(s) of {}",
-                        accepted.ids.len(),
-                        c.parts,
-                        c.message_id
-                    )));
-                }
-                Ok(Step::accepted(accepted.ids))
-            }
-            429 => Err(Failure::throttled(
-                response.retry_after_ms().unwrap_or(DEFAULT_RETRY_AFTER_MS),
-            )),
-            400 => {
-                let error: ErrorBody = response.parse_json().unwrap_or_default();
-                Err(Failure::permanent(
-                    error.code.unwrap_or_else(|| "bad_request".to_owned()),
-                    error
-                        .message
-                        .unwrap_or_else(|| response.text().into_owned()),
-                ))
-            }
-            401 | 403 => Err(Failure::misconfigured(format!(
-                "simulator answered {}: {}",
+        if !(200..=299).contains(&response.status) {
+            return Err(answer_failure(
                 response.status,
-                response.text()
-            ))),
-            status => Err(Failure::retryable(format!(
-                "simulator answered {status}: {}",
-                response.text()
-            ))),
+                response.retry_after_ms(),
+                response.parse_json().unwrap_or_default(),
+                &response.text(),
+            ));
         }
+        let accepted: Accepted = response
+            .parse_json()
+            .map_err(|e| Failure::retryable(format!("simulator answer: {e}")))?;
+        accepted.ids_for(&c).map(Step::accepted)
+    }
+
+    fn start_submit_batch(settings: &str, messages: Vec<Message>) -> Result<BatchStep, Failure> {
+        let settings = settings_or_misconfigured(settings)?;
+        let mut slots = Vec::with_capacity(messages.len());
+        let mut bodies = Vec::with_capacity(messages.len());
+        for message in &messages {
+            match submit_body(&settings, message) {
+                Ok(body) => {
+                    bodies.push(body);
+                    slots.push(Slot::Sent(Continuation {
+                        message_id: message.id.clone(),
+                        parts: message.parts.len(),
+                    }));
+                }
+                Err(Failure::Permanent(p)) => slots.push(Slot::Refused {
+                    code: p.code,
+                    reason: p.reason,
+                }),
+                Err(other) => return Err(other),
+            }
+        }
+        if bodies.is_empty() {
+            return Ok(BatchStep::done(
+                slots.into_iter().map(Slot::refusal).collect(),
+            ));
+        }
+        Ok(BatchStep::send(
+            HttpRequest::post("/submit-batch").with_json(&BatchBody { messages: bodies }),
+            pigeon_sdk::json::body(&slots),
+        ))
+    }
+
+    fn resume_submit_batch(
+        _settings: &str,
+        continuation: Vec<u8>,
+        response: HttpResponse,
+    ) -> Result<BatchStep, Failure> {
+        let slots: Vec<Slot> = pigeon_sdk::json::parse(&continuation)
+            .map_err(|e| Failure::retryable(format!("bad continuation: {e}")))?;
+        if !(200..=299).contains(&response.status) {
+            return Err(answer_failure(
+                response.status,
+                response.retry_after_ms(),
+                response.parse_json().unwrap_or_default(),
+                &response.text(),
+            ));
+        }
+        let answer: BatchAnswer = response
+            .parse_json()
+            .map_err(|e| Failure::retryable(format!("simulator answer: {e}")))?;
+        let mut results = answer.results.into_iter();
+        let outcomes = slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Sent(c) => match results.next() {
+                    Some(BatchResult::Accepted(accepted)) => accepted.ids_for(&c),
+                    Some(BatchResult::Failed(e)) => {
+                        Err(answer_failure(e.status, e.retry_after_ms, e.error, ""))
+                    }
+                    None => Err(Failure::retryable(format!(
+                        "simulator answered no result for {}",
+                        c.message_id
+                    ))),
+                },
+                refused => refused.refusal(),
+            })
+            .collect();
+        Ok(BatchStep::done(outcomes))
     }
 
     fn parse_callback(_settings: &str, request: CallbackRequest) -> Result<CallbackReply, String> {
@@ -489,8 +632,63 @@ mod tests {
         let info = Simulator::describe();
         assert_eq!(info.name, "simulator");
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
-        assert_eq!(info.contract_version, "0.2.0");
+        assert_eq!(info.contract_version, "0.3.0");
         assert_eq!(info.capabilities, ["submit", "delivery-reports", "inbound"]);
+        assert_eq!(info.max_batch, MAX_BATCH);
+    }
+
+    #[test]
+    fn a_batch_sends_what_it_can_and_answers_each_message_in_order() {
+        let message = |id: &str, to: &str| pigeon_sdk::testkit::message(id, to, "Hi");
+        let messages = vec![
+            message("m1", "+84912345678"),
+            message("m2", "+84912340002"),
+            message("m3", "+84912340003"),
+            message("m4", "+84912345679"),
+        ];
+        let step = Simulator::start_submit_batch("{}", messages).unwrap();
+        let BatchStep::Send(outgoing) = step else {
+            panic!("expected a request, got {step:?}");
+        };
+        assert_eq!(outgoing.request.path, "/submit-batch");
+        let body: Value = serde_json::from_slice(&outgoing.request.body).unwrap();
+        let sent: Vec<&str> = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["message_id"].as_str().unwrap())
+            .collect();
+        // m2 is rejected by the plugin itself: it is not sent.
+        assert_eq!(sent, ["m1", "m3", "m4"]);
+        assert_eq!(body["messages"][1]["fail_once"], "retryable");
+
+        let answer = HttpResponse::new(200).with_json(&serde_json::json!({"results": [
+            {"ids": ["sim-1"]},
+            {"status": 503, "code": "busy", "message": "failing once, as asked"},
+            {"status": 429, "code": "throttled", "message": "slow down", "retry_after_ms": 2000},
+        ]}));
+        let step = Simulator::resume_submit_batch("{}", outgoing.continuation, answer).unwrap();
+        let BatchStep::Done(outcomes) = step else {
+            panic!("expected outcomes, got {step:?}");
+        };
+        assert_eq!(outcomes.len(), 4);
+        assert_eq!(outcomes[0], Ok(vec!["sim-1".to_owned()]));
+        assert!(matches!(&outcomes[1], Err(Failure::Permanent(p)) if p.code == "carrier_rejected"));
+        assert!(matches!(&outcomes[2], Err(Failure::Retryable(r)) if r.contains("failing once")));
+        assert_eq!(outcomes[3], Err(Failure::Throttled(2000)));
+
+        // A batch the endpoint refuses as a whole fails as a whole.
+        let step = Simulator::start_submit_batch(
+            "{}",
+            vec![message("m5", "+84912345670"), message("m6", "+84912345671")],
+        )
+        .unwrap();
+        let BatchStep::Send(outgoing) = step else {
+            panic!()
+        };
+        let refused =
+            Simulator::resume_submit_batch("{}", outgoing.continuation, HttpResponse::new(401));
+        assert!(matches!(refused, Err(Failure::Misconfigured(_))));
     }
 
     #[test]

@@ -670,7 +670,7 @@ mod tests {
     fn describe_reports_the_contract() {
         let info = Vonage::describe();
         assert_eq!(info.name, "vonage");
-        assert_eq!(info.contract_version, "0.2.0");
+        assert_eq!(info.contract_version, "0.3.0");
         assert_eq!(info.capabilities, ["submit", "delivery-reports", "inbound"]);
     }
 

@@ -64,6 +64,7 @@ fn carrier_json(carrier: &CarrierHandle) -> Value {
         "counters": {
             "submitted": read(&c.submitted),
             "parts_submitted": read(&c.parts_submitted),
+            "requests": carrier.carrier.requests_sent(),
             "failed": read(&c.failed),
             "retried": read(&c.retried),
             "throttled": read(&c.throttled),

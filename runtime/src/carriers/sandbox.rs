@@ -77,6 +77,12 @@ struct SubmitBody {
     fail_once: Option<String>,
 }
 
+/// `POST /submit-batch` body.
+#[derive(Deserialize)]
+struct BatchBody {
+    messages: Vec<SubmitBody>,
+}
+
 #[derive(Deserialize)]
 struct ReportPlan {
     status: String,
@@ -214,21 +220,53 @@ impl State {
     }
 
     fn submit(&self, carrier: &str, body: &[u8]) -> (StatusCode, serde_json::Value) {
-        if !lock(&self.callbacks).contains_key(carrier) {
-            return (
+        if let Some(unknown) = self.unknown_carrier(carrier) {
+            return unknown;
+        }
+        match serde_json::from_slice::<SubmitBody>(body) {
+            Ok(submit) => self.submit_one(carrier, submit),
+            Err(e) => bad_request(e),
+        }
+    }
+
+    /// `POST /submit-batch`: each message as `/submit` would take it; a
+    /// message it would refuse gets that answer's status (and
+    /// `retry_after_ms` for 429) in its place in `results`.
+    fn submit_batch(&self, carrier: &str, body: &[u8]) -> (StatusCode, serde_json::Value) {
+        if let Some(unknown) = self.unknown_carrier(carrier) {
+            return unknown;
+        }
+        let batch: BatchBody = match serde_json::from_slice(body) {
+            Ok(batch) => batch,
+            Err(e) => return bad_request(e),
+        };
+        let results: Vec<serde_json::Value> = batch
+            .messages
+            .into_iter()
+            .map(|submit| match self.submit_one(carrier, submit) {
+                (StatusCode::OK, ids) => ids,
+                (status, mut error) => {
+                    error["status"] = status.as_u16().into();
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        error["retry_after_ms"] = 1000.into();
+                    }
+                    error
+                }
+            })
+            .collect();
+        (StatusCode::OK, json!({ "results": results }))
+    }
+
+    fn unknown_carrier(&self, carrier: &str) -> Option<(StatusCode, serde_json::Value)> {
+        (!lock(&self.callbacks).contains_key(carrier)).then(|| {
+            (
                 StatusCode::NOT_FOUND,
                 json!({"code": "unknown_carrier", "message": format!("no sandbox carrier `{carrier}`")}),
-            );
-        }
-        let submit: SubmitBody = match serde_json::from_slice(body) {
-            Ok(submit) => submit,
-            Err(e) => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    json!({"code": "bad_request", "message": e.to_string()}),
-                );
-            }
-        };
+            )
+        })
+    }
+
+    fn submit_one(&self, carrier: &str, submit: SubmitBody) -> (StatusCode, serde_json::Value) {
         match submit.fail_once.as_deref() {
             Some("retryable") if self.first_failure(&submit.message_id) => {
                 return (
@@ -272,6 +310,13 @@ impl State {
     }
 }
 
+fn bad_request(e: impl std::fmt::Display) -> (StatusCode, serde_json::Value) {
+    (
+        StatusCode::BAD_REQUEST,
+        json!({"code": "bad_request", "message": e.to_string()}),
+    )
+}
+
 fn error_code_for(status: &str) -> Option<&'static str> {
     match status {
         "undeliverable" => Some("absent_subscriber"),
@@ -308,13 +353,11 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
 async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
     let (status, body) = match (request.method(), path.trim_matches('/').split_once('/')) {
-        (&Method::POST, Some((carrier, "submit"))) => {
+        (&Method::POST, Some((carrier, route @ ("submit" | "submit-batch")))) => {
             match Limited::new(request.into_body(), 1 << 20).collect().await {
-                Ok(body) => state.submit(carrier, &body.to_bytes()),
-                Err(e) => (
-                    StatusCode::BAD_REQUEST,
-                    json!({"code": "bad_request", "message": e.to_string()}),
-                ),
+                Ok(body) if route == "submit" => state.submit(carrier, &body.to_bytes()),
+                Ok(body) => state.submit_batch(carrier, &body.to_bytes()),
+                Err(e) => bad_request(e),
             }
         }
         _ => (

@@ -1,15 +1,18 @@
 //! A carrier served by a plugin: the runtime's [`Carrier`] trait on top of
 //! the plugin's sans-IO functions, with the host doing the HTTP.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::Instrument;
 use wasmtime::Store;
 
 use super::bindings::{Carrier as Bindings, types};
 use super::engine::{CallError, LoadError, Plugin};
-use super::http::{HttpClient, HttpResponse, Upstream};
+use super::http::{HttpClient, HttpResponse, Upstream, UpstreamError};
 use super::limits::{CallState, Caller};
 use crate::carriers::{BoxFuture, Carrier, SubmitError, SubmitRequest};
 use crate::encoding::Encoding;
@@ -134,9 +137,21 @@ pub enum CallbackError {
     Rejected(String),
 }
 
-/// A carrier whose protocol is a plugin's. Cheap to share; the plugin may be
-/// shared with other carriers.
+/// A carrier whose protocol is a plugin's. The plugin may be shared with
+/// other carriers.
+///
+/// Submissions to a plugin that takes batches (`max-batch` above 1) queue
+/// up while [`BATCHES_IN_FLIGHT`] batches are out and go together in the
+/// next one, as a group commit does: one light load is one message per
+/// request, a heavy one fills the batches. Other plugins' submissions run
+/// in the caller's task.
 pub struct PluginCarrier {
+    shared: Arc<Shared>,
+    queue: mpsc::UnboundedSender<Queued>,
+}
+
+/// What the carrier's submissions and callbacks share with its batch task.
+struct Shared {
     name: Arc<str>,
     caller: Caller,
     plugin: Arc<Plugin>,
@@ -144,6 +159,62 @@ pub struct PluginCarrier {
     settings: Arc<String>,
     upstream: Upstream,
     client: HttpClient,
+    /// HTTP requests sent to the carrier.
+    requests: AtomicU64,
+}
+
+/// A submission waiting for the next batch.
+struct Queued {
+    message: types::Message,
+    reply: oneshot::Sender<Submitted>,
+}
+
+/// What became of one message of a submission: the carrier's ids for its
+/// parts, or why not.
+pub type Submitted = Result<Vec<String>, SubmitError>;
+
+/// Most batches of one carrier in flight at once; while they are out, new
+/// submissions wait for the next.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Sends the requests a plugin asks for: to the carrier's base URL, or (for
+/// benchmarks) to a function that answers in its place.
+trait Transport: Sync {
+    fn send(
+        &self,
+        request: types::HttpRequest,
+    ) -> impl Future<Output = Result<types::HttpResponse, UpstreamError>> + Send;
+}
+
+impl Transport for Shared {
+    async fn send(
+        &self,
+        request: types::HttpRequest,
+    ) -> Result<types::HttpResponse, UpstreamError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.upstream.send(&self.client, request).await
+    }
+}
+
+/// Answers each request with `.0(path, body)`.
+struct Answering<F>(F);
+
+impl<F: Fn(&str, &[u8]) -> HttpResponse + Sync> Transport for Answering<F> {
+    async fn send(
+        &self,
+        request: types::HttpRequest,
+    ) -> Result<types::HttpResponse, UpstreamError> {
+        let answer = (self.0)(&request.path, &request.body);
+        Ok(types::HttpResponse {
+            status: answer.status,
+            headers: answer
+                .headers
+                .into_iter()
+                .map(|(name, value)| types::Header { name, value })
+                .collect(),
+            body: answer.body,
+        })
+    }
 }
 
 impl PluginCarrier {
@@ -160,7 +231,7 @@ impl PluginCarrier {
                 message,
             })?;
         let name: Arc<str> = spec.name.clone().into();
-        let carrier = Self {
+        let shared = Arc::new(Shared {
             caller: Caller {
                 carrier: name.clone(),
                 callback_url: spec.callback_url.as_str().into(),
@@ -170,30 +241,112 @@ impl PluginCarrier {
             settings: Arc::new(spec.settings.to_string()),
             upstream,
             client,
-        };
-        let settings = carrier.settings.clone();
-        let checked = carrier
+            requests: AtomicU64::new(0),
+        });
+        let settings = shared.settings.clone();
+        let checked = shared
             .call("validate-settings", move |b, s| {
                 b.call_validate_settings(s, &settings)
             })
             .await;
         match checked {
-            Ok(Ok(())) => Ok(carrier),
-            Ok(Err(problems)) => Err(LoadError::Settings {
-                carrier: spec.name,
-                problems,
-            }),
-            Err(source) => Err(LoadError::Validate {
-                carrier: spec.name,
-                source,
-            }),
+            Ok(Ok(())) => {}
+            Ok(Err(problems)) => {
+                return Err(LoadError::Settings {
+                    carrier: spec.name,
+                    problems,
+                });
+            }
+            Err(source) => {
+                return Err(LoadError::Validate {
+                    carrier: spec.name,
+                    source,
+                });
+            }
         }
+        let (queue, queued) = mpsc::unbounded_channel();
+        tokio::spawn(run_batches(shared.clone(), queued));
+        Ok(Self { shared, queue })
     }
 
     pub fn plugin(&self) -> &Arc<Plugin> {
-        &self.plugin
+        &self.shared.plugin
     }
 
+    /// HTTP requests sent to the carrier since start.
+    pub fn requests_sent(&self) -> u64 {
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Submits `requests` together, as one batch (or one at a time, for a
+    /// plugin that takes no batches), with `answer(path, body)` standing in
+    /// for the carrier: the production driver without the network, for
+    /// benchmarks and tools.
+    pub async fn submit_offline(
+        &self,
+        requests: &[SubmitRequest],
+        answer: impl Fn(&str, &[u8]) -> HttpResponse + Sync,
+    ) -> Vec<Submitted> {
+        let transport = Answering(answer);
+        let messages: Vec<types::Message> = requests.iter().map(wit_message).collect();
+        if self.shared.plugin.max_batch() > 1 {
+            return self.shared.drive(messages, &transport).await;
+        }
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for message in messages {
+            outcomes.extend(self.shared.drive(vec![message], &transport).await);
+        }
+        outcomes
+    }
+
+    /// Hands a carrier's callback to the plugin: delivery reports (tagged
+    /// with this carrier), inbound messages and the answer to give.
+    pub async fn parse_callback(
+        &self,
+        request: CallbackRequest,
+    ) -> Result<CallbackOutcome, CallbackError> {
+        self.shared.parse_callback(request).await
+    }
+}
+
+/// Takes queued submissions in batches of up to the plugin's `max-batch`,
+/// at most [`BATCHES_IN_FLIGHT`] at once; ends with the carrier.
+async fn run_batches(shared: Arc<Shared>, mut queued: mpsc::UnboundedReceiver<Queued>) {
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::new();
+        if queued
+            .recv_many(&mut batch, shared.plugin.max_batch())
+            .await
+            == 0
+        {
+            return;
+        }
+        let shared = shared.clone();
+        let span = tracing::info_span!(
+            "carrier_batch",
+            carrier = &*shared.name,
+            messages = batch.len()
+        );
+        tokio::spawn(
+            async move {
+                let (messages, replies): (Vec<_>, Vec<_>) =
+                    batch.into_iter().map(|q| (q.message, q.reply)).unzip();
+                let outcomes = shared.drive(messages, &*shared).await;
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+                drop(slot);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+impl Shared {
     /// Runs one plugin call, in the caller's span. A call takes about 10 µs,
     /// so it runs right here, on the async worker: handing it to another
     /// thread (`spawn_blocking`, `block_in_place`) costs more than the call.
@@ -233,65 +386,115 @@ impl PluginCarrier {
             })
     }
 
-    async fn submit_parts(&self, request: &SubmitRequest) -> Result<Vec<String>, SubmitError> {
-        let message = wit_message(request);
+    /// The one submission driver: `start-submit` (or `start-submit-batch`
+    /// for several messages), then the requests the plugin asks for, each
+    /// answer handed back with `resume-…`, until every message has an
+    /// outcome. One outcome per message, in order.
+    async fn drive(
+        &self,
+        messages: Vec<types::Message>,
+        transport: &impl Transport,
+    ) -> Vec<Submitted> {
+        let parts: Vec<usize> = messages.iter().map(|m| m.parts.len()).collect();
+        let all = |error: SubmitError| vec![Err(error); parts.len()];
+        let batch = messages.len() > 1;
         let settings = self.settings.clone();
-        let mut result = self
-            .call("start-submit", move |b, s| {
-                b.call_start_submit(s, &settings, &message)
+        let mut step = if batch {
+            self.call("start-submit-batch", move |b, s| {
+                b.call_start_submit_batch(s, &settings, &messages)
             })
-            .await;
+            .await
+        } else {
+            let message = messages.into_iter().next();
+            self.call("start-submit", move |b, s| match &message {
+                Some(message) => b.call_start_submit(s, &settings, message).map(single),
+                None => Ok(Ok(types::BatchStep::Done(Vec::new()))),
+            })
+            .await
+        };
         let mut round_trips = 0;
         loop {
-            let step = match result {
-                Ok(Ok(step)) => step,
-                Ok(Err(failure)) => return Err(self.failure(failure)),
-                Err(e) => return Err(SubmitError::Retryable(e.to_string())),
+            let current = match step {
+                Ok(Ok(current)) => current,
+                Ok(Err(failure)) => return all(self.failure(failure)),
+                Err(e) => return all(SubmitError::Retryable(e.to_string())),
             };
-            let outgoing = match step {
-                types::Step::Accepted(ids) if ids.len() == request.parts.len() => return Ok(ids),
-                types::Step::Accepted(ids) => {
+            let outgoing = match current {
+                types::BatchStep::Done(outcomes) if outcomes.len() == parts.len() => {
+                    return outcomes
+                        .into_iter()
+                        .zip(&parts)
+                        .map(|(outcome, &parts)| self.outcome(outcome, parts))
+                        .collect();
+                }
+                types::BatchStep::Done(outcomes) => {
                     tracing::error!(
-                        ids = ids.len(),
-                        parts = request.parts.len(),
-                        "plugin accepted with the wrong number of carrier ids"
+                        outcomes = outcomes.len(),
+                        messages = parts.len(),
+                        "plugin answered the wrong number of outcomes"
                     );
-                    return Err(SubmitError::Retryable(format!(
-                        "plugin returned {} carrier ids for {} parts",
-                        ids.len(),
-                        request.parts.len()
+                    return all(SubmitError::Retryable(format!(
+                        "plugin answered {} outcomes for {} messages",
+                        outcomes.len(),
+                        parts.len()
                     )));
                 }
-                types::Step::Send(outgoing) => outgoing,
+                types::BatchStep::Send(outgoing) => outgoing,
             };
             round_trips += 1;
             if round_trips > MAX_ROUND_TRIPS {
                 tracing::error!("plugin asked for more than {MAX_ROUND_TRIPS} requests");
-                return Err(SubmitError::Retryable(format!(
+                return all(SubmitError::Retryable(format!(
                     "plugin asked for more than {MAX_ROUND_TRIPS} requests"
                 )));
             }
-            let response = match self.upstream.send(&self.client, outgoing.request).await {
+            let response = match transport.send(outgoing.request).await {
                 Ok(response) => response,
                 Err(e) if e.is_refusal() => {
                     tracing::error!(error = %e, "plugin request refused");
-                    return Err(SubmitError::Permanent {
+                    return all(SubmitError::Permanent {
                         code: "plugin_request_refused".into(),
                         reason: e.to_string(),
                     });
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "carrier request failed");
-                    return Err(SubmitError::Retryable(e.to_string()));
+                    return all(SubmitError::Retryable(e.to_string()));
                 }
             };
             let settings = self.settings.clone();
             let continuation = outgoing.continuation;
-            result = self
-                .call("resume-submit", move |b, s| {
-                    b.call_resume_submit(s, &settings, &continuation, &response)
+            step = if batch {
+                self.call("resume-submit-batch", move |b, s| {
+                    b.call_resume_submit_batch(s, &settings, &continuation, &response)
                 })
-                .await;
+                .await
+            } else {
+                self.call("resume-submit", move |b, s| {
+                    b.call_resume_submit(s, &settings, &continuation, &response)
+                        .map(single)
+                })
+                .await
+            };
+        }
+    }
+
+    /// One message's outcome, with one carrier id per part.
+    fn outcome(&self, outcome: Result<Vec<String>, types::Failure>, parts: usize) -> Submitted {
+        match outcome {
+            Ok(ids) if ids.len() == parts => Ok(ids),
+            Ok(ids) => {
+                tracing::error!(
+                    ids = ids.len(),
+                    parts,
+                    "plugin accepted with the wrong number of carrier ids"
+                );
+                Err(SubmitError::Retryable(format!(
+                    "plugin returned {} carrier ids for {parts} parts",
+                    ids.len()
+                )))
+            }
+            Err(failure) => Err(self.failure(failure)),
         }
     }
 
@@ -310,9 +513,7 @@ impl PluginCarrier {
         }
     }
 
-    /// Hands a carrier's callback to the plugin: delivery reports (tagged
-    /// with this carrier), inbound messages and the answer to give.
-    pub async fn parse_callback(
+    async fn parse_callback(
         &self,
         request: CallbackRequest,
     ) -> Result<CallbackOutcome, CallbackError> {
@@ -377,21 +578,46 @@ impl PluginCarrier {
 
 impl Carrier for PluginCarrier {
     fn name(&self) -> &str {
-        &self.name
+        &self.shared.name
     }
 
-    fn submit<'a>(
-        &'a self,
-        request: &'a SubmitRequest,
-    ) -> BoxFuture<'a, Result<Vec<String>, SubmitError>> {
+    fn submit<'a>(&'a self, request: &'a SubmitRequest) -> BoxFuture<'a, Submitted> {
         let span = tracing::info_span!(
             "carrier_submit",
-            carrier = &*self.name,
+            carrier = &*self.shared.name,
             message_id = %request.message_id,
             attempt = request.attempt,
         );
-        Box::pin(self.submit_parts(request).instrument(span))
+        let message = wit_message(request);
+        Box::pin(
+            async move {
+                if self.shared.plugin.max_batch() <= 1 {
+                    let mut outcomes = self.shared.drive(vec![message], &*self.shared).await;
+                    return outcomes
+                        .pop()
+                        .unwrap_or_else(|| Err(SubmitError::Retryable("no outcome".into())));
+                }
+                let (reply, outcome) = oneshot::channel();
+                if self.queue.send(Queued { message, reply }).is_err() {
+                    return Err(SubmitError::Retryable(
+                        "the carrier is shutting down".into(),
+                    ));
+                }
+                outcome
+                    .await
+                    .unwrap_or_else(|_| Err(SubmitError::Retryable("the batch was dropped".into())))
+            }
+            .instrument(span),
+        )
     }
+}
+
+/// A single submission's step as a batch of one's.
+fn single(step: Result<types::Step, types::Failure>) -> Result<types::BatchStep, types::Failure> {
+    step.map(|step| match step {
+        types::Step::Send(outgoing) => types::BatchStep::Send(outgoing),
+        types::Step::Accepted(ids) => types::BatchStep::Done(vec![Ok(ids)]),
+    })
 }
 
 pub(super) fn wit_message(request: &SubmitRequest) -> types::Message {

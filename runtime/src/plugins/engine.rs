@@ -13,10 +13,8 @@ use wasmtime::{
 };
 
 use super::bindings::{Carrier as Bindings, CarrierPre, types};
-use super::carrier::{CallbackRequest, wit_callback, wit_message};
-use super::http::HttpResponse;
+use super::carrier::{CallbackRequest, wit_callback};
 use super::limits::{CallState, Caller, Limits};
-use crate::carriers::SubmitRequest;
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -178,6 +176,8 @@ pub struct PluginInfo {
     pub version: String,
     pub contract_version: String,
     pub capabilities: Vec<String>,
+    /// Most messages one batch submission takes (1: one per request).
+    pub max_batch: u32,
 }
 
 impl From<types::Info> for PluginInfo {
@@ -187,6 +187,7 @@ impl From<types::Info> for PluginInfo {
             version: info.version,
             contract_version: info.contract_version,
             capabilities: info.capabilities,
+            max_batch: info.max_batch.max(1),
         }
     }
 }
@@ -383,6 +384,11 @@ impl Plugin {
         self.current.load().info.clone()
     }
 
+    /// The version in use's `max-batch`.
+    pub fn max_batch(&self) -> usize {
+        self.current.load().info.max_batch as usize
+    }
+
     pub fn stats(&self) -> PluginStats {
         let c = &self.counters;
         PluginStats {
@@ -501,13 +507,10 @@ impl Plugin {
     }
 }
 
-/// Most requests one [`Plugin::submit_now`] sends before giving up.
-const MAX_DIRECT_ROUND_TRIPS: usize = 8;
-
 /// Direct calls, outside any carrier: for benchmarks and tools. Each is one
 /// call on a fresh instance within the limits, exactly as a carrier's calls
-/// are made (and counted in [`Plugin::stats`]); only the HTTP around them is
-/// missing. Blocking.
+/// are made (and counted in [`Plugin::stats`]). Blocking. (Submissions have
+/// one driver, the carrier's: see `PluginCarrier::submit_offline`.)
 impl Plugin {
     /// `describe`.
     pub fn describe_now(&self) -> Result<PluginInfo, CallError> {
@@ -524,50 +527,6 @@ impl Plugin {
         self.call(&self.direct_caller(), "validate-settings", |b, s| {
             b.call_validate_settings(s, &settings)
         })
-    }
-
-    /// A submission's dialogue with the plugin, as a carrier runs it:
-    /// `start-submit`, then `resume-submit` with the answer to each request
-    /// the plugin asks for, until it accepts or fails the message.
-    /// `transport` stands in for the carrier: it gets each request's path
-    /// and body and returns the answer. `Ok(Ok(ids))`: the carrier ids;
-    /// `Ok(Err(failure))`: the plugin failed the message (its failure as
-    /// text, also after too many requests).
-    pub fn submit_now(
-        &self,
-        settings: &str,
-        request: &SubmitRequest,
-        mut transport: impl FnMut(&str, &[u8]) -> HttpResponse,
-    ) -> Result<Result<Vec<String>, String>, CallError> {
-        let caller = self.direct_caller();
-        let settings = settings.to_owned();
-        let message = wit_message(request);
-        let mut step = self.call(&caller, "start-submit", |b, s| {
-            b.call_start_submit(s, &settings, &message)
-        })?;
-        for _ in 0..MAX_DIRECT_ROUND_TRIPS {
-            let outgoing = match step {
-                Ok(types::Step::Accepted(ids)) => return Ok(Ok(ids)),
-                Ok(types::Step::Send(outgoing)) => outgoing,
-                Err(failure) => return Ok(Err(format!("{failure:?}"))),
-            };
-            let answer = transport(&outgoing.request.path, &outgoing.request.body);
-            let response = types::HttpResponse {
-                status: answer.status,
-                headers: answer
-                    .headers
-                    .into_iter()
-                    .map(|(name, value)| types::Header { name, value })
-                    .collect(),
-                body: answer.body,
-            };
-            step = self.call(&caller, "resume-submit", |b, s| {
-                b.call_resume_submit(s, &settings, &outgoing.continuation, &response)
-            })?;
-        }
-        Ok(Err(format!(
-            "the plugin asked for more than {MAX_DIRECT_ROUND_TRIPS} requests"
-        )))
     }
 
     /// `parse-callback`: `Ok(Ok(n))` when the plugin accepted the callback,

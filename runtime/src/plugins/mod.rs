@@ -27,7 +27,7 @@ pub use limits::Limits;
 pub use reload::watch;
 
 /// The contract version this host implements (`sdk/wit/carrier.wit`).
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// Host bindings generated from the WIT contract.
 mod bindings {

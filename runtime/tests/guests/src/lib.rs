@@ -38,7 +38,8 @@ impl Guest for TestGuest {
         Info {
             name: "test-guest".into(),
             version: "0.0.0".into(),
-            contract_version: "0.2.0".into(),
+            contract_version: "0.3.0".into(),
+            max_batch: 1,
             capabilities: vec!["submit".into(), "callback".into()],
         }
     }
@@ -131,6 +132,18 @@ impl Guest for TestGuest {
             })),
             _ => Err(Failure::Retryable(format!("status {}", response.status))),
         }
+    }
+
+    fn start_submit_batch(_: Settings, _: Vec<Message>) -> Result<BatchStep, Failure> {
+        Err(Failure::Misconfigured("max-batch is 1".into()))
+    }
+
+    fn resume_submit_batch(
+        _: Settings,
+        _: Vec<u8>,
+        _: HttpResponse,
+    ) -> Result<BatchStep, Failure> {
+        Err(Failure::Misconfigured("max-batch is 1".into()))
     }
 
     fn parse_callback(
