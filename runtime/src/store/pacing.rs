@@ -3,6 +3,10 @@
 //! restart; so when the dispatcher books one, the booking travels with the
 //! submit results and is written in the same transaction (no write of its
 //! own), and the dispatcher reloads the bookings at start.
+//!
+//! Bookings are appended in the order they are made (`pacing_bookings`),
+//! so a commit writes the few pages at the log's end rather than one page
+//! per recipient; the latest booking of a key is the one in force.
 
 use rusqlite::{Connection, params};
 
@@ -19,29 +23,36 @@ pub struct PacingBooking {
 }
 
 /// Expired bookings removed per write, so the table holds the keys in use.
-const PRUNE_BATCH: i64 = 100;
+const PRUNE_BATCH: i64 = 1000;
 
-pub fn save_bookings(conn: &Connection, bookings: &[PacingBooking], now: i64) -> Result<()> {
-    let mut upsert = conn.prepare_cached(
-        "INSERT INTO pacing_state (key, rate, burst, booked_until) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (key) DO UPDATE SET rate = excluded.rate, burst = excluded.burst, \
-         booked_until = MAX(booked_until, excluded.booked_until)",
+/// Appends `bookings`.
+pub fn save_bookings(conn: &Connection, bookings: &[PacingBooking]) -> Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO pacing_bookings (key, rate, burst, booked_until) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for b in bookings {
-        upsert.execute(params![b.key, b.rate, b.burst, b.booked_until])?;
+        insert.execute(params![b.key, b.rate, b.burst, b.booked_until])?;
     }
+    Ok(())
+}
+
+/// Removes some bookings that ran out before `now` (call once per write
+/// that saves bookings), so the log holds about what is in force.
+pub fn prune_bookings(conn: &Connection, now: i64) -> Result<()> {
     conn.prepare_cached(
-        "DELETE FROM pacing_state WHERE key IN \
-         (SELECT key FROM pacing_state WHERE booked_until < ?1 LIMIT ?2)",
+        "DELETE FROM pacing_bookings WHERE seq IN \
+         (SELECT seq FROM pacing_bookings WHERE booked_until < ?1 LIMIT ?2)",
     )?
     .execute(params![now, PRUNE_BATCH])?;
     Ok(())
 }
 
-/// The bookings still in force at `now`.
+/// The bookings still in force at `now`, the latest of each key.
 pub fn saved_bookings(conn: &Connection, now: i64) -> Result<Vec<PacingBooking>> {
+    // SQLite takes the other columns from the row holding the MAX.
     let mut stmt = conn.prepare(
-        "SELECT key, rate, burst, booked_until FROM pacing_state WHERE booked_until > ?1",
+        "SELECT key, rate, burst, MAX(booked_until) FROM pacing_bookings \
+         WHERE booked_until > ?1 GROUP BY key",
     )?;
     let rows = stmt.query_map([now], |row| {
         Ok(PacingBooking {

@@ -136,9 +136,11 @@ pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> 
     let any_early: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM early_reports)")?
         .query_row([], |row| row.get(0))?;
+    let mut booked = false;
     for result in results {
         if !result.bookings.is_empty() {
-            super::pacing::save_bookings(conn, &result.bookings, now)?;
+            super::pacing::save_bookings(conn, &result.bookings)?;
+            booked = true;
         }
         let segments = Some(result.segments);
         let mut change = PartChange::new(&result.message_id, result.index, Status::Sent, now);
@@ -171,6 +173,9 @@ pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> 
                 change_part(conn, &change, segments)?;
             }
         }
+    }
+    if booked {
+        super::pacing::prune_bookings(conn, now)?;
     }
     Ok(())
 }

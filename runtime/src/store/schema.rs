@@ -303,6 +303,23 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX pacing_state_by_time ON pacing_state (booked_until);
     "#,
+    // 10: slow pacing bookings as a log in the order they are made: one
+    // appended row per booking instead of an upsert by key (a recipient's
+    // key lands on a random page, one page written per message at commit).
+    // The latest booking of a key is the one in force.
+    r#"
+    CREATE TABLE pacing_bookings (
+        seq           INTEGER PRIMARY KEY,
+        key           TEXT NOT NULL,
+        rate          REAL NOT NULL,
+        burst         INTEGER NOT NULL,
+        booked_until  INTEGER NOT NULL
+    );
+    CREATE INDEX pacing_bookings_by_time ON pacing_bookings (booked_until);
+    INSERT INTO pacing_bookings (key, rate, burst, booked_until)
+        SELECT key, rate, burst, booked_until FROM pacing_state;
+    DROP TABLE pacing_state;
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.
