@@ -64,3 +64,34 @@ pub fn saved_bookings(conn: &Connection, now: i64) -> Result<Vec<PacingBooking>>
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn booking(key: &str, booked_until: i64) -> PacingBooking {
+        PacingBooking {
+            key: key.into(),
+            rate: 1.0 / 3600.0,
+            burst: 5,
+            booked_until,
+        }
+    }
+
+    #[test]
+    fn the_latest_booking_of_a_key_is_in_force_and_spent_ones_go() {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&conn).unwrap();
+        save_bookings(&conn, &[booking("a", 2_000), booking("b", 500)]).unwrap();
+        save_bookings(&conn, &[booking("a", 3_000)]).unwrap();
+        assert_eq!(
+            saved_bookings(&conn, 1_000).unwrap(),
+            [booking("a", 3_000)]
+        );
+        prune_bookings(&conn, 1_000).unwrap();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM pacing_bookings", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 2, "the spent booking of b is gone");
+    }
+}

@@ -157,7 +157,11 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) {
         let outcome = (|| -> rusqlite::Result<Option<usize>> {
             conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
             if let Some(failed) = batch.iter_mut().position(|job| !job.run(conn)) {
-                conn.prepare_cached("ROLLBACK")?.execute([])?;
+                // Some errors (a full disk mid-statement) end the
+                // transaction themselves.
+                if !conn.is_autocommit() {
+                    conn.prepare_cached("ROLLBACK")?.execute([])?;
+                }
                 return Ok(Some(failed));
             }
             conn.prepare_cached("COMMIT")?.execute([])?;
