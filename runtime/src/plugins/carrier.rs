@@ -581,34 +581,25 @@ impl Carrier for PluginCarrier {
         &self.shared.name
     }
 
+    /// Runs in the caller's span (the dispatcher's names the message, the
+    /// carrier and the attempt); a batch runs in its own, naming the carrier.
     fn submit<'a>(&'a self, request: &'a SubmitRequest) -> BoxFuture<'a, Submitted> {
-        let span = tracing::info_span!(
-            "carrier_submit",
-            carrier = &*self.shared.name,
-            message_id = %request.message_id,
-            attempt = request.attempt,
-        );
         let message = wit_message(request);
-        Box::pin(
-            async move {
-                if self.shared.plugin.max_batch() <= 1 {
-                    let mut outcomes = self.shared.drive(vec![message], &*self.shared).await;
-                    return outcomes
-                        .pop()
-                        .unwrap_or_else(|| Err(SubmitError::Retryable("no outcome".into())));
-                }
-                let (reply, outcome) = oneshot::channel();
-                if self.queue.send(Queued { message, reply }).is_err() {
-                    return Err(SubmitError::Retryable(
-                        "the carrier is shutting down".into(),
-                    ));
-                }
-                outcome
-                    .await
-                    .unwrap_or_else(|_| Err(SubmitError::Retryable("the batch was dropped".into())))
+        Box::pin(async move {
+            if self.shared.plugin.max_batch() <= 1 {
+                let mut outcomes = self.shared.drive(vec![message], &*self.shared).await;
+                return outcomes
+                    .pop()
+                    .unwrap_or_else(|| Err(SubmitError::Retryable("no outcome".into())));
             }
-            .instrument(span),
-        )
+            let (reply, outcome) = oneshot::channel();
+            if self.queue.send(Queued { message, reply }).is_err() {
+                return Err(SubmitError::Retryable("the carrier is shutting down".into()));
+            }
+            outcome
+                .await
+                .unwrap_or_else(|_| Err(SubmitError::Retryable("the batch was dropped".into())))
+        })
     }
 }
 
