@@ -1,7 +1,7 @@
 -- wrk script for Pigeon: POST /v1/messages, a unique recipient per request.
 -- KEYS: API keys separated by spaces (requests take them in turn).
 -- LOAD: "otp" (the single-part OTP the Kannel run sends too) or "mix"
--- (otp/transactional/marketing, VN/HK/US/GB, some UCS-2, some two-part).
+-- (otp/transactional/marketing, VN/HK/US/GB, a fifth UCS-2, a tenth two-part).
 -- SEND_AT: if set, every message is scheduled for then (the accept path alone).
 local keys = {}
 for k in string.gmatch(os.getenv("KEYS") or "", "%S+") do keys[#keys + 1] = k end
@@ -21,16 +21,29 @@ local mix = {
   { "transactional", "+8491", "Đơn hàng #5521 của bạn đã được giao. Cảm ơn bạn!" },
   { "transactional", "+85261", "【順豐】您的包裹已到達，取件碼 7731。" },
   { "transactional", "+1415", "Appointment reminder: Tuesday 3:30 PM with Dr. Lee. Reply C to confirm." },
-  { "marketing", "+8491", "Sale this weekend: 20% off everything in store. Reply STOP to opt out." },
+  { "otp", "+8491", otp },
   { "transactional", "+447400", "Your account balance is low: GBP 4.20 left." },
 }
 local digits = { ["+8491"] = 7, ["+85261"] = 6, ["+1415"] = 7, ["+447400"] = 6 }
+
+-- One request in 20 is marketing, which the shipped pacing policy sends only
+-- from 08:00 to 21:00 on the recipient's clock (and at 20/s per account):
+-- to whichever of VN, GB and the US (New York time) is in the day now.
+local marketing = "Sale this weekend: 20% off everything in store. Reply STOP to opt out."
+local utc = tonumber(os.date("!%H"))
+local daytime = "+8491"
+for _, c in ipairs({ { "+8491", 7 }, { "+447400", 0 }, { "+1415", -5 } }) do
+  local hour = (utc + c[2]) % 24
+  if hour >= 9 and hour < 20 then daytime = c[1] break end
+end
 
 local n = 0
 request = function()
   n = n + 1
   local kind, prefix, body
-  if load == "mix" then
+  if load == "mix" and n % 20 == 0 then
+    kind, prefix, body = "marketing", daytime, marketing
+  elseif load == "mix" then
     local e = mix[(n % #mix) + 1]
     kind, prefix, body = e[1], e[2], e[3]
   else
@@ -41,7 +54,9 @@ request = function()
   -- A US subscriber number does not start with 0 or 1.
   if prefix == "+1415" then number = 2000000 + number % 8000000 end
   local to = prefix .. string.format("%0" .. width .. "d", number)
-  local key = keys[(n % #keys) + 1]
+  -- Every account gets its share of the marketing (n is a multiple of 20
+  -- for those; 21 has no factor in common with the key count, 64).
+  local key = keys[((n + math.floor(n / 20)) % #keys) + 1]
   local json = '{"to":"' .. to .. '","type":"' .. kind .. '","body":"' .. body .. '"' .. extra .. '}'
   return wrk.format("POST", "/v1/messages", {
     ["Authorization"] = "Bearer " .. key,

@@ -142,7 +142,7 @@ pub enum CallbackError {
 ///
 /// Submissions to a plugin that takes batches (`max-batch` above 1) queue
 /// up while [`BATCHES_IN_FLIGHT`] batches are out and go together in the
-/// next one, as a group commit does: one light load is one message per
+/// next one, as a group commit does: a light load is one message per
 /// request, a heavy one fills the batches. Other plugins' submissions run
 /// in the caller's task.
 pub struct PluginCarrier {
