@@ -594,7 +594,9 @@ impl Carrier for PluginCarrier {
             }
             let (reply, outcome) = oneshot::channel();
             if self.queue.send(Queued { message, reply }).is_err() {
-                return Err(SubmitError::Retryable("the carrier is shutting down".into()));
+                return Err(SubmitError::Retryable(
+                    "the carrier is shutting down".into(),
+                ));
             }
             outcome
                 .await

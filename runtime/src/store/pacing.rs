@@ -84,10 +84,7 @@ mod tests {
         super::super::schema::migrate(&conn).unwrap();
         save_bookings(&conn, &[booking("a", 2_000), booking("b", 500)]).unwrap();
         save_bookings(&conn, &[booking("a", 3_000)]).unwrap();
-        assert_eq!(
-            saved_bookings(&conn, 1_000).unwrap(),
-            [booking("a", 3_000)]
-        );
+        assert_eq!(saved_bookings(&conn, 1_000).unwrap(), [booking("a", 3_000)]);
         prune_bookings(&conn, 1_000).unwrap();
         let left: i64 = conn
             .query_row("SELECT count(*) FROM pacing_bookings", [], |r| r.get(0))
