@@ -429,6 +429,28 @@ fn submit_body<'a>(settings: &Settings, message: &'a Message) -> Result<SubmitBo
     })
 }
 
+/// The continuation and the endpoint's `2xx` answer, or the failure that
+/// another answer means.
+fn read_answer<C: serde::de::DeserializeOwned, A: serde::de::DeserializeOwned>(
+    continuation: &[u8],
+    response: &HttpResponse,
+) -> Result<(C, A), Failure> {
+    let c = pigeon_sdk::json::parse(continuation)
+        .map_err(|e| Failure::retryable(format!("bad continuation: {e}")))?;
+    if !(200..=299).contains(&response.status) {
+        return Err(answer_failure(
+            response.status,
+            response.retry_after_ms(),
+            response.parse_json().unwrap_or_default(),
+            &response.text(),
+        ));
+    }
+    let answer = response
+        .parse_json()
+        .map_err(|e| Failure::retryable(format!("simulator answer: {e}")))?;
+    Ok((c, answer))
+}
+
 /// The failure an answer other than 2xx means (for a whole request, or for
 /// one message of a batch).
 fn answer_failure(
@@ -484,19 +506,7 @@ impl Carrier for Simulator {
         continuation: Vec<u8>,
         response: HttpResponse,
     ) -> Result<Step, Failure> {
-        let c: Continuation = pigeon_sdk::json::parse(&continuation)
-            .map_err(|e| Failure::retryable(format!("bad continuation: {e}")))?;
-        if !(200..=299).contains(&response.status) {
-            return Err(answer_failure(
-                response.status,
-                response.retry_after_ms(),
-                response.parse_json().unwrap_or_default(),
-                &response.text(),
-            ));
-        }
-        let accepted: Accepted = response
-            .parse_json()
-            .map_err(|e| Failure::retryable(format!("simulator answer: {e}")))?;
+        let (c, accepted): (Continuation, Accepted) = read_answer(&continuation, &response)?;
         accepted.ids_for(&c).map(Step::accepted)
     }
 
@@ -536,19 +546,7 @@ impl Carrier for Simulator {
         continuation: Vec<u8>,
         response: HttpResponse,
     ) -> Result<BatchStep, Failure> {
-        let slots: Vec<Slot> = pigeon_sdk::json::parse(&continuation)
-            .map_err(|e| Failure::retryable(format!("bad continuation: {e}")))?;
-        if !(200..=299).contains(&response.status) {
-            return Err(answer_failure(
-                response.status,
-                response.retry_after_ms(),
-                response.parse_json().unwrap_or_default(),
-                &response.text(),
-            ));
-        }
-        let answer: BatchAnswer = response
-            .parse_json()
-            .map_err(|e| Failure::retryable(format!("simulator answer: {e}")))?;
+        let (slots, answer): (Vec<Slot>, BatchAnswer) = read_answer(&continuation, &response)?;
         let mut results = answer.results.into_iter();
         let outcomes = slots
             .into_iter()
