@@ -217,7 +217,7 @@ fn timed_calls(plugin: &Plugin, function: Function, calls: usize, input: &Input)
                         .carrier
                         .submit_offline(std::slice::from_ref(&input.message), |_, _| {
                             *asked.lock().unwrap() = Instant::now();
-                            accepted(1)
+                            accepted()
                         });
                 let ids = runtime.block_on(submission);
                 std::hint::black_box(ids);
@@ -354,7 +354,7 @@ fn message(n: usize) -> SubmitRequest {
 }
 
 /// The simulator endpoint's answer to `POST /submit`.
-fn accepted(_: usize) -> HttpResponse {
+fn accepted() -> HttpResponse {
     json_answer(r#"{"ids":["sim-0000000001"]}"#.to_owned())
 }
 
@@ -402,7 +402,7 @@ impl Input {
             std::slice::from_ref(&self.message),
             |path, _| {
                 count(path, "/submit");
-                accepted(1)
+                accepted()
             },
         ));
         assert_eq!(ids, [Ok(vec!["sim-0000000001".to_owned()])]);

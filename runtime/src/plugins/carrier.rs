@@ -397,20 +397,24 @@ impl Shared {
     ) -> Vec<Submitted> {
         let parts: Vec<usize> = messages.iter().map(|m| m.parts.len()).collect();
         let all = |error: SubmitError| vec![Err(error); parts.len()];
+        if messages.is_empty() {
+            return Vec::new();
+        }
         let batch = messages.len() > 1;
         let settings = self.settings.clone();
-        let mut step = if batch {
-            self.call("start-submit-batch", move |b, s| {
-                b.call_start_submit_batch(s, &settings, &messages)
-            })
-            .await
-        } else {
-            let message = messages.into_iter().next();
-            self.call("start-submit", move |b, s| match &message {
-                Some(message) => b.call_start_submit(s, &settings, message).map(single),
-                None => Ok(Ok(types::BatchStep::Done(Vec::new()))),
-            })
-            .await
+        let mut step = match <[types::Message; 1]>::try_from(messages) {
+            Ok([message]) => {
+                self.call("start-submit", move |b, s| {
+                    b.call_start_submit(s, &settings, &message).map(single)
+                })
+                .await
+            }
+            Err(messages) => {
+                self.call("start-submit-batch", move |b, s| {
+                    b.call_start_submit_batch(s, &settings, &messages)
+                })
+                .await
+            }
         };
         let mut round_trips = 0;
         loop {
