@@ -281,17 +281,19 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
             tools::analyze(body).await
         }
 
-        (known, _) if allowed_methods(known).is_some() => {
-            let allow = allowed_methods(known).unwrap_or_default();
+        (known, _) if route_of(known).is_some() => {
+            let allow = route_of(known)
+                .map(|(_, m)| m.join(", "))
+                .unwrap_or_default();
             let mut response = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 format!("{method} is not allowed here; use {allow}"),
             )
             .into_response();
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
             Ok(response)
         }
         _ => Err(ApiError::new(
@@ -302,40 +304,77 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
     }
 }
 
-/// The methods a known path takes, for 405 answers.
-fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
-    Some(match segments {
-        ["healthz"] | ["readyz"] => "GET",
-        ["v1", "accounts"] => "POST",
-        ["v1", "accounts", _] => "GET",
-        ["v1", "account"] => "GET, PATCH",
-        ["v1", "accounts", _, "keys"] => "GET, POST",
-        ["v1", "keys", _] => "DELETE",
-        ["v1", "messages"] => "GET, POST",
-        ["v1", "messages", "batch"] => "POST",
-        ["v1", "messages", _] => "GET",
-        ["v1", "messages", _, "cancel"] => "POST",
-        ["v1", "messages", _, "webhooks"] => "GET",
-        ["v1", "encoding", "analyze"] => "POST",
-        ["v1", "numbers"] => "GET, POST",
-        ["v1", "numbers", _] => "GET, PATCH",
-        ["v1", "numbers", _, "claim" | "release"] => "POST",
-        ["v1", "carriers"] => "GET",
-        ["v1", "carriers", _, "callback", _, ..] => "GET, POST",
-        ["v1", "inbound"] | ["v1", "inbound", _] | ["v1", "inbound", _, "webhooks"] => "GET",
-        ["v1", "sandbox", "inbound"] => "POST",
-        ["v1", "sender-pools"] => "GET, POST",
-        ["v1", "account", "keywords"] | ["v1", "sender-pools", _, "keywords"] => "GET, PUT",
-        ["v1", "suppressions"] | ["v1", "consents"] => "GET, POST",
-        ["v1", "suppressions", "import"] => "POST",
-        ["v1", "suppressions", _] => "GET, DELETE",
-        ["v1", "consents", _] => "DELETE",
-        ["v1", "consents", _, "history"] => "GET",
-        ["v1", "sender-pools", _] => "GET, PATCH, DELETE",
-        ["v1", "policies"] | ["v1", "policies", "history"] => "GET",
-        ["v1", "policies", "simulate"] => "POST",
-        _ => return None,
-    })
+/// Every endpoint: its path (`{name}` for one segment, `{rest*}` for any
+/// number of them) and the methods it takes. The 405 answers, the metrics'
+/// `route` label and the OpenAPI description's check come from this table,
+/// so a route added to [`route`] must be added here too.
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/healthz", &["GET"]),
+    ("/readyz", &["GET"]),
+    ("/metrics", &["GET"]),
+    ("/v1/openapi.json", &["GET"]),
+    ("/v1/accounts", &["POST"]),
+    ("/v1/accounts/{id}", &["GET"]),
+    ("/v1/account", &["GET", "PATCH"]),
+    ("/v1/accounts/{id}/keys", &["GET", "POST"]),
+    ("/v1/keys/{id}", &["DELETE"]),
+    ("/v1/messages", &["GET", "POST"]),
+    ("/v1/messages/batch", &["POST"]),
+    ("/v1/messages/{id}", &["GET"]),
+    ("/v1/messages/{id}/cancel", &["POST"]),
+    ("/v1/messages/{id}/webhooks", &["GET"]),
+    ("/v1/analytics/messages", &["GET"]),
+    ("/v1/analytics/messages.csv", &["GET"]),
+    ("/v1/encoding/analyze", &["POST"]),
+    ("/v1/numbers", &["GET", "POST"]),
+    ("/v1/numbers/{id}", &["GET", "PATCH"]),
+    ("/v1/numbers/{id}/claim", &["POST"]),
+    ("/v1/numbers/{id}/release", &["POST"]),
+    ("/v1/carriers", &["GET"]),
+    (
+        "/v1/carriers/{name}/callback/{secret}/{rest*}",
+        &["GET", "POST"],
+    ),
+    ("/v1/inbound", &["GET"]),
+    ("/v1/inbound/{id}", &["GET"]),
+    ("/v1/inbound/{id}/webhooks", &["GET"]),
+    ("/v1/sandbox/inbound", &["POST"]),
+    ("/v1/sender-pools", &["GET", "POST"]),
+    ("/v1/sender-pools/{id}", &["GET", "PATCH", "DELETE"]),
+    ("/v1/account/keywords", &["GET", "PUT"]),
+    ("/v1/sender-pools/{id}/keywords", &["GET", "PUT"]),
+    ("/v1/suppressions", &["GET", "POST"]),
+    ("/v1/suppressions/import", &["POST"]),
+    ("/v1/suppressions/{number}", &["GET", "DELETE"]),
+    ("/v1/consents", &["GET", "POST"]),
+    ("/v1/consents/{id}", &["DELETE"]),
+    ("/v1/consents/{number}/history", &["GET"]),
+    ("/v1/policies", &["GET"]),
+    ("/v1/policies/history", &["GET"]),
+    ("/v1/policies/simulate", &["POST"]),
+];
+
+/// The entry of [`ROUTES`] a path falls under. Literal segments win over
+/// `{name}` ones (`/v1/messages/batch` is not `/v1/messages/{id}`).
+pub fn route_of(segments: &[&str]) -> Option<(&'static str, &'static [&'static str])> {
+    let matches = |pattern: &str| {
+        let mut wanted = pattern.trim_start_matches('/').split('/');
+        let mut given = segments.iter();
+        loop {
+            match (wanted.next(), given.next()) {
+                (Some(w), _) if w.ends_with("*}") => return true,
+                (Some(w), Some(g)) if w.starts_with('{') || w == *g => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    };
+    let literal = |pattern: &str| pattern.split('/').filter(|s| !s.starts_with('{')).count();
+    ROUTES
+        .iter()
+        .filter(|(pattern, _)| matches(pattern))
+        .max_by_key(|(pattern, _)| literal(pattern))
+        .copied()
 }
 
 fn authorize(
