@@ -33,7 +33,7 @@
     return el;
   }
 
-  function append(el, children) {
+  function append(el, ...children) {
     for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       el.append(child instanceof Node ? child : String(child));

@@ -6,8 +6,8 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::StatusCode;
+use hyper::header::{self, HeaderMap, HeaderValue};
 
 use crate::api::{ApiError, Response};
 
@@ -44,7 +44,11 @@ pub const ASSETS: &[Asset] = &[
         "text/javascript; charset=utf-8",
         true
     ),
-    asset!("vendor/uplot-1.6.32.min.css", "text/css; charset=utf-8", true),
+    asset!(
+        "vendor/uplot-1.6.32.min.css",
+        "text/css; charset=utf-8",
+        true
+    ),
     asset!("vendor/uplot-LICENSE", "text/plain; charset=utf-8", true),
 ];
 
