@@ -17,6 +17,7 @@ pub mod encoding;
 pub mod http_client;
 pub mod ids;
 pub mod log_limit;
+pub mod metrics;
 pub mod model;
 pub mod numbers;
 pub mod plugins;
