@@ -333,9 +333,9 @@
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] }, rate: { range: [0, 100] } },
       series: [
         {},
-        { label: "Accepted", stroke: COLORS.accepted, width: 2, fill: "rgba(37,99,235,0.08)", value: (u, v) => int(v) },
-        { label: "Delivered", stroke: COLORS.delivered, width: 2, value: (u, v) => int(v) },
-        { label: "Failed or undelivered", stroke: COLORS.failed, width: 2, value: (u, v) => int(v) },
+        { points: { show: false }, label: "Accepted", stroke: COLORS.accepted, width: 2, fill: "rgba(37,99,235,0.08)", value: (u, v) => int(v) },
+        { points: { show: false }, label: "Delivered", stroke: COLORS.delivered, width: 2, value: (u, v) => int(v) },
+        { points: { show: false }, label: "Failed or undelivered", stroke: COLORS.failed, width: 2, value: (u, v) => int(v) },
         {
           label: "Delivery rate", scale: "rate", stroke: COLORS.rate, width: 2, dash: [6, 4], spanGaps: true,
           value: (u, v) => (v === null || v === undefined ? dash : `${v.toFixed(1)}%`),
@@ -372,8 +372,9 @@
       h("div", { class: "tabs" }, Object.entries(RANGES).map(([id, r]) =>
         h("a", { href: `#/overview?range=${id}`, class: id === rangeId ? "active" : null }, r.label))),
       chartPanel,
-      h("div", { class: "grid2" }, panel("Per carrier", carrierBox), panel("Per country", countryBox)),
-      h("div", { class: "stack" }, failuresPanel()));
+      panel("Per carrier", carrierBox),
+      panel("Per country", countryBox),
+      failuresPanel());
 
     const analytics = (groupBy) => api(`/v1/analytics/messages${query({ from, to, interval: range.interval, group_by: groupBy })}`);
     try {
