@@ -373,12 +373,13 @@
         h("a", { href: `#/overview?range=${id}`, class: id === rangeId ? "active" : null }, r.label))),
       chartPanel,
       panel("Per carrier", carrierBox),
-      panel("Per country", countryBox),
-      failuresPanel());
+      panel("Per country", countryBox));
 
     const analytics = (groupBy) => api(`/v1/analytics/messages${query({ from, to, interval: range.interval, group_by: groupBy })}`);
+    const figures = Promise.all([analytics("carrier"), analytics("country")]);
+    view.append(failuresPanel(figures.then(([byCarrier]) => byCarrier.data, () => null), from));
     try {
-      const [byCarrier, byCountry] = await Promise.all([analytics("carrier"), analytics("country")]);
+      const [byCarrier, byCountry] = await figures;
       if (!current()) return;
       await whenChartLibraryLoaded();
       drawChart(chartBox, byCarrier.data, fromMs, toMs, bucketMs);
@@ -405,12 +406,16 @@
 
   const FAILURE_SAMPLE = 20;
 
-  function failuresPanel() {
+  // `figures`: the period's analytics rows, or null without analytics. A
+  // period with no failures needs no search through the messages.
+  function failuresPanel(figures, since) {
     return async_panel("Failures by error code", "the failures", async () => {
-      const [failed, undelivered] = await Promise.all([
-        api(`/v1/messages${query({ status: "failed", limit: FAILURE_SAMPLE })}`),
-        api(`/v1/messages${query({ status: "undelivered", limit: FAILURE_SAMPLE })}`),
-      ]);
+      const rows = await figures;
+      const count = (status) => (rows ? rows.reduce((n, r) => n + (r[status] || 0), 0) : FAILURE_SAMPLE);
+      const recent = (status) => (count(status) > 0
+        ? api(`/v1/messages${query({ status, since, limit: FAILURE_SAMPLE })}`)
+        : Promise.resolve({ data: [] }));
+      const [failed, undelivered] = await Promise.all([recent("failed"), recent("undelivered")]);
       const sample = [...failed.data, ...undelivered.data];
       const details = await mapLimit(sample, 4, (m) => api(`/v1/messages/${encodeURIComponent(m.id)}`));
       const codes = new Map();
@@ -424,15 +429,15 @@
           codes.set(key, entry);
         }
       }
-      const rows = [...codes.values()].sort((a, b) => b.count - a.count);
+      const byCode = [...codes.values()].sort((a, b) => b.count - a.count);
       return [
         table([
           ["Error code", (r) => h("code", null, r.code)],
           ["Status", (r) => badge(r.status)],
           ["Messages", (r) => int(r.count), "num"],
           ["Latest", (r) => [link(`#/messages/${r.latest.id}`, r.latest.id), " ", h("span", { class: "caption" }, time(r.latest.created_at))]],
-        ], rows, "No failed or undelivered messages."),
-        h("p", { class: "caption" }, `From the ${FAILURE_SAMPLE} most recent failed and the ${FAILURE_SAMPLE} most recent undelivered messages. `,
+        ], byCode, "No failed or undelivered messages in this period."),
+        h("p", { class: "caption" }, `From the ${FAILURE_SAMPLE} most recent failed and the ${FAILURE_SAMPLE} most recent undelivered messages of the period. `,
           link("#/messages?status=failed", "All failed"), " · ", link("#/messages?status=undelivered", "all undelivered")),
       ];
     });
