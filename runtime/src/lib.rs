@@ -11,6 +11,7 @@ pub mod carriers;
 pub mod cli;
 pub mod compliance;
 pub mod config;
+pub mod dashboard;
 pub mod dispatch;
 pub mod encoding;
 pub mod http_client;

@@ -145,6 +145,7 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
     use Permission::*;
     match (segments.as_slice(), method) {
         (["healthz"], &Method::GET) => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+        (["dashboard", rest @ ..], &Method::GET) => crate::dashboard::serve(rest, &parts.headers),
         (["readyz"], &Method::GET) => Ok(match app.store.check_writable().await {
             Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
             Err(err) => json_response(
@@ -361,6 +362,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/healthz", &["GET"]),
     ("/readyz", &["GET"]),
     ("/metrics", &["GET"]),
+    ("/dashboard", &["GET"]),
+    ("/dashboard/{rest*}", &["GET"]),
     ("/v1/openapi.json", &["GET"]),
     ("/v1/accounts", &["POST"]),
     ("/v1/accounts/{id}", &["GET"]),
