@@ -330,6 +330,7 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
             authed(UseTools)?;
             tools::analyze(body).await
         }
+        (["v1", "openapi.json"], &Method::GET) => Ok(openapi()),
 
         (known, _) if route_of(known).is_some() => {
             let allow = route_of(known)
@@ -352,6 +353,20 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
             format!("no such endpoint: {}", loggable_path(parts.uri.path())),
         )),
     }
+}
+
+/// The API's OpenAPI 3.1 description, kept by hand next to [`ROUTES`]
+/// (`tests/openapi.rs` fails when the two differ).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// `GET /v1/openapi.json`: no key needed.
+fn openapi() -> Response {
+    let mut response = hyper::Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Every endpoint: its path (`{name}` for one segment, `{rest*}` for any
@@ -477,6 +492,55 @@ fn authorize(
 
 #[cfg(test)]
 mod tests {
+    use super::route_of;
+
+    fn pattern(path: &str) -> Option<&'static str> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        route_of(&segments).map(|(pattern, _)| pattern)
+    }
+
+    #[test]
+    fn route_of_prefers_literal_segments() {
+        assert_eq!(pattern("/v1/messages/batch"), Some("/v1/messages/batch"));
+        assert_eq!(pattern("/v1/messages/msg_1"), Some("/v1/messages/{id}"));
+        assert_eq!(
+            pattern("/v1/suppressions/import"),
+            Some("/v1/suppressions/import")
+        );
+        assert_eq!(
+            pattern("/v1/suppressions/+84987654321"),
+            Some("/v1/suppressions/{number}")
+        );
+        assert_eq!(
+            pattern("/v1/account/keywords"),
+            Some("/v1/account/keywords")
+        );
+        assert_eq!(
+            pattern("/v1/analytics/messages.csv"),
+            Some("/v1/analytics/messages.csv")
+        );
+        let (_, methods) = route_of(&["v1", "sender-pools", "pool_1"]).unwrap();
+        assert_eq!(methods, ["GET", "PATCH", "DELETE"]);
+    }
+
+    #[test]
+    fn route_of_rest_matches_any_tail() {
+        let callback = Some("/v1/carriers/{name}/callback/{secret}/{rest*}");
+        assert_eq!(pattern("/v1/carriers/acme/callback/s3cr3t/dlr"), callback);
+        assert_eq!(pattern("/v1/carriers/acme/callback/s3cr3t/a/b/c"), callback);
+        assert_eq!(pattern("/v1/carriers/acme/callback/s3cr3t"), callback);
+        assert_eq!(pattern("/v1/carriers/acme/callback"), None);
+    }
+
+    #[test]
+    fn route_of_unknown_paths_is_none() {
+        assert_eq!(pattern("/v2/messages"), None);
+        assert_eq!(pattern("/v1/messages/msg_1/parts"), None);
+        assert_eq!(pattern("/v1/nothing"), None);
+        assert_eq!(pattern("/"), None);
+        assert_eq!(pattern("/v1/openapi.json"), Some("/v1/openapi.json"));
+    }
+
     #[test]
     fn callback_secrets_are_kept_out_of_logged_paths() {
         assert_eq!(
