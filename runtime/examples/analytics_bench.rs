@@ -43,7 +43,7 @@ fn message(n: usize, created_at: i64, now: i64) -> MessageRecord {
         body: "Your code is 123456".into(),
         message_type,
         encoding: Encoding::Gsm7,
-        segments: 1 + (n % 10 == 0) as i64,
+        segments: 1 + n.is_multiple_of(10) as i64,
         concat_ref: 0,
         callback_url: None,
         send_at: None,
