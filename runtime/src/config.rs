@@ -50,6 +50,16 @@ pub struct Config {
     /// Content, routing and pacing policies (Rhai); off when `dir` does
     /// not exist.
     pub policies: crate::policies::PoliciesConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `GET /metrics`: who may scrape it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A bearer token for the scraper (24 characters or more), so
+    /// Prometheus needs no admin key. Operator admin keys always work.
+    pub token: Option<String>,
 }
 
 impl Default for Config {
@@ -68,6 +78,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             carriers: Vec::new(),
             policies: crate::policies::PoliciesConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -484,6 +495,17 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "server.max_header_bytes",
                 message: "must be at least 1024".into(),
+            });
+        }
+        if self
+            .metrics
+            .token
+            .as_ref()
+            .is_some_and(|t| t.trim().len() < 24)
+        {
+            return Err(ConfigError::Invalid {
+                key: "metrics.token",
+                message: "must be at least 24 characters".into(),
             });
         }
         positive("store.max_batch", self.store.max_batch as u64)?;

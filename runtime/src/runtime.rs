@@ -55,6 +55,7 @@ impl Pigeon {
     /// empty database. `config.listen` must be the address the API is
     /// served on (the sandbox carrier calls back there).
     pub async fn start(config: &Config, admin_key: Option<String>) -> Result<Self, StartError> {
+        crate::metrics::install();
         let store = Store::open(&config.data_dir, &config.store)?;
         let now = crate::time::now_ms();
         let requeued = store
@@ -119,6 +120,7 @@ impl Pigeon {
             policies,
             default_pools,
             compliance: compliance.clone(),
+            metrics_token: config.metrics.token.clone(),
             submit_rules: crate::api::SubmitRules {
                 default_validity_secs: config.dispatch.default_validity_secs,
                 allow_private_callbacks: config.webhooks.allow_private_networks,

@@ -74,6 +74,30 @@ pub async fn create(
     idempotency_key: Option<String>,
     body: Incoming,
 ) -> Result<Response, ApiError> {
+    let created = create_one(app, principal, idempotency_key, body).await;
+    if let Err(err) = &created
+        && err.status.is_client_error()
+    {
+        count_rejected(&err.code);
+    }
+    created
+}
+
+fn count_accepted(record: &MessageRecord) {
+    ::metrics::counter!("pigeon_messages_accepted_total", "type" => record.message_type.as_str())
+        .increment(1);
+}
+
+fn count_rejected(code: &str) {
+    ::metrics::counter!("pigeon_messages_rejected_total", "code" => code.to_owned()).increment(1);
+}
+
+async fn create_one(
+    app: &App,
+    principal: &Principal,
+    idempotency_key: Option<String>,
+    body: Incoming,
+) -> Result<Response, ApiError> {
     let bytes = read_body(body).await?;
     let map = parse_object(&bytes)?;
     let idempotency = idempotency_key.map(|key| idempotency(key, &map));
@@ -96,6 +120,7 @@ pub async fn create(
         .await?;
     match outcome {
         InsertOutcome::Created(record) => {
+            count_accepted(&record);
             if record.status == Status::Queued {
                 app.dispatch_waker.notify_one();
             }
@@ -272,7 +297,12 @@ pub async fn create_batch(
         .enumerate()
         .map(|(index, item)| match item {
             Ok(_) => match stored.next() {
-                Some(InsertOutcome::Created(record) | InsertOutcome::Replayed(record)) => {
+                Some(InsertOutcome::Created(record)) => {
+                    accepted += 1;
+                    count_accepted(&record);
+                    json!({"index": index, "status": 202, "message": summary_json(&record)})
+                }
+                Some(InsertOutcome::Replayed(record)) => {
                     accepted += 1;
                     json!({"index": index, "status": 202, "message": summary_json(&record)})
                 }
@@ -282,7 +312,10 @@ pub async fn create_batch(
                 }
                 None => json!({"index": index, "status": 500}),
             },
-            Err(err) => json!({"index": index, "status": err.status.as_u16(), "error": err.to_json()["error"]}),
+            Err(err) => {
+                count_rejected(&err.code);
+                json!({"index": index, "status": err.status.as_u16(), "error": err.to_json()["error"]})
+            }
         })
         .collect();
     if accepted > 0 {

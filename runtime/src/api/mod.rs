@@ -2,6 +2,7 @@
 //! its own file; every answer, errors included, is JSON.
 
 mod accounts;
+mod analytics;
 mod carriers;
 mod compliance;
 pub mod error;
@@ -46,6 +47,8 @@ pub struct App {
     pub default_pools: crate::numbers::pools::DefaultPools,
     /// Opt-outs and marketing consents, as the accept path checks them.
     pub compliance: Arc<crate::compliance::Compliance>,
+    /// The scraper's bearer token for `GET /metrics` (`[metrics] token`).
+    pub metrics_token: Option<String>,
 }
 
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
@@ -60,9 +63,12 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
 
 /// Routes one request. Never fails: every error becomes a JSON answer.
 pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response {
+    let started = std::time::Instant::now();
     let method = request.method().clone();
     let path = loggable_path(request.uri().path());
-    match route(&app, request).await {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let route_label = route_of(&segments).map_or("unknown", |(pattern, _)| pattern);
+    let response = match route(&app, request).await {
         Ok(response) => response,
         Err(err) => {
             // Storage faults are logged where they are turned into answers.
@@ -74,6 +80,29 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response {
             }
             err.into_response()
         }
+    };
+    ::metrics::counter!("pigeon_http_requests_total",
+        "route" => route_label, "status" => status_label(response.status()))
+    .increment(1);
+    ::metrics::histogram!("pigeon_http_request_duration_seconds", "route" => route_label)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A status code as a label value without an allocation for common ones.
+fn status_label(status: StatusCode) -> std::borrow::Cow<'static, str> {
+    match status.as_u16() {
+        200 => "200".into(),
+        201 => "201".into(),
+        202 => "202".into(),
+        204 => "204".into(),
+        400 => "400".into(),
+        401 => "401".into(),
+        403 => "403".into(),
+        404 => "404".into(),
+        422 => "422".into(),
+        429 => "429".into(),
+        other => other.to_string().into(),
     }
 }
 
@@ -116,6 +145,7 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
     use Permission::*;
     match (segments.as_slice(), method) {
         (["healthz"], &Method::GET) => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+        (["dashboard", rest @ ..], &Method::GET) => crate::dashboard::serve(rest, &parts.headers),
         (["readyz"], &Method::GET) => Ok(match app.store.check_writable().await {
             Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
             Err(err) => json_response(
@@ -123,6 +153,26 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
                 &json!({"status": "unavailable", "reason": err.to_string()}),
             ),
         }),
+
+        (["metrics"], &Method::GET) => {
+            authorize_scraper(app, &parts.headers)?;
+            let mut response = hyper::Response::new(Full::new(Bytes::from(
+                crate::metrics::render(&app.store).await,
+            )));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(response)
+        }
+        (["v1", "analytics", "messages"], &Method::GET) => {
+            let principal = authed(ReadMessages)?;
+            analytics::messages(app, &principal, parts.uri.query(), analytics::Format::Json).await
+        }
+        (["v1", "analytics", "messages.csv"], &Method::GET) => {
+            let principal = authed(ReadMessages)?;
+            analytics::messages(app, &principal, parts.uri.query(), analytics::Format::Csv).await
+        }
 
         (["v1", "accounts"], &Method::POST) => {
             accounts::create_account(app, &authed(ManageAccounts)?, body).await
@@ -327,6 +377,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/healthz", &["GET"]),
     ("/readyz", &["GET"]),
     ("/metrics", &["GET"]),
+    ("/dashboard", &["GET"]),
+    ("/dashboard/{rest*}", &["GET"]),
     ("/v1/openapi.json", &["GET"]),
     ("/v1/accounts", &["POST"]),
     ("/v1/accounts/{id}", &["GET"]),
@@ -392,20 +444,42 @@ pub fn route_of(segments: &[&str]) -> Option<(&'static str, &'static [&'static s
         .copied()
 }
 
-fn authorize(
-    app: &App,
-    headers: &hyper::HeaderMap,
-    permission: Permission,
-) -> Result<Principal, ApiError> {
-    let presented = headers
+/// `GET /metrics` takes an operator admin key or the scraper's token.
+fn authorize_scraper(app: &App, headers: &hyper::HeaderMap) -> Result<(), ApiError> {
+    let presented = bearer(headers)?;
+    if let Some(token) = &app.metrics_token {
+        let (a, b) = (token.as_bytes(), presented.as_bytes());
+        if a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 {
+            return Ok(());
+        }
+    }
+    let principal = app
+        .accounts
+        .authenticate(presented)
+        .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+    if principal.operator && principal.role == crate::auth::Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
+fn bearer(headers: &hyper::HeaderMap) -> Result<&str, ApiError> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim())
-        .ok_or_else(|| {
-            ApiError::unauthorized("send your API key as `Authorization: Bearer <key>`")
-        })?;
+        .ok_or_else(|| ApiError::unauthorized("send your API key as `Authorization: Bearer <key>`"))
+}
+
+fn authorize(
+    app: &App,
+    headers: &hyper::HeaderMap,
+    permission: Permission,
+) -> Result<Principal, ApiError> {
+    let presented = bearer(headers)?;
     let principal = app
         .accounts
         .authenticate(presented)

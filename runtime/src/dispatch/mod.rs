@@ -110,15 +110,22 @@ impl Dispatcher {
                 attempt = claim.attempt
             );
             async move {
-                let Some(carrier) = route.carrier else {
-                    let (code, reason) = route.refusal.unwrap_or_else(|| no_route_reason(&claim));
-                    return refuse(claim, &code, &reason);
+                let results = match route.carrier {
+                    None => {
+                        let (code, reason) =
+                            route.refusal.unwrap_or_else(|| no_route_reason(&claim));
+                        refuse(claim, &code, &reason)
+                    }
+                    Some(carrier) => {
+                        let pacing = Pacing {
+                            policies: policies.as_deref().zip(view.as_ref()),
+                            buckets: &buckets,
+                        };
+                        paced_submit(&carrier, route.sender, claim, &config, pacing).await
+                    }
                 };
-                let pacing = Pacing {
-                    policies: policies.as_deref().zip(view.as_ref()),
-                    buckets: &buckets,
-                };
-                paced_submit(&carrier, route.sender, claim, &config, pacing).await
+                count_outcomes(&results);
+                results
             }
             .instrument(span)
         };
@@ -126,6 +133,31 @@ impl Dispatcher {
             queue::record_results(c, results, crate::time::now_ms())
         };
         workers::run(self.store, limits, self.wake, shutdown, claim, work, record).await;
+    }
+}
+
+/// `pigeon_parts_submitted_total`, and `pigeon_parts_final_total` for the
+/// parts that fail here.
+fn count_outcomes(results: &[SubmitResult]) {
+    for result in results {
+        let carrier = if result.carrier.is_empty() {
+            "none".to_owned()
+        } else {
+            result.carrier.clone()
+        };
+        let outcome = match result.outcome {
+            SubmitOutcome::Accepted { .. } => "accepted",
+            SubmitOutcome::Retry { .. } => "retry",
+            SubmitOutcome::Deferred { .. } => "deferred",
+            SubmitOutcome::Failed { .. } => "failed",
+        };
+        if outcome == "failed" {
+            ::metrics::counter!("pigeon_parts_final_total",
+                "carrier" => carrier.clone(), "status" => "failed")
+            .increment(1);
+        }
+        ::metrics::counter!("pigeon_parts_submitted_total", "carrier" => carrier, "outcome" => outcome)
+            .increment(1);
     }
 }
 

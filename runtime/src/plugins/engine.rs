@@ -503,6 +503,16 @@ impl Plugin {
             counter.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(carrier = &*caller.carrier, error = %e, "plugin call failed");
         }
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(CallError::Deadline { .. }) => "deadline",
+            Err(CallError::MemoryLimit { .. }) => "memory",
+            Err(CallError::Trap { .. }) => "trap",
+            Err(CallError::Busy { .. }) => "busy",
+        };
+        ::metrics::counter!("pigeon_plugin_calls_total",
+            "plugin" => loaded.info.name.clone(), "outcome" => outcome)
+        .increment(1);
         result
     }
 }

@@ -221,20 +221,31 @@ impl PolicySet {
         // The script's top level (imports, constants) runs before the
         // function, in a fresh scope: calls share nothing.
         let mut scope = Scope::new();
-        ENGINE
-            .call_fn::<Dynamic>(&mut scope, ast, kind.function(), args)
-            .map_err(|err| {
-                let (mut located, failure) = engine::locate(kind.file(), &err);
-                // Limits stop a script without a position: point at the
-                // function that was running.
-                if located.line == 0 && located.file == kind.file() {
-                    (located.line, located.col) = entry.position;
-                }
-                match failure {
-                    Failure::CutOff => PolicyError::CutOff(located),
-                    Failure::Error => PolicyError::Script(located),
-                }
-            })
+        let started = Instant::now();
+        let result = ENGINE.call_fn::<Dynamic>(&mut scope, ast, kind.function(), args);
+        ::metrics::histogram!("pigeon_policy_duration_seconds", "policy" => kind.as_str())
+            .record(started.elapsed().as_secs_f64());
+        let outcome = result.map_err(|err| {
+            let (mut located, failure) = engine::locate(kind.file(), &err);
+            // Limits stop a script without a position: point at the
+            // function that was running.
+            if located.line == 0 && located.file == kind.file() {
+                (located.line, located.col) = entry.position;
+            }
+            match failure {
+                Failure::CutOff => PolicyError::CutOff(located),
+                Failure::Error => PolicyError::Script(located),
+            }
+        });
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(PolicyError::CutOff(_)) => "cut_off",
+            Err(_) => "error",
+        };
+        ::metrics::counter!("pigeon_policy_evaluations_total",
+            "policy" => kind.as_str(), "outcome" => label)
+        .increment(1);
+        outcome
     }
 }
 

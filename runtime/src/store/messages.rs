@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::rollups;
 use super::webhooks::{StatusEvent, enqueue_status};
 use super::{Result, StoreError};
 use crate::compliance::keywords::Keyword;
@@ -217,6 +218,18 @@ fn write_message(
             due_at
         ])?;
     }
+    rollups::message_added(
+        rollups::Dimensions::new(
+            &msg.account_id,
+            msg.created_at,
+            None,
+            msg.country.as_deref(),
+            msg.message_type.as_str(),
+            msg.from.as_deref(),
+        ),
+        status,
+        msg.segments,
+    );
     Ok(InsertOutcome::Created(MessageRecord {
         status,
         updated_at: msg.created_at,
@@ -380,12 +393,21 @@ pub fn cancel_message(
     if let Some(status) = furthest {
         return Ok(CancelOutcome::NotCancelable(status));
     }
+    let mut cancel_parts = conn.prepare_cached(
+        "UPDATE parts SET status = 'canceled', previous_status = status \
+         WHERE message_id = ?1 AND status IN ('queued', 'scheduled') RETURNING previous_status",
+    )?;
+    for previous in cancel_parts.query_map([id], |row| row.get::<_, String>(0))? {
+        rollups::parts_moved(parse_status(&previous?)?, Status::Canceled, 1);
+    }
     conn.prepare_cached(
-        "UPDATE parts SET status = 'canceled' WHERE message_id = ?1 AND status IN ('queued', 'scheduled')",
+        "UPDATE messages SET status = 'canceled', updated_at = ?2, previous_status = status, \
+         previous_carrier = carrier WHERE id = ?1 \
+         RETURNING account_id, created_at, carrier, country, type, sender, segments, \
+         previous_status, previous_carrier",
     )?
-    .execute([id])?;
-    conn.prepare_cached("UPDATE messages SET status = 'canceled', updated_at = ?2 WHERE id = ?1")?
-        .execute(params![id, now])?;
+    .query_row(params![id, now], |row| MovedMessage::from_row(row, 0))?
+    .record(Status::Canceled)?;
     insert_event(
         conn,
         id,
@@ -498,22 +520,27 @@ pub(super) fn change_part(
     change: &PartChange<'_>,
     segments: Option<i64>,
 ) -> Result<bool> {
-    let changed = conn
+    let previous: Option<String> = conn
         .prepare_cached(update_part_sql(change.status))?
-        .execute(params![
-            change.message_id,
-            change.index,
-            change.status.as_str(),
-            change.carrier,
-            change.carrier_message_id,
-            change.error_code,
-            change.due_at,
-            change.attempts_delta,
-            change.at,
-        ])?;
-    if changed == 0 {
+        .query_row(
+            params![
+                change.message_id,
+                change.index,
+                change.status.as_str(),
+                change.carrier,
+                change.carrier_message_id,
+                change.error_code,
+                change.due_at,
+                change.attempts_delta,
+                change.at,
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(previous) = previous else {
         return Ok(false);
-    }
+    };
+    rollups::parts_moved(parse_status(&previous)?, change.status, 1);
     insert_event(
         conn,
         change.message_id,
@@ -554,32 +581,40 @@ pub(super) fn change_part(
     };
     // A message in a final state stays there (all its parts are final too).
     // When its status does change and it has a callback URL, the webhook
-    // goes to the outbox in this same transaction.
-    let webhook = conn
+    // goes to the outbox in this same transaction. The carrier it is
+    // counted under is the last one that took it or failed it.
+    let carrier = change.carrier.filter(|_| {
+        matches!(
+            aggregate,
+            Status::Sent | Status::Delivered | Status::Undelivered | Status::Failed
+        )
+    });
+    let moved = conn
         .prepare_cached(
-            "UPDATE messages SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status != ?2 \
+            "UPDATE messages SET status = ?2, updated_at = ?3, carrier = COALESCE(?4, carrier), \
+             previous_status = status, previous_carrier = carrier \
+             WHERE id = ?1 AND status != ?2 \
              AND status NOT IN ('delivered', 'undelivered', 'failed', 'rejected', 'expired', 'canceled') \
-             RETURNING callback_url, account_id, to_number, sender, segments, metadata",
+             RETURNING callback_url, to_number, metadata, account_id, created_at, carrier, country, type, \
+             sender, segments, previous_status, previous_carrier",
         )?
         .query_row(
-            params![change.message_id, aggregate.as_str(), change.at],
+            params![change.message_id, aggregate.as_str(), change.at, carrier],
             |row| {
-                let Some(callback_url) = row.get::<_, Option<String>>(0)? else {
-                    return Ok(None);
-                };
-                Ok(Some((
-                    callback_url,
+                Ok((
+                    row.get::<_, Option<String>>(0)?,
                     row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, Option<String>>(3)?,
-                    row.get::<_, i64>(4)?,
-                    row.get::<_, Option<String>>(5)?,
-                )))
+                    row.get::<_, Option<String>>(2)?,
+                    MovedMessage::from_row(row, 3)?,
+                ))
             },
         )
-        .optional()?
-        .flatten();
-    if let Some((callback_url, account_id, to, from, segments, metadata)) = webhook {
+        .optional()?;
+    let Some((callback_url, to, metadata, moved)) = moved else {
+        return Ok(true);
+    };
+    moved.record(aggregate)?;
+    if let Some(callback_url) = callback_url {
         let error_code = change
             .error_code
             .filter(|_| change.status == aggregate)
@@ -587,13 +622,13 @@ pub(super) fn change_part(
         enqueue_status(
             conn,
             &StatusEvent {
-                account_id: &account_id,
+                account_id: &moved.dims.account_id,
                 message_id: change.message_id,
                 callback_url: &callback_url,
                 status: aggregate,
                 to: &to,
-                from: from.as_deref(),
-                segments,
+                from: moved.sender.as_deref(),
+                segments: moved.segments,
                 error_code,
                 metadata: metadata.as_deref(),
                 at: change.at,
@@ -601,6 +636,48 @@ pub(super) fn change_part(
         )?;
     }
     Ok(true)
+}
+
+/// A message as an UPDATE that changed its status returned it: what the
+/// rollups count it under, before and after.
+struct MovedMessage {
+    dims: rollups::Dimensions,
+    previous_carrier: Option<String>,
+    previous_status: String,
+    sender: Option<String>,
+    segments: i64,
+}
+
+impl MovedMessage {
+    /// Reads `account_id, created_at, carrier, country, type, sender,
+    /// segments, previous_status, previous_carrier` from column `first` on.
+    fn from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Self> {
+        let sender: Option<String> = row.get(first + 5)?;
+        Ok(Self {
+            dims: rollups::Dimensions::new(
+                &row.get::<_, String>(first)?,
+                row.get(first + 1)?,
+                row.get::<_, Option<String>>(first + 2)?.as_deref(),
+                row.get::<_, Option<String>>(first + 3)?.as_deref(),
+                &row.get::<_, String>(first + 4)?,
+                sender.as_deref(),
+            ),
+            sender,
+            segments: row.get(first + 6)?,
+            previous_status: row.get(first + 7)?,
+            previous_carrier: row.get(first + 8)?,
+        })
+    }
+
+    fn record(&self, status: Status) -> Result<()> {
+        let before = rollups::Dimensions {
+            carrier: self.previous_carrier.clone().unwrap_or_default(),
+            ..self.dims.clone()
+        };
+        let previous = parse_status(&self.previous_status)?;
+        rollups::message_moved(before, previous, self.dims.clone(), status, self.segments);
+        Ok(())
+    }
 }
 
 /// The UPDATE that moves a part to `status`, guarded by the states it may
@@ -621,8 +698,10 @@ fn update_part_sql(status: Status) -> &'static str {
                      carrier_message_id = COALESCE(?5, carrier_message_id), \
                      error_code = COALESCE(?6, error_code), due_at = COALESCE(?7, due_at), \
                      attempts = attempts + ?8, \
-                     sent_at = CASE WHEN ?3 = 'sent' THEN ?9 ELSE sent_at END \
-                     WHERE message_id = ?1 AND idx = ?2 AND status IN ({})",
+                     sent_at = CASE WHEN ?3 = 'sent' THEN ?9 ELSE sent_at END, \
+                     previous_status = status \
+                     WHERE message_id = ?1 AND idx = ?2 AND status IN ({}) \
+                     RETURNING previous_status",
                     if from.is_empty() {
                         "NULL".to_owned()
                     } else {

@@ -12,6 +12,7 @@ pub mod pacing;
 pub mod pools;
 pub mod queue;
 pub mod reports;
+pub mod rollups;
 mod schema;
 pub mod webhooks;
 mod writer;
@@ -89,6 +90,7 @@ struct Inner {
     writer: writer::WriterHandle,
     readers: Mutex<Vec<Connection>>,
     max_idle_readers: usize,
+    queue_depth: Arc<rollups::QueueDepth>,
 }
 
 pub const DB_FILE: &str = "pigeon.db";
@@ -116,13 +118,15 @@ impl Store {
         for _ in 0..config.readers {
             readers.push(open_reader(&path)?);
         }
-        let writer = writer::spawn(conn, config.max_batch);
+        let queue_depth = Arc::new(rollups::QueueDepth::load(&conn)?);
+        let writer = writer::spawn(conn, config.max_batch, queue_depth.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 writer,
                 readers: Mutex::new(readers),
                 max_idle_readers: config.readers,
+                queue_depth,
             }),
         })
     }
@@ -170,6 +174,11 @@ impl Store {
         .await
         .map_err(|_| StoreError::Closed)?
         .map_err(|e| e.said_as(StoreError::ReadFailed))
+    }
+
+    /// Parts in each state, as of the last commit.
+    pub fn queue_depth(&self) -> &rollups::QueueDepth {
+        &self.inner.queue_depth
     }
 
     /// Proves the database takes writes (for `/readyz`).

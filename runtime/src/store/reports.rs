@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Result;
 use super::messages::{PartChange, change_part};
+use super::rollups::{self, Dimensions};
 use crate::model::Status;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,18 +81,33 @@ pub enum ReportOutcome {
 }
 
 /// The part a carrier id names (served by the `parts_by_carrier_id` index).
-pub(super) const PART_BY_CARRIER_ID: &str = "SELECT p.message_id, p.idx, m.segments, p.sent_at \
+pub(super) const PART_BY_CARRIER_ID: &str = "SELECT p.message_id, p.idx, m.segments, p.sent_at, \
+     m.account_id, m.created_at, m.country, m.type, m.sender \
      FROM parts p JOIN messages m ON m.id = p.message_id \
      WHERE p.carrier = ?1 AND p.carrier_message_id = ?2";
 
 pub fn apply_report(conn: &Connection, report: &DeliveryReport, now: i64) -> Result<ReportOutcome> {
-    let part: Option<(String, i64, i64, Option<i64>)> = conn
+    let part = conn
         .prepare_cached(PART_BY_CARRIER_ID)?
         .query_row(params![report.carrier, report.carrier_message_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            let dims = Dimensions::new(
+                &row.get::<_, String>(4)?,
+                row.get(5)?,
+                Some(&report.carrier),
+                row.get::<_, Option<String>>(6)?.as_deref(),
+                &row.get::<_, String>(7)?,
+                row.get::<_, Option<String>>(8)?.as_deref(),
+            );
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, Option<i64>>(3)?,
+                dims,
+            ))
         })
         .optional()?;
-    let Some((message_id, index, segments, sent_at)) = part else {
+    let Some((message_id, index, segments, sent_at, dims)) = part else {
         conn.prepare_cached(
             "INSERT INTO early_reports (carrier, carrier_message_id, state, error_code, raw_status, at, received_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -119,10 +135,11 @@ pub fn apply_report(conn: &Connection, report: &DeliveryReport, now: i64) -> Res
     change.error_code = report.error_code.as_deref();
     change.detail = detail.as_deref();
     Ok(if change_part(conn, &change, Some(segments))? {
-        ReportOutcome::Applied {
-            status,
-            latency_ms: sent_at.map(|sent| (now - sent).max(0)),
+        let latency_ms = sent_at.map(|sent| (now - sent).max(0));
+        if let (Some(latency_ms), true) = (latency_ms, status.is_final()) {
+            rollups::report_latency(dims, latency_ms);
         }
+        ReportOutcome::Applied { status, latency_ms }
     } else {
         ReportOutcome::Ignored
     })

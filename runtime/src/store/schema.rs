@@ -320,6 +320,49 @@ const MIGRATIONS: &[&str] = &[
         SELECT key, rate, burst, booked_until FROM pacing_state;
     DROP TABLE pacing_state;
     "#,
+    // 11: analytics rollups (see rollups.rs): messages by the hour they
+    // were accepted and what they are now, delivery-report latencies; the
+    // carrier that took each message; the state a message and a part were
+    // in before their last change (an UPDATE's RETURNING sees only the new
+    // row, and the rollups move a message from its old row to its new one).
+    r#"
+    ALTER TABLE messages ADD COLUMN carrier TEXT;
+    ALTER TABLE messages ADD COLUMN previous_status TEXT;
+    ALTER TABLE messages ADD COLUMN previous_carrier TEXT;
+    ALTER TABLE parts ADD COLUMN previous_status TEXT;
+    CREATE TABLE message_rollups (
+        account_id  TEXT NOT NULL,
+        hour        INTEGER NOT NULL,
+        carrier     TEXT NOT NULL,
+        country     TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        sender      TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        messages    INTEGER NOT NULL,
+        segments    INTEGER NOT NULL,
+        PRIMARY KEY (account_id, hour, carrier, country, type, sender, status)
+    ) WITHOUT ROWID;
+    CREATE INDEX message_rollups_by_hour ON message_rollups (hour);
+    CREATE TABLE dlr_latency_rollups (
+        account_id  TEXT NOT NULL,
+        hour        INTEGER NOT NULL,
+        carrier     TEXT NOT NULL,
+        country     TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        sender      TEXT NOT NULL,
+        bucket      INTEGER NOT NULL,
+        reports     INTEGER NOT NULL,
+        PRIMARY KEY (account_id, hour, carrier, country, type, sender, bucket)
+    ) WITHOUT ROWID;
+    CREATE INDEX dlr_latency_rollups_by_hour ON dlr_latency_rollups (hour);
+    -- Messages from before: their carrier is their first part's.
+    UPDATE messages SET carrier = (SELECT carrier FROM parts WHERE message_id = messages.id AND idx = 0)
+        WHERE status IN ('sent', 'delivered', 'undelivered', 'failed');
+    INSERT INTO message_rollups
+        SELECT account_id, created_at / 3600000, COALESCE(carrier, ''), COALESCE(country, ''), type,
+               COALESCE(sender, ''), status, count(*), SUM(segments)
+        FROM messages GROUP BY 1, 2, 3, 4, 5, 6, 7;
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.

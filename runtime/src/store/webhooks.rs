@@ -404,6 +404,13 @@ pub fn list_for_message(conn: &Connection, message_id: &str) -> Result<Vec<Webho
     .collect()
 }
 
+/// Webhooks waiting to be delivered (served by the pending-only index).
+pub fn pending_count(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM webhook_outbox WHERE state = 'pending'")?
+        .query_row([], |row| row.get(0))?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

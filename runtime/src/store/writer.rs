@@ -5,11 +5,13 @@
 //! then answers the callers. While it commits, new
 //! jobs pile up and ride the next commit, so the cost of the fsync is shared.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::rollups::{self, QueueDepth};
 use super::{Result, StoreError};
 
 trait Job: Send {
@@ -74,11 +76,11 @@ pub(super) struct WriterHandle {
 /// Jobs that may wait for the writer before callers feel back-pressure.
 const QUEUE_DEPTH: usize = 16 * 1024;
 
-pub(super) fn spawn(conn: Connection, max_batch: usize) -> WriterHandle {
+pub(super) fn spawn(conn: Connection, max_batch: usize, depth: Arc<QueueDepth>) -> WriterHandle {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let thread = std::thread::Builder::new()
         .name("pigeon-store-writer".into())
-        .spawn(move || writer_loop(conn, rx, max_batch))
+        .spawn(move || writer_loop(conn, rx, max_batch, &depth))
         .expect("spawning the store writer thread");
     WriterHandle {
         tx,
@@ -117,7 +119,12 @@ impl WriterHandle {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Command>, max_batch: usize) {
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Command>,
+    max_batch: usize,
+    depth: &QueueDepth,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     let mut close_replies = Vec::new();
     // After a close the channel refuses new jobs but still yields the queued
@@ -136,7 +143,11 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Command>, max_batch: usi
                 next = rx.try_recv().ok();
             }
         }
-        commit_batch(&conn, &mut batch);
+        let (started, jobs) = (std::time::Instant::now(), batch.len());
+        commit_batch(&conn, &mut batch, depth);
+        ::metrics::histogram!("pigeon_store_commit_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        ::metrics::histogram!("pigeon_store_batch_jobs").record(jobs as f64);
     }
     if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %err, "final checkpoint failed");
@@ -152,9 +163,10 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Command>, max_batch: usi
 /// Commits the batch as one transaction. Jobs run without savepoints (they
 /// cost a page copy per page touched); if one fails, the transaction is
 /// rolled back, that job gets its error, and the rest run again.
-fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) {
+fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, depth: &QueueDepth) {
     while !batch.is_empty() {
-        let outcome = (|| -> rusqlite::Result<Option<usize>> {
+        rollups::discard();
+        let outcome = (|| -> Result<Option<usize>> {
             conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
             if let Some(failed) = batch.iter_mut().position(|job| !job.run(conn)) {
                 // Some errors (a full disk mid-statement) end the
@@ -164,7 +176,9 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) {
                 }
                 return Ok(Some(failed));
             }
+            let moved_parts = rollups::flush(conn)?;
             conn.prepare_cached("COMMIT")?.execute([])?;
+            depth.apply(&moved_parts);
             Ok(None)
         })();
         match outcome {
@@ -181,9 +195,11 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) {
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
+                let full = matches!(&err, StoreError::Sqlite(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull));
                 let failed = CommitFailed {
                     message: err.to_string(),
-                    full: err.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+                    full,
                 };
                 for job in batch.drain(..) {
                     job.finish(Err(failed.clone()));

@@ -48,6 +48,8 @@ pub struct Applied {
     pub pruned: usize,
     /// Replies to keywords queued (the dispatcher should look).
     pub replies: usize,
+    /// The keyword of each inbound message stored (`none` for none).
+    pub keywords: Vec<&'static str>,
 }
 
 /// Applies one callback's reports and files its inbound messages.
@@ -58,6 +60,10 @@ pub async fn apply(
     inbound: Vec<InboundMessage>,
 ) -> crate::store::Result<Applied> {
     let in_job = compliance.clone();
+    let carrier = reports
+        .first()
+        .map(|r| r.carrier.clone())
+        .unwrap_or_default();
     // Decided outside the job, which may run more than once.
     let prune_due = crate::time::now_ms() - LAST_PRUNE_MS.load(Ordering::Relaxed) >= PRUNE_EVERY_MS;
     let applied = store
@@ -78,6 +84,10 @@ pub async fn apply(
                 let filed = inbound::file(conn, &in_job, message.clone(), now)?;
                 applied.inbound += usize::from(filed.stored);
                 applied.truncated += usize::from(filed.truncated);
+                if filed.stored {
+                    let keyword = filed.answered.as_ref().map(|a| a.keyword.as_str());
+                    applied.keywords.push(keyword.unwrap_or("none"));
+                }
                 if let Some(answered) = filed.answered {
                     applied.replies += usize::from(answered.replied);
                     lifted.extend(answered.lifted);
@@ -97,7 +107,27 @@ pub async fn apply(
     if applied.early > 0 && prune_due {
         LAST_PRUNE_MS.store(crate::time::now_ms(), Ordering::Relaxed);
     }
+    count(&carrier, &applied);
     Ok(applied)
+}
+
+/// The metrics of what a committed callback changed.
+fn count(carrier: &str, applied: &Applied) {
+    for (status, latency_ms) in &applied.applied {
+        if !status.is_final() {
+            continue;
+        }
+        ::metrics::counter!("pigeon_parts_final_total",
+            "carrier" => carrier.to_owned(), "status" => status.as_str())
+        .increment(1);
+        if let Some(ms) = latency_ms {
+            ::metrics::histogram!("pigeon_dlr_latency_seconds", "carrier" => carrier.to_owned())
+                .record(*ms as f64 / 1000.0);
+        }
+    }
+    for keyword in &applied.keywords {
+        ::metrics::counter!("pigeon_inbound_total", "keyword" => *keyword).increment(1);
+    }
 }
 
 /// Files, as they are, long inbound messages whose missing parts have not

@@ -275,7 +275,22 @@ async fn deliver(
     config: &WebhooksConfig,
 ) -> DeliveryOutcome {
     let attempt = claim.attempt;
-    match attempt_once(client, claim, config).await {
+    let outcome = decide(attempt_once(client, claim, config).await, attempt, config);
+    let label = match &outcome {
+        DeliveryOutcome::Delivered => "delivered",
+        DeliveryOutcome::Retry { .. } => "retry",
+        DeliveryOutcome::Failed { .. } => "failed",
+    };
+    ::metrics::counter!("pigeon_webhook_deliveries_total", "outcome" => label).increment(1);
+    outcome
+}
+
+fn decide(
+    attempted: Result<hyper::StatusCode, AttemptError>,
+    attempt: i64,
+    config: &WebhooksConfig,
+) -> DeliveryOutcome {
+    match attempted {
         Ok(status) => {
             tracing::debug!(%status, "webhook delivered");
             DeliveryOutcome::Delivered

@@ -253,6 +253,30 @@ impl Client {
         })
     }
 
+    /// A GET whose answer is text (metrics, CSV): status, content type, body.
+    pub async fn get_text(&self, path: &str) -> (StatusCode, String, String) {
+        let mut request = Request::builder()
+            .method(Method::GET)
+            .uri(format!("http://{}{path}", self.addr));
+        if let Some(key) = &self.key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        let response = self
+            .http
+            .request(request.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .expect("request failed");
+        let status = response.status();
+        let kind = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, kind, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         let reply = self.send(Method::GET, path, None, &[]).await;
         (reply.status, reply.body)
