@@ -497,6 +497,21 @@ impl Config {
                 message: "must be at least 1024".into(),
             });
         }
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    key: "server.tls_key",
+                    message: "must be set when server.tls_cert is".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "server.tls_cert",
+                    message: "must be set when server.tls_key is".into(),
+                });
+            }
+            _ => {}
+        }
         if self
             .metrics
             .token
@@ -593,6 +608,16 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_needs_both_the_certificate_and_the_key() {
+        let err = Config::from_toml("[server]\ntls_cert = \"c.pem\"\n").unwrap_err();
+        assert!(err.contains("server.tls_key"), "{err}");
+        let err = Config::from_toml("[server]\ntls_key = \"k.pem\"\n").unwrap_err();
+        assert!(err.contains("server.tls_cert"), "{err}");
+        let both = "[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n";
+        assert!(Config::from_toml(both).is_ok());
+    }
 
     #[test]
     fn empty_file_gives_the_embedded_defaults() {

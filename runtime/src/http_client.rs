@@ -39,3 +39,27 @@ where
         .pool_idle_timeout(idle)
         .build(https))
 }
+
+/// As [`build`], with `tls` in place of the provider and Mozilla's roots.
+pub fn build_with_tls<R>(
+    mut http: HttpConnector<R>,
+    idle: Duration,
+    tls: rustls::ClientConfig,
+) -> HttpsClient<R>
+where
+    R: Clone + Send + Sync + 'static,
+    HttpConnector<R>: Service<Uri, Response = TokioIo<TcpStream>> + Clone + Send + Sync + 'static,
+    <HttpConnector<R> as Service<Uri>>::Future: Send + 'static,
+    <HttpConnector<R> as Service<Uri>>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(idle)
+        .build(https)
+}

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::plugins::{LoadError, PluginEngine};
 use crate::policies::{Policies, PolicyError, PolicyWatcher};
+use crate::server::{ServerTls, TlsError};
 use crate::store::{Store, StoreError, queue};
 use crate::webhooks::{Deliverer, WebhookError};
 
@@ -30,6 +31,8 @@ pub enum StartError {
     Carriers(#[from] CarrierError),
     #[error("policies: {0}")]
     Policies(#[from] PolicyError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A running Pigeon, minus its HTTP listener.
@@ -45,6 +48,7 @@ pub struct Pigeon {
     /// Reloads the policies when their files change; stops when dropped.
     _policy_watcher: Option<PolicyWatcher>,
     server: crate::server::ServerConfig,
+    tls: Option<ServerTls>,
     /// The admin key made at first start, to be shown once.
     pub generated_admin_key: Option<String>,
 }
@@ -56,6 +60,11 @@ impl Pigeon {
     /// served on (the sandbox carrier calls back there).
     pub async fn start(config: &Config, admin_key: Option<String>) -> Result<Self, StartError> {
         crate::metrics::install();
+        // First, so a bad certificate stops the start before anything runs.
+        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => Some(ServerTls::load(cert, key)?),
+            _ => None,
+        };
         let store = Store::open(&config.data_dir, &config.store)?;
         let now = crate::time::now_ms();
         let requeued = store
@@ -87,7 +96,15 @@ impl Pigeon {
         let engine = PluginEngine::new().map_err(CarrierError::from)?;
         let client = crate::plugins::http_client()
             .map_err(|e| CarrierError::Load(LoadError::Engine(e.to_string())))?;
-        let carriers = Arc::new(CarrierSet::load(config, &store, &engine, client).await?);
+        // The sandbox calls back to this listener: over HTTPS, trusting
+        // exactly the configured certificate.
+        let self_client = match &tls {
+            Some(tls) => crate::plugins::http_client_with_tls(tls.self_client_config())
+                .map_err(|e| CarrierError::Load(LoadError::Engine(e.to_string())))?,
+            None => client.clone(),
+        };
+        let carriers =
+            Arc::new(CarrierSet::load(config, &store, &engine, client, self_client).await?);
         // The fake carrier keeps nothing across restarts: it sends again the
         // reports it still owes, from the carrier ids.
         let endpoint = carriers.sandbox_endpoint();
@@ -147,6 +164,7 @@ impl Pigeon {
             plugin_reloader,
             _policy_watcher: policy_watcher,
             server: config.server.clone(),
+            tls,
             generated_admin_key,
         })
     }
@@ -157,7 +175,8 @@ impl Pigeon {
 
     /// Serves the API on `listener` until `shutdown` resolves, then stops.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        crate::server::run(listener, self.app(), &self.server, shutdown).await;
+        let tls = self.tls.clone();
+        crate::server::run(listener, self.app(), &self.server, tls, shutdown).await;
         self.stop().await;
     }
 

@@ -206,20 +206,21 @@ pub struct CarrierSet {
 impl CarrierSet {
     /// Loads each carrier's plugin, has it check its settings, and starts
     /// the sandbox's fake endpoint. `listen` is where this Pigeon's own API
-    /// is reachable (the sandbox calls back there).
+    /// is reachable (the sandbox calls back there, with `self_client`).
     pub async fn load(
         config: &Config,
         store: &Store,
         engine: &PluginEngine,
         client: HttpClient,
+        self_client: HttpClient,
     ) -> Result<Self, CarrierError> {
-        let local_api = local_base_url(config.listen);
+        let local_api = local_base_url(config.listen, config.server.tls_cert.is_some());
         let public_url = config
             .public_url
             .clone()
             .unwrap_or_else(|| local_api.clone());
         let public_url = public_url.trim_end_matches('/').to_owned();
-        let sandbox_endpoint = SandboxEndpoint::start(client.clone())
+        let sandbox_endpoint = SandboxEndpoint::start(self_client)
             .await
             .map_err(CarrierError::Sandbox)?;
 
@@ -374,8 +375,9 @@ impl CarrierSet {
     }
 }
 
-/// `http://{listen}`, with an unspecified address replaced by loopback.
-fn local_base_url(listen: std::net::SocketAddr) -> String {
+/// `http://{listen}` (`https` with TLS), with an unspecified address
+/// replaced by loopback.
+fn local_base_url(listen: std::net::SocketAddr, tls: bool) -> String {
     let mut addr = listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
@@ -383,7 +385,8 @@ fn local_base_url(listen: std::net::SocketAddr) -> String {
             std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    format!("http://{addr}")
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{addr}")
 }
 
 /// Where a carrier's plugin is: a path to a `.wasm` file as given, else

@@ -19,6 +19,16 @@ pub fn http_client() -> Result<HttpClient, UpstreamError> {
         .map_err(|e| UpstreamError::Transport(e.to_string()))
 }
 
+/// A client with its own TLS settings (Pigeon calling its own HTTPS
+/// listener).
+pub fn http_client_with_tls(tls: rustls::ClientConfig) -> Result<HttpClient, UpstreamError> {
+    Ok(crate::http_client::build_with_tls(
+        HttpConnector::new(),
+        Duration::from_secs(60),
+        tls,
+    ))
+}
+
 /// An HTTP response, as a plugin gave it (callback answers) or as a carrier
 /// gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,7 @@ pub use carrier::{
     PluginCarrier,
 };
 pub use engine::{CallError, LoadError, Plugin, PluginEngine, PluginInfo, PluginStats};
-pub use http::{HttpClient, HttpResponse, UpstreamError, http_client};
+pub use http::{HttpClient, HttpResponse, UpstreamError, http_client, http_client_with_tls};
 pub use limits::Limits;
 pub use reload::watch;
 

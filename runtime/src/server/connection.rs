@@ -11,6 +11,11 @@
 //!
 //! The end of a head is found by looking for its empty line. That is only
 //! used for the timers: hyper still parses every request itself.
+//!
+//! Under TLS the stream wraps the decrypted one, so the same rules hold for
+//! HTTP/1.1 over TLS. HTTP/2 has no text heads to follow: there, any frame
+//! from the client restarts the idle timer, and nothing else applies (hyper
+//! bounds the header block with `max_header_list_size`).
 
 use std::io;
 use std::pin::Pin;
@@ -39,9 +44,11 @@ enum Phase {
     Busy,
 }
 
-pub(super) struct GuardedStream {
-    stream: TcpStream,
+pub(super) struct GuardedStream<S = TcpStream> {
+    stream: S,
     timeouts: Timeouts,
+    /// Only the idle timer applies (see the module's comment).
+    http2: bool,
     phase: Phase,
     deadline: Pin<Box<Sleep>>,
     /// The current head line has no byte yet (CR aside).
@@ -54,11 +61,55 @@ pub(super) struct GuardedStream {
     replacement: Option<(Vec<u8>, usize)>,
 }
 
-impl GuardedStream {
-    pub(super) fn new(stream: TcpStream, timeouts: Timeouts) -> Self {
+/// A best-effort write that does not wait: the 408 is written as the
+/// connection is given up on.
+pub(super) trait WriteNow {
+    fn write_now(&mut self, bytes: &[u8]);
+}
+
+impl WriteNow for TcpStream {
+    fn write_now(&mut self, bytes: &[u8]) {
+        let _ = self.try_write(bytes);
+    }
+}
+
+impl WriteNow for tokio_rustls::server::TlsStream<TcpStream> {
+    fn write_now(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        struct NonBlocking<'a>(&'a TcpStream);
+        impl Write for NonBlocking<'_> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.try_write(buf)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let (tcp, tls) = self.get_mut();
+        let _ = tls.writer().write_all(bytes);
+        while tls.wants_write() {
+            if !matches!(tls.write_tls(&mut NonBlocking(tcp)), Ok(n) if n > 0) {
+                break;
+            }
+        }
+    }
+}
+
+impl<S> GuardedStream<S> {
+    pub(super) fn new(stream: S, timeouts: Timeouts) -> Self {
+        Self::with_protocol(stream, timeouts, false)
+    }
+
+    /// For an HTTP/2 connection (negotiated by ALPN), only the idle timer.
+    pub(super) fn http2(stream: S, timeouts: Timeouts) -> Self {
+        Self::with_protocol(stream, timeouts, true)
+    }
+
+    fn with_protocol(stream: S, timeouts: Timeouts, http2: bool) -> Self {
         Self {
             stream,
             timeouts,
+            http2,
             phase: Phase::Idle,
             deadline: Box::pin(tokio::time::sleep(timeouts.idle)),
             line_empty: true,
@@ -70,6 +121,11 @@ impl GuardedStream {
     /// Follows the bytes read through the phases.
     fn saw(&mut self, bytes: &[u8]) {
         if bytes.is_empty() || self.phase == Phase::Busy {
+            return;
+        }
+        if self.http2 {
+            let deadline = Instant::now() + self.timeouts.idle;
+            self.deadline.as_mut().reset(deadline);
             return;
         }
         if self.phase == Phase::Idle {
@@ -99,7 +155,7 @@ impl GuardedStream {
     /// `100 Continue` (the body is still to come), the next request starts
     /// from idle.
     fn responding(&mut self, bytes: &[u8], cx: &mut Context<'_>) {
-        if !bytes.starts_with(b"HTTP/1.1 1") {
+        if !self.http2 && !bytes.starts_with(b"HTTP/1.1 1") {
             self.responded(cx);
         }
     }
@@ -114,7 +170,9 @@ impl GuardedStream {
             let _ = self.deadline.as_mut().poll(cx);
         }
     }
+}
 
+impl<S: AsyncWrite + Unpin> GuardedStream<S> {
     /// Writes what is left of a replacement answer.
     fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some((bytes, written)) = &mut self.replacement {
@@ -135,6 +193,9 @@ impl GuardedStream {
     /// Takes hyper's bodiless error answer at the start of `buf`, if that is
     /// what it is, and queues the JSON one instead. Returns the bytes taken.
     fn replace(&mut self, buf: &[u8]) -> Option<usize> {
+        if self.http2 {
+            return None;
+        }
         let (status, head_len) = bare_error_head(buf)?;
         self.replacement = Some((refusal(status, self.timeouts.max_header_bytes), 0));
         Some(head_len)
@@ -205,7 +266,7 @@ pub(super) fn refusal(status: u16, max_header_bytes: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-impl AsyncRead for GuardedStream {
+impl<S: AsyncRead + WriteNow + Unpin> AsyncRead for GuardedStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -228,9 +289,8 @@ impl AsyncRead for GuardedStream {
                     return Poll::Ready(Ok(()));
                 }
                 // Best effort: a slow client may not read it either.
-                let _ = this
-                    .stream
-                    .try_write(&refusal(408, this.timeouts.max_header_bytes));
+                this.stream
+                    .write_now(&refusal(408, this.timeouts.max_header_bytes));
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the request head did not arrive in time",
@@ -240,7 +300,7 @@ impl AsyncRead for GuardedStream {
     }
 }
 
-impl AsyncWrite for GuardedStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

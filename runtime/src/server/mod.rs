@@ -3,18 +3,23 @@
 //! hold is bounded: connections (`max_connections`, refused past it with a
 //! JSON 503), time without a request (`idle_timeout_ms`), time to send a
 //! request head (`header_read_timeout_ms`) and its size
-//! (`max_header_bytes`); see `connection`.
+//! (`max_header_bytes`); see `connection`. With `tls_cert` and `tls_key`
+//! it serves HTTPS instead (see `tls`).
 
 mod connection;
+mod tls;
+
+pub use tls::{ServerTls, TlsError};
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -42,6 +47,11 @@ pub struct ServerConfig {
     /// Largest request head (request line and headers), in bytes; larger
     /// ones get a 431.
     pub max_header_bytes: usize,
+    /// PEM file with the server's certificate chain (leaf first); with
+    /// `tls_key`, the API is served over HTTPS (HTTP/2 or HTTP/1.1 by ALPN).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +61,8 @@ impl Default for ServerConfig {
             idle_timeout_ms: 60_000,
             header_read_timeout_ms: 10_000,
             max_header_bytes: 32 * 1024,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -59,12 +71,25 @@ impl Default for ServerConfig {
 static REFUSED_LOG: LogLimiter = LogLimiter::new(10_000, 1);
 static ACCEPT_LOG: LogLimiter = LogLimiter::new(10_000, 1);
 
+/// Serves the API on `listener` until `shutdown` resolves: HTTPS when
+/// `tls` is given, else plain HTTP/1.1.
 pub async fn run(
     listener: TcpListener,
     app: Arc<App>,
     config: &ServerConfig,
+    tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()>,
 ) {
+    if tls.is_none()
+        && let Ok(addr) = listener.local_addr()
+        && !addr.ip().is_loopback()
+    {
+        tracing::warn!(
+            %addr,
+            "serving plain HTTP on a non-loopback address: API keys cross the network unencrypted; set server.tls_cert and server.tls_key"
+        );
+    }
+    let acceptor = tls.as_ref().map(ServerTls::acceptor);
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -95,8 +120,11 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Refused at once, so the client learns it now, not at a timeout.
-            let _ = stream.try_write(&connection::refusal(503, config.max_header_bytes));
+            // Refused at once, so the client learns it now, not at a timeout
+            // (a TLS client gets no readable answer before its handshake).
+            if acceptor.is_none() {
+                let _ = stream.try_write(&connection::refusal(503, config.max_header_bytes));
+            }
             if let Some(suppressed) = REFUSED_LOG.allow() {
                 tracing::warn!(
                     max_connections = config.max_connections,
@@ -112,10 +140,47 @@ pub async fn run(
             let app = app.clone();
             async move { Ok::<_, Infallible>(api::handle(app, request).await) }
         });
-        let io = TokioIo::new(GuardedStream::new(stream, timeouts));
-        let connection = graceful.watch(builder.serve_connection(io, service));
+        let Some(acceptor) = &acceptor else {
+            let io = TokioIo::new(GuardedStream::new(stream, timeouts));
+            let connection = graceful.watch(builder.serve_connection(io, service));
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                }
+                drop(slot);
+            });
+            continue;
+        };
+        // The handshake runs in the connection's task, so a slow one does
+        // not hold up the accept loop; it has the head's deadline.
+        let handshake = tokio::time::timeout(timeouts.header, acceptor.accept(stream));
+        let watcher = graceful.watcher();
+        let http1 = builder.clone();
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let negotiated_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let result = if negotiated_h2 {
+                let io = TokioIo::new(GuardedStream::http2(stream, timeouts));
+                watcher.watch(http2.serve_connection(io, service)).await
+            } else {
+                let io = TokioIo::new(GuardedStream::new(stream, timeouts));
+                watcher.watch(http1.serve_connection(io, service)).await
+            };
+            if let Err(err) = result {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
             drop(slot);
