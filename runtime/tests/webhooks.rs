@@ -710,3 +710,112 @@ async fn an_endpoint_that_never_answers_delays_no_one_else() {
     // No graceful stop: it would wait out the black hole's requests.
     drop(server);
 }
+
+// ---- Secret rotation ----
+
+/// An admin key of `account`, made by the operator.
+async fn admin_of(server: &TestServer, account: &Account) -> Client {
+    let operator = server.admin();
+    let (status, key) = operator
+        .post(
+            &format!("/v1/accounts/{}/keys", account.id),
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    operator.with_key(key["key"].as_str().unwrap())
+}
+
+/// Sends a message to `receiver` and returns its three webhooks.
+async fn three_webhooks(developer: &Client, receiver: &Receiver) -> Vec<Received> {
+    let id = developer
+        .send_message(
+            json!({"to": "+84912345678", "body": "Hi", "callback_url": receiver.url("/")}),
+        )
+        .await;
+    receiver.wait_for_requests(&id, 3).await
+}
+
+async fn rotate(admin: &Client, grace_secs: u64) -> String {
+    let (status, body) = admin
+        .post(
+            "/v1/account/webhook-secret/rotate",
+            json!({"grace_secs": grace_secs}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let secret = body["webhook_secret"].as_str().unwrap().to_owned();
+    assert!(
+        secret.starts_with("whsec_") && secret.len() == 46,
+        "{secret}"
+    );
+    secret
+}
+
+#[tokio::test]
+async fn after_a_rotation_webhooks_verify_with_either_secret_until_the_grace_ends() {
+    use common::receiver::signed_with;
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let acme = new_account(&server, "Acme").await;
+    let admin = admin_of(&server, &acme).await;
+    let old = acme.secret.clone();
+
+    let new = rotate(&admin, 3600).await;
+    assert_ne!(new, old);
+    // The rotation is stored: it holds after a restart.
+    server.stop().await;
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let developer = acme.developer.with_addr(server.addr);
+    let admin = admin.with_addr(server.addr);
+    for request in three_webhooks(&developer, &receiver).await {
+        assert_eq!(signed_with(&request, &new), (true, 2), "new secret");
+        assert_eq!(signed_with(&request, &old), (true, 2), "old secret");
+    }
+
+    // A short grace: after it, only the newest secret signs.
+    let newest = rotate(&admin, 1).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for request in three_webhooks(&developer, &receiver).await {
+        assert_eq!(signed_with(&request, &newest), (true, 1));
+        assert_eq!(signed_with(&request, &new), (false, 1));
+        assert_eq!(signed_with(&request, &old), (false, 1));
+        assert_signed(&request, &newest);
+    }
+    // No grace: the replaced secret stops at once.
+    let last = rotate(&admin, 0).await;
+    for request in three_webhooks(&developer, &receiver).await {
+        assert_eq!(signed_with(&request, &last), (true, 1));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn only_admins_rotate_and_the_grace_is_checked() {
+    let server = TestServer::start().await;
+    let acme = new_account(&server, "Acme").await;
+    let admin = admin_of(&server, &acme).await;
+    let path = "/v1/account/webhook-secret/rotate";
+    let (status, _) = acme.developer.post(path, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for (body, code) in [
+        (json!({"grace_secs": 604_801}), "invalid_grace"),
+        (json!({"grace_secs": -1}), "invalid_type"),
+        (json!({"grace_secs": "1h"}), "invalid_type"),
+    ] {
+        let (status, error) = admin.post(path, body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+        assert_eq!(error["error"]["code"], code, "{error}");
+        assert_eq!(error["error"]["field"], "grace_secs", "{error}");
+    }
+    // The default grace: a day, and the secret shown is the account's now.
+    let (status, rotated) = admin.post(path, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert!(rotated["previous_valid_until"].is_string(), "{rotated}");
+    let (_, account) = server
+        .admin()
+        .get(&format!("/v1/accounts/{}", acme.id))
+        .await;
+    assert_eq!(account["webhook_secret"], rotated["webhook_secret"]);
+}

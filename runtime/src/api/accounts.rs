@@ -181,3 +181,53 @@ fn key_error(err: KeyError) -> ApiError {
         ),
     }
 }
+
+/// Longest grace period of a rotated webhook secret: a week.
+const MAX_WEBHOOK_SECRET_GRACE_SECS: u64 = 7 * 24 * 3600;
+/// A day, unless the request says otherwise.
+const DEFAULT_WEBHOOK_SECRET_GRACE_SECS: u64 = 24 * 3600;
+
+/// `POST /v1/account/webhook-secret/rotate`: a new webhook secret for the
+/// caller's account, shown in the answer. For `grace_secs` (default a day)
+/// webhooks are signed with the old secret as well, so receivers can switch
+/// over without losing any.
+pub async fn rotate_webhook_secret(
+    app: &App,
+    principal: &Principal,
+    body: Incoming,
+) -> Result<Response, ApiError> {
+    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+    let grace_secs = fields
+        .optional_u64("grace_secs")?
+        .unwrap_or(DEFAULT_WEBHOOK_SECRET_GRACE_SECS);
+    fields.finish()?;
+    if grace_secs > MAX_WEBHOOK_SECRET_GRACE_SECS {
+        return Err(ApiError::invalid(
+            "invalid_grace",
+            "grace_secs",
+            format!("`grace_secs` must be 0 to {MAX_WEBHOOK_SECRET_GRACE_SECS} (7 days)"),
+        ));
+    }
+    let now = crate::time::now_ms();
+    // Bounded above, so no overflow.
+    let grace_until = (grace_secs > 0).then(|| now + grace_secs as i64 * 1000);
+    let secret = crate::store::webhooks::new_secret();
+    let account_id = principal.account_id.clone();
+    let stored = secret.clone();
+    let rotated = app
+        .store
+        .write(move |c| {
+            crate::store::accounts::rotate_webhook_secret(c, &account_id, &stored, grace_until)
+        })
+        .await?;
+    if !rotated {
+        return Err(ApiError::not_found("account"));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "webhook_secret": secret,
+            "previous_valid_until": grace_until.map(to_rfc3339),
+        }),
+    ))
+}

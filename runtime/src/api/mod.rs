@@ -184,6 +184,9 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
         (["v1", "account"], &Method::PATCH) => {
             pools::update_account(app, &authed(ManageNumbers)?, body).await
         }
+        (["v1", "account", "webhook-secret", "rotate"], &Method::POST) => {
+            accounts::rotate_webhook_secret(app, &authed(ManageKeys)?, body).await
+        }
         (["v1", "accounts", id, "keys"], &Method::GET) => {
             accounts::list_keys(app, &authed(ManageKeys)?, id).await
         }
@@ -383,6 +386,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/accounts", &["POST"]),
     ("/v1/accounts/{id}", &["GET"]),
     ("/v1/account", &["GET", "PATCH"]),
+    ("/v1/account/webhook-secret/rotate", &["POST"]),
     ("/v1/accounts/{id}/keys", &["GET", "POST"]),
     ("/v1/keys/{id}", &["DELETE"]),
     ("/v1/messages", &["GET", "POST"]),

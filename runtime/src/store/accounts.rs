@@ -45,6 +45,28 @@ pub fn insert_account(conn: &Connection, account: &AccountRecord) -> Result<()> 
     Ok(())
 }
 
+/// Makes `new_secret` the account's webhook secret. With `grace_until`
+/// (Unix ms) the replaced one keeps signing as well until then, in place of
+/// any secret an earlier rotation kept; without it, it is dropped at once.
+/// False when there is no such account.
+pub fn rotate_webhook_secret(
+    conn: &Connection,
+    account_id: &str,
+    new_secret: &str,
+    grace_until: Option<i64>,
+) -> Result<bool> {
+    // In SET, `webhook_secret` still reads the old value.
+    let changed = conn.execute(
+        "UPDATE accounts SET \
+           previous_webhook_secret = CASE WHEN ?3 IS NULL THEN NULL ELSE webhook_secret END, \
+           previous_webhook_secret_until = ?3, \
+           webhook_secret = ?2 \
+         WHERE id = ?1",
+        params![account_id, new_secret, grace_until],
+    )?;
+    Ok(changed == 1)
+}
+
 pub fn get_account(conn: &Connection, id: &str) -> Result<Option<AccountRecord>> {
     Ok(conn
         .prepare_cached(
@@ -241,4 +263,41 @@ pub fn active_keys(conn: &Connection) -> Result<Vec<(KeyRecord, bool)>> {
     )?;
     let rows = stmt.query_map([], |row| Ok((key_from_row(row)?, row.get::<_, bool>(8)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn previous(conn: &Connection) -> (Option<String>, Option<i64>) {
+        conn.query_row(
+            "SELECT previous_webhook_secret, previous_webhook_secret_until FROM accounts",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_rotation_keeps_only_the_replaced_secret_and_only_with_a_grace() {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&conn).unwrap();
+        let account = AccountRecord {
+            id: "acc_a".into(),
+            name: "A".into(),
+            operator: false,
+            created_at: 0,
+            webhook_secret: "whsec_one".into(),
+        };
+        insert_account(&conn, &account).unwrap();
+        assert!(rotate_webhook_secret(&conn, "acc_a", "whsec_two", Some(5_000)).unwrap());
+        assert_eq!(previous(&conn), (Some("whsec_one".into()), Some(5_000)));
+        assert!(rotate_webhook_secret(&conn, "acc_a", "whsec_three", Some(9_000)).unwrap());
+        assert_eq!(previous(&conn), (Some("whsec_two".into()), Some(9_000)));
+        assert!(rotate_webhook_secret(&conn, "acc_a", "whsec_four", None).unwrap());
+        assert_eq!(previous(&conn), (None, None));
+        let stored = get_account(&conn, "acc_a").unwrap().unwrap();
+        assert_eq!(stored.webhook_secret, "whsec_four");
+        assert!(!rotate_webhook_secret(&conn, "acc_b", "whsec_x", None).unwrap());
+    }
 }

@@ -363,6 +363,13 @@ const MIGRATIONS: &[&str] = &[
                COALESCE(sender, ''), status, count(*), SUM(segments)
         FROM messages GROUP BY 1, 2, 3, 4, 5, 6, 7;
     "#,
+    // 12: webhook secret rotation: the secret replaced last, kept (as the
+    // current one is, for signing) until its grace period ends (Unix ms);
+    // until then webhooks carry a signature with each.
+    r#"
+    ALTER TABLE accounts ADD COLUMN previous_webhook_secret TEXT;
+    ALTER TABLE accounts ADD COLUMN previous_webhook_secret_until INTEGER;
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.

@@ -188,6 +188,8 @@ pub struct ClaimedWebhook {
     pub payload: String,
     /// The account's signing secret (`None` only if the account is gone).
     pub secret: Option<String>,
+    /// The secret it replaced, while that one's grace period lasts.
+    pub previous_secret: Option<String>,
     /// The attempt this is (1 for the first).
     pub attempt: i64,
 }
@@ -242,7 +244,8 @@ pub fn claim_due(
          ORDER BY account_id LIMIT 1",
     )?;
     let mut due = conn.prepare_cached(
-        "SELECT o.id, o.account_id, o.message_id, o.url, o.payload, o.attempts, a.webhook_secret \
+        "SELECT o.id, o.account_id, o.message_id, o.url, o.payload, o.attempts, a.webhook_secret, \
+                CASE WHEN a.previous_webhook_secret_until > ?2 THEN a.previous_webhook_secret END \
          FROM webhook_outbox o LEFT JOIN accounts a ON a.id = o.account_id \
          WHERE o.account_id = ?1 AND o.state = 'pending' AND o.next_attempt_at <= ?2 \
          AND NOT EXISTS (SELECT 1 FROM webhook_outbox e WHERE e.message_id = o.message_id \
@@ -275,6 +278,7 @@ pub fn claim_due(
                 payload: row.get(4)?,
                 attempt: row.get::<_, i64>(5)? + 1,
                 secret: row.get(6)?,
+                previous_secret: row.get(7)?,
             })
         })?;
         let mut deferred_here = 0;

@@ -26,7 +26,9 @@ use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 pub use guard::{InvalidUrl, Refused, check_host, non_public, validate_callback_url};
-pub use signature::{HEADER as SIGNATURE_HEADER, header_value, sign, verify};
+pub use signature::{
+    HEADER as SIGNATURE_HEADER, header_value, header_value_rotating, sign, verify,
+};
 
 use crate::config::WebhooksConfig;
 use crate::dispatch::retry_delay;
@@ -340,7 +342,12 @@ async fn attempt_once(
         check_host(host).map_err(|refused| AttemptError::Permanent(refused.to_string()))?;
     }
     let timestamp = crate::time::now_ms().div_euclid(1000);
-    let signature = header_value(&secret, timestamp, claim.payload.as_bytes());
+    let signature = header_value_rotating(
+        &secret,
+        claim.previous_secret.as_deref(),
+        timestamp,
+        claim.payload.as_bytes(),
+    );
     let request = Request::post(uri)
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE))

@@ -2,7 +2,9 @@
 //! `Pigeon-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` where the MAC,
 //! keyed with the account's webhook secret, covers `"<t>.<body>"`. The time
 //! is part of what is signed, so a receiver can refuse replays of old
-//! requests; each attempt is signed afresh.
+//! requests; each attempt is signed afresh. After a secret rotation, while
+//! the old secret's grace period lasts, the header carries one `v1` per
+//! secret, the new one first: `t=<ts>,v1=<new>,v1=<old>`.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -39,9 +41,25 @@ pub fn header_value(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("t={timestamp},v1={}", sign(secret, timestamp, body))
 }
 
+/// The header's value while a replaced secret is still in its grace
+/// period: a signature with each, `secret`'s first.
+pub fn header_value_rotating(
+    secret: &str,
+    previous: Option<&str>,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    let mut value = header_value(secret, timestamp, body);
+    if let Some(previous) = previous {
+        value.push_str(",v1=");
+        value.push_str(&sign(previous, timestamp, body));
+    }
+    value
+}
+
 /// What a receiver does: checks `header` against `body` and `secret`, and
 /// that its time is within `tolerance_secs` of `now_secs`. Compares in
-/// constant time; any `v1` entry may match (there is one today).
+/// constant time; any `v1` entry may match (two during a rotation).
 pub fn verify(header: &str, secret: &str, body: &[u8], now_secs: i64, tolerance_secs: i64) -> bool {
     let mut timestamp = None;
     let mut signatures = Vec::new();
@@ -94,6 +112,27 @@ mod tests {
                 "t=1700000000,v1={}",
                 sign("whsec_test", 1_700_000_000, body)
             )
+        );
+    }
+
+    #[test]
+    fn during_a_rotation_either_secret_verifies() {
+        let body = br#"{"status":"sent"}"#;
+        let header = header_value_rotating("whsec_new", Some("whsec_old"), 1_000, body);
+        assert_eq!(
+            header,
+            format!(
+                "t=1000,v1={},v1={}",
+                sign("whsec_new", 1_000, body),
+                sign("whsec_old", 1_000, body)
+            )
+        );
+        assert!(verify(&header, "whsec_new", body, 1_000, 300));
+        assert!(verify(&header, "whsec_old", body, 1_000, 300));
+        assert!(!verify(&header, "whsec_other", body, 1_000, 300));
+        assert_eq!(
+            header_value_rotating("whsec_new", None, 1_000, body),
+            header_value("whsec_new", 1_000, body)
         );
     }
 

@@ -187,3 +187,35 @@ pub fn assert_signed(request: &Received, secret: &str) {
         .collect();
     assert_eq!(v1, expected, "signature of {}", request.json);
 }
+
+/// Whether any `v1` signature of the request's `Pigeon-Signature` header is
+/// the HMAC under `secret` (computed here), and how many `v1` it carries.
+pub fn signed_with(request: &Received, secret: &str) -> (bool, usize) {
+    let header = request
+        .headers
+        .get("pigeon-signature")
+        .expect("a Pigeon-Signature header")
+        .to_str()
+        .unwrap();
+    let mut items = header.split(',');
+    let t = items
+        .next()
+        .and_then(|t| t.strip_prefix("t="))
+        .unwrap_or_else(|| panic!("malformed signature header {header:?}"));
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(&request.body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let signatures: Vec<&str> = items
+        .map(|v| {
+            v.strip_prefix("v1=")
+                .unwrap_or_else(|| panic!("{header:?}"))
+        })
+        .collect();
+    (signatures.contains(&expected.as_str()), signatures.len())
+}
