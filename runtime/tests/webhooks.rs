@@ -819,3 +819,97 @@ async fn only_admins_rotate_and_the_grace_is_checked() {
         .await;
     assert_eq!(account["webhook_secret"], rotated["webhook_secret"]);
 }
+
+// ---- Dead letters and redelivery ----
+
+#[tokio::test]
+async fn a_webhook_that_failed_for_good_is_listed_and_redelivered() {
+    let receiver = Receiver::start().await;
+    receiver.answer_by_default(500);
+    let server = TestServer::start_with(|config| {
+        fast_retries(config);
+        config.webhooks.max_attempts = 2;
+    })
+    .await;
+    let acme = new_account(&server, "Acme").await;
+    let globex = new_account(&server, "Globex").await;
+    let id = acme
+        .developer
+        .send_message(
+            json!({"to": "+84912345678", "body": "Hi", "callback_url": receiver.url("/dead")}),
+        )
+        .await;
+    wait_for_deliveries(&acme.viewer, &id, "3 failed webhooks", |list| {
+        all_in_state(list, 3, "failed")
+    })
+    .await;
+
+    // Any role lists the dead letters, newest first, in pages.
+    let (status, page) = acme.viewer.get("/v1/webhooks?state=failed&limit=2").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let data = page["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "{page}");
+    assert_eq!(data[0]["status"], "delivered", "{page}");
+    assert_eq!(data[0]["message_id"], id.as_str());
+    assert_eq!(data[0]["url"], receiver.url("/dead"));
+    assert_eq!(data[0]["attempts"], 2);
+    assert!(
+        data[0]["last_error"].as_str().unwrap().contains("500"),
+        "{page}"
+    );
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, rest) = acme
+        .viewer
+        .get(&format!(
+            "/v1/webhooks?state=failed&limit=2&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1, "{rest}");
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let (_, none) = acme.viewer.get("/v1/webhooks?state=delivered").await;
+    assert_eq!(none["data"], json!([]));
+    let (_, other) = globex.viewer.get("/v1/webhooks?state=failed").await;
+    assert_eq!(other["data"], json!([]), "another account's are not listed");
+    let (status, error) = acme.viewer.get("/v1/webhooks?state=lost").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error["error"]["code"], "invalid_state");
+    assert_eq!(error["error"]["field"], "state");
+
+    let webhook_id = data[0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/webhooks/{webhook_id}/redeliver");
+    let (status, _) = acme.viewer.post(&path, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "viewers may not redeliver");
+    let (status, _) = globex.developer.post(&path, json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another account's webhook");
+
+    // The endpoint is fixed; slow, so the redelivery is still in flight
+    // when it is asked for again.
+    receiver.answer_by_default(200);
+    receiver.delay_answers(Duration::from_millis(500));
+    let before = receiver.requests_for(&id).len();
+    let (status, queued) = acme.developer.post(&path, json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["state"], "pending");
+    let (status, error) = acme.developer.post(&path, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+    assert_eq!(error["error"]["code"], "webhook_pending");
+
+    let arrived = receiver.wait_for_requests(&id, before + 1).await;
+    let last = arrived.last().unwrap();
+    assert_eq!(last.json["status"], "delivered");
+    assert_eq!(last.json["id"], webhook_id.as_str(), "the same event");
+    assert_signed(last, &acme.secret);
+    let list = wait_for_deliveries(&acme.viewer, &id, "the redelivered one delivered", |list| {
+        list.iter()
+            .any(|d| d["id"] == webhook_id.as_str() && d["state"] == "delivered")
+    })
+    .await;
+    let redelivered = list
+        .iter()
+        .find(|d| d["id"] == webhook_id.as_str())
+        .unwrap();
+    assert_eq!(redelivered["attempts"], 1, "a fresh count: {redelivered}");
+    let (_, failed) = acme.viewer.get("/v1/webhooks?state=failed").await;
+    assert_eq!(failed["data"].as_array().unwrap().len(), 2, "{failed}");
+    server.stop().await;
+}

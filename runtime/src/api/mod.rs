@@ -13,6 +13,7 @@ mod numbers;
 mod policies;
 mod pools;
 mod tools;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -220,6 +221,13 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
             messages::webhooks(app, &authed(ReadMessages)?, id).await
         }
 
+        (["v1", "webhooks"], &Method::GET) => {
+            webhooks::list(app, &authed(ReadMessages)?, parts.uri.query()).await
+        }
+        (["v1", "webhooks", id, "redeliver"], &Method::POST) => {
+            webhooks::redeliver_webhook(app, &authed(SendMessages)?, id).await
+        }
+
         (["v1", "numbers"], &Method::POST) => {
             numbers::create(app, &authed(ManageAccounts)?, body).await
         }
@@ -394,6 +402,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/messages/{id}", &["GET"]),
     ("/v1/messages/{id}/cancel", &["POST"]),
     ("/v1/messages/{id}/webhooks", &["GET"]),
+    ("/v1/webhooks", &["GET"]),
+    ("/v1/webhooks/{id}/redeliver", &["POST"]),
     ("/v1/analytics/messages", &["GET"]),
     ("/v1/analytics/messages.csv", &["GET"]),
     ("/v1/encoding/analyze", &["POST"]),

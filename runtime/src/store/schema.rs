@@ -365,10 +365,12 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 12: webhook secret rotation: the secret replaced last, kept (as the
     // current one is, for signing) until its grace period ends (Unix ms);
-    // until then webhooks carry a signature with each.
+    // until then webhooks carry a signature with each. And an account's
+    // webhooks by state, newest first (`GET /v1/webhooks?state=failed`).
     r#"
     ALTER TABLE accounts ADD COLUMN previous_webhook_secret TEXT;
     ALTER TABLE accounts ADD COLUMN previous_webhook_secret_until INTEGER;
+    CREATE INDEX webhook_outbox_by_account_state ON webhook_outbox (account_id, state, id);
     "#,
 ];
 

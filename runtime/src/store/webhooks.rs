@@ -408,6 +408,117 @@ pub fn list_for_message(conn: &Connection, message_id: &str) -> Result<Vec<Webho
     .collect()
 }
 
+/// Which of an account's deliveries to list: newest first, those in
+/// `state` (any if none), older than `before_id`, at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub struct AccountWebhookFilter {
+    pub state: Option<DeliveryState>,
+    pub before_id: Option<String>,
+    pub limit: usize,
+}
+
+/// A delivery and the message (or inbound message) it tells of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountWebhook {
+    pub message_id: String,
+    pub delivery: WebhookRecord,
+}
+
+/// An account's deliveries, newest first (for dead letters: `Failed`).
+pub fn list_for_account(
+    conn: &Connection,
+    account_id: &str,
+    filter: &AccountWebhookFilter,
+) -> Result<Vec<AccountWebhook>> {
+    // Two forms, so the (account_id, state, id) index serves each.
+    let sql = match filter.state {
+        Some(_) => {
+            "SELECT id, json_extract(payload, '$.status'), url, state, attempts, last_error, \
+             created_at, next_attempt_at, json_extract(payload, '$.type'), message_id \
+             FROM webhook_outbox WHERE account_id = ?1 AND state = ?2 AND id < ?3 \
+             ORDER BY id DESC LIMIT ?4"
+        }
+        None => {
+            "SELECT id, json_extract(payload, '$.status'), url, state, attempts, last_error, \
+             created_at, next_attempt_at, json_extract(payload, '$.type'), message_id \
+             FROM webhook_outbox WHERE account_id = ?1 AND ?2 IS NULL AND id < ?3 \
+             ORDER BY id DESC LIMIT ?4"
+        }
+    };
+    // Every id sorts before this one.
+    let before = filter.before_id.as_deref().unwrap_or("~");
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(
+        params![
+            account_id,
+            filter.state.map(DeliveryState::as_str),
+            before,
+            filter.limit as i64
+        ],
+        |row| {
+            Ok((
+                row.get::<_, String>(9)?,
+                WebhookRecord {
+                    id: row.get(0)?,
+                    event_type: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
+                    status: row.get(1)?,
+                    url: row.get(2)?,
+                    state: DeliveryState::Pending,
+                    attempts: row.get(4)?,
+                    last_error: row.get(5)?,
+                    created_at: row.get(6)?,
+                    next_attempt_at: row.get(7)?,
+                },
+                row.get::<_, String>(3)?,
+            ))
+        },
+    )?;
+    rows.map(|row| {
+        let (message_id, mut delivery, state) = row?;
+        delivery.state = DeliveryState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown webhook state {state:?}")))?;
+        Ok(AccountWebhook {
+            message_id,
+            delivery,
+        })
+    })
+    .collect()
+}
+
+/// What asking for a delivery to be sent again came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redelivery {
+    /// Pending again, due at once, with a fresh count of attempts.
+    Queued,
+    /// No such delivery of this account.
+    NotFound,
+    /// It is still pending (waiting, retrying or in flight).
+    StillPending,
+}
+
+/// Queues a failed (or delivered) delivery again: pending, due `now`,
+/// attempts back to 0, so it gets `max_attempts` tries as a new one would.
+/// `last_error` stays until the next attempt's outcome replaces it.
+pub fn redeliver(conn: &Connection, account_id: &str, id: &str, now: i64) -> Result<Redelivery> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE webhook_outbox SET state = 'pending', attempts = 0, next_attempt_at = ?3 \
+             WHERE id = ?1 AND account_id = ?2 AND state != 'pending'",
+        )?
+        .execute(params![id, account_id, now])?;
+    if changed == 1 {
+        return Ok(Redelivery::Queued);
+    }
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM webhook_outbox WHERE id = ?1 AND account_id = ?2")?
+        .query_row(params![id, account_id], |_| Ok(()))
+        .optional()?;
+    Ok(match exists {
+        Some(()) => Redelivery::StillPending,
+        None => Redelivery::NotFound,
+    })
+}
+
 /// Webhooks waiting to be delivered (served by the pending-only index).
 pub fn pending_count(conn: &Connection) -> Result<i64> {
     Ok(conn
@@ -459,6 +570,82 @@ mod tests {
         assert_eq!(payload["metadata"], json!({}));
         assert_eq!(payload["from"], Value::Null);
         assert_eq!(payload["error_code"], Value::Null);
+    }
+
+    fn outbox_with(rows: &[(&str, &str, &str)]) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&conn).unwrap();
+        for (id, account, state) in rows {
+            conn.execute(
+                "INSERT INTO webhook_outbox (id, account_id, message_id, url, payload, created_at, \
+                 attempts, next_attempt_at, last_error, state) \
+                 VALUES (?1, ?2, 'msg_1', 'https://example.com/', '{\"type\":\"message.status\"}', \
+                 0, 12, 99, 'HTTP 500', ?3)",
+                params![id, account, state],
+            )
+            .unwrap();
+        }
+        conn
+    }
+
+    #[test]
+    fn an_accounts_webhooks_are_listed_by_state_newest_first_in_pages() {
+        let conn = outbox_with(&[
+            ("evt_1", "acc_a", "failed"),
+            ("evt_2", "acc_a", "delivered"),
+            ("evt_3", "acc_a", "failed"),
+            ("evt_4", "acc_b", "failed"),
+            ("evt_5", "acc_a", "failed"),
+        ]);
+        let ids = |filter: &AccountWebhookFilter| -> Vec<String> {
+            list_for_account(&conn, "acc_a", filter)
+                .unwrap()
+                .into_iter()
+                .map(|w| w.delivery.id)
+                .collect()
+        };
+        let mut filter = AccountWebhookFilter {
+            state: Some(DeliveryState::Failed),
+            before_id: None,
+            limit: 2,
+        };
+        assert_eq!(ids(&filter), ["evt_5", "evt_3"]);
+        filter.before_id = Some("evt_3".into());
+        assert_eq!(ids(&filter), ["evt_1"]);
+        let all = AccountWebhookFilter {
+            limit: 10,
+            ..AccountWebhookFilter::default()
+        };
+        assert_eq!(ids(&all), ["evt_5", "evt_3", "evt_2", "evt_1"]);
+    }
+
+    #[test]
+    fn redelivery_resets_attempts_and_refuses_pending_and_other_accounts() {
+        let conn = outbox_with(&[("evt_1", "acc_a", "failed"), ("evt_2", "acc_a", "pending")]);
+        assert_eq!(
+            redeliver(&conn, "acc_b", "evt_1", 50).unwrap(),
+            Redelivery::NotFound
+        );
+        assert_eq!(
+            redeliver(&conn, "acc_a", "evt_2", 50).unwrap(),
+            Redelivery::StillPending
+        );
+        assert_eq!(
+            redeliver(&conn, "acc_a", "evt_1", 50).unwrap(),
+            Redelivery::Queued
+        );
+        let (state, attempts, due): (String, i64, i64) = conn
+            .query_row(
+                "SELECT state, attempts, next_attempt_at FROM webhook_outbox WHERE id = 'evt_1'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((state.as_str(), attempts, due), ("pending", 0, 50));
+        assert_eq!(
+            redeliver(&conn, "acc_a", "evt_1", 60).unwrap(),
+            Redelivery::StillPending
+        );
     }
 
     #[test]
