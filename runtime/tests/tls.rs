@@ -266,3 +266,27 @@ async fn a_sandbox_message_is_delivered_over_https() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_request_head_over_tls_gets_the_json_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let certificate = self_signed(dir.path());
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let server = TestServer::start_with(|config| {
+        config.server.tls_cert = Some(cert);
+        config.server.tls_key = Some(key);
+        config.server.header_read_timeout_ms = 300;
+    })
+    .await;
+    let mut tls = connect(server.addr, &certificate, &[]).await;
+    tls.write_all(b"GET /v1/account HTTP/1.1\r\nhost: localhost\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    server.stop().await;
+}
