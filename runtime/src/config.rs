@@ -497,6 +497,17 @@ impl Config {
                 message: "must be at least 1024".into(),
             });
         }
+        if let Some(bad) = self
+            .server
+            .trusted_proxies
+            .iter()
+            .find(|p| crate::auth::network::parse_network(p).is_none())
+        {
+            return Err(ConfigError::Invalid {
+                key: "server.trusted_proxies",
+                message: format!("`{bad}` is not an IP address or a CIDR"),
+            });
+        }
         if self
             .metrics
             .token

@@ -102,9 +102,13 @@ impl Pigeon {
             crate::plugins::watch(
                 carriers.plugins().to_vec(),
                 Duration::from_millis(config.plugins.reload_interval_ms),
+                Some(audit_plugin_reloads(&store)),
             )
         });
         let (policies, policy_watcher) = load_policies(config).await?;
+        if let Some(policies) = &policies {
+            policies.observe(audit_policy_reloads(&store));
+        }
         let dispatcher = Dispatcher::new(
             store.clone(),
             carriers.clone(),
@@ -121,6 +125,12 @@ impl Pigeon {
             default_pools,
             compliance: compliance.clone(),
             metrics_token: config.metrics.token.clone(),
+            trusted_proxies: config
+                .server
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| crate::auth::network::parse_network(p))
+                .collect(),
             submit_rules: crate::api::SubmitRules {
                 default_validity_secs: config.dispatch.default_validity_secs,
                 allow_private_callbacks: config.webhooks.allow_private_networks,
@@ -180,6 +190,40 @@ impl Pigeon {
 
 /// The policies in `config.policies.dir`, compiled and tested, and their
 /// watcher; none when the directory does not exist.
+/// Plugin reloads go to the audit trail.
+fn audit_plugin_reloads(store: &Store) -> crate::plugins::ReloadObserver {
+    let (store, runtime) = (store.clone(), tokio::runtime::Handle::current());
+    Arc::new(move |plugin, outcome| {
+        let info = plugin.info();
+        let summary = match outcome {
+            Ok(()) => {
+                serde_json::json!({"outcome": "loaded", "name": info.name, "version": info.version})
+            }
+            Err(error) => serde_json::json!({"outcome": "failed", "error": error}),
+        };
+        let (store, target) = (store.clone(), plugin.path().display().to_string());
+        runtime.spawn(async move {
+            crate::api::audit::record_system(&store, "plugin.reload", &target, summary).await;
+        });
+    })
+}
+
+/// Policy reloads (new sets and failures) go to the audit trail.
+fn audit_policy_reloads(store: &Store) -> crate::policies::ReloadObserver {
+    let (store, runtime) = (store.clone(), tokio::runtime::Handle::current());
+    Box::new(move |record| {
+        let summary = serde_json::json!({
+            "outcome": record.outcome.as_str(),
+            "digest": record.digest,
+            "error": record.error,
+        });
+        let store = store.clone();
+        runtime.spawn(async move {
+            crate::api::audit::record_system(&store, "policy.reload", "policies", summary).await;
+        });
+    })
+}
+
 async fn load_policies(
     config: &Config,
 ) -> Result<(Option<Arc<Policies>>, Option<PolicyWatcher>), StartError> {

@@ -83,6 +83,59 @@ pub async fn create(
     created
 }
 
+/// Messages counted against the account's daily quota before they are
+/// stored; what is not [`Quota::keep`]-ed (not stored: a replay, a failed
+/// write) is given back when this is dropped.
+struct Quota<'a> {
+    app: &'a App,
+    account_id: &'a str,
+    reserved: u64,
+    kept: std::cell::Cell<u64>,
+}
+
+impl<'a> Quota<'a> {
+    fn reserve(app: &'a App, principal: &'a Principal, messages: u64) -> Result<Self, ApiError> {
+        app.accounts
+            .limits()
+            .reserve(&principal.account_id, messages, now_ms())
+            .map_err(|over| {
+                ApiError::too_many(
+                    "quota_exceeded",
+                    format!(
+                        "this account may store {} messages a day (UTC) and has stored {}; \
+                         nothing was stored",
+                        over.messages_per_day, over.used
+                    ),
+                    seconds_to_next_utc_day(now_ms()),
+                )
+            })?;
+        Ok(Self {
+            app,
+            account_id: &principal.account_id,
+            reserved: messages,
+            kept: std::cell::Cell::new(0),
+        })
+    }
+
+    fn keep(&self, messages: u64) {
+        self.kept.set(self.kept.get() + messages);
+    }
+}
+
+impl Drop for Quota<'_> {
+    fn drop(&mut self) {
+        let unused = self.reserved.saturating_sub(self.kept.get());
+        if unused > 0 {
+            self.app.accounts.limits().release(self.account_id, unused);
+        }
+    }
+}
+
+fn seconds_to_next_utc_day(now: i64) -> u64 {
+    let next = crate::auth::limits::day_start(now) + 86_400_000;
+    ((next - now) / 1000).max(1) as u64
+}
+
 fn count_accepted(record: &MessageRecord) {
     ::metrics::counter!("pigeon_messages_accepted_total", "type" => record.message_type.as_str())
         .increment(1);
@@ -104,6 +157,7 @@ async fn create_one(
     let submission = parse_message(Fields::new(map), principal, now_ms(), &app.submit_rules)?;
     let senders = SenderBook::load(app, principal, &[&submission]).await?;
     let message = senders.assign(submission, "")?;
+    let quota = Quota::reserve(app, principal, 1)?;
     let message = match screen(app, message) {
         Checked::Allowed(message) => message,
         Checked::Rejected(message, error) => {
@@ -111,6 +165,7 @@ async fn create_one(
             app.store
                 .write(move |conn| stored::insert_rejected(conn, &message, &code, &reason))
                 .await?;
+            quota.keep(1);
             return Err(error);
         }
     };
@@ -118,6 +173,9 @@ async fn create_one(
         .store
         .write(move |conn| stored::insert_message(conn, &message, idempotency.as_ref()))
         .await?;
+    if matches!(outcome, InsertOutcome::Created(_)) {
+        quota.keep(1);
+    }
     match outcome {
         InsertOutcome::Created(record) => {
             count_accepted(&record);
@@ -278,6 +336,8 @@ pub async fn create_batch(
         .collect();
     let refused: Vec<(MessageRecord, String, String)> =
         refused.into_inner().unwrap_or_else(|e| e.into_inner());
+    let quota = Quota::reserve(app, principal, (refused.len() + valid.len()) as u64)?;
+    let refused_count = refused.len() as u64;
     let stored = app
         .store
         .write(move |conn| {
@@ -290,6 +350,11 @@ pub async fn create_batch(
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
+    let created = stored
+        .iter()
+        .filter(|o| matches!(o, InsertOutcome::Created(_)))
+        .count() as u64;
+    quota.keep(refused_count + created);
     let mut stored = stored.into_iter();
     let mut accepted = 0;
     let results: Vec<Value> = parsed

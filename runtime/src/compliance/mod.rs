@@ -11,6 +11,7 @@
 //! both the accept path and the dispatcher's claim check here, not the
 //! store.
 
+pub mod audit;
 pub mod keywords;
 
 use std::collections::{HashMap, HashSet};

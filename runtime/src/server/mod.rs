@@ -42,6 +42,10 @@ pub struct ServerConfig {
     /// Largest request head (request line and headers), in bytes; larger
     /// ones get a 431.
     pub max_header_bytes: usize,
+    /// Proxies (CIDRs or addresses) whose `X-Forwarded-For` is believed:
+    /// behind them, the client's address is the header's, for keys'
+    /// `allowed_ips` and the audit trail. Empty: the peer's address.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +55,7 @@ impl Default for ServerConfig {
             idle_timeout_ms: 60_000,
             header_read_timeout_ms: 10_000,
             max_header_bytes: 32 * 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -110,7 +115,7 @@ pub async fn run(
         let app = app.clone();
         let service = service_fn(move |request| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(api::handle(app, request).await) }
+            async move { Ok::<_, Infallible>(api::handle(app, request, peer.ip()).await) }
         });
         let io = TokioIo::new(GuardedStream::new(stream, timeouts));
         let connection = graceful.watch(builder.serve_connection(io, service));

@@ -4,6 +4,7 @@
 //! small pool of read-only connections.
 
 pub mod accounts;
+pub mod audit;
 pub mod compliance;
 pub mod inbound;
 pub mod messages;

@@ -363,6 +363,32 @@ const MIGRATIONS: &[&str] = &[
                COALESCE(sender, ''), status, count(*), SUM(segments)
         FROM messages GROUP BY 1, 2, 3, 4, 5, 6, 7;
     "#,
+    // 12: access control. Keys may be limited to networks and expire;
+    // accounts may have a request rate and a daily message quota; the audit
+    // trail of administrative changes (rows are never updated: a trigger
+    // refuses it; retention deletes old ones). A NULL account_id is a
+    // platform event (a policy or plugin reload).
+    r#"
+    ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT;
+    ALTER TABLE api_keys ADD COLUMN expires_at INTEGER;
+    ALTER TABLE accounts ADD COLUMN requests_per_second INTEGER;
+    ALTER TABLE accounts ADD COLUMN messages_per_day INTEGER;
+    CREATE TABLE audit_log (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          INTEGER NOT NULL,
+        account_id  TEXT,
+        key_id      TEXT,
+        role        TEXT NOT NULL,
+        client_ip   TEXT,
+        action      TEXT NOT NULL,
+        target      TEXT,
+        summary     TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_by_account ON audit_log (account_id, id);
+    CREATE INDEX audit_log_by_time ON audit_log (at);
+    CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.
