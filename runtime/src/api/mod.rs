@@ -49,6 +49,8 @@ pub struct App {
     pub compliance: Arc<crate::compliance::Compliance>,
     /// The scraper's bearer token for `GET /metrics` (`[metrics] token`).
     pub metrics_token: Option<String>,
+    /// The operator's retention periods, the most an account may keep.
+    pub retention: crate::compliance::retention::RetentionConfig,
 }
 
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
@@ -213,6 +215,9 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
         (["v1", "messages", id, "cancel"], &Method::POST) => {
             messages::cancel(app, &authed(SendMessages)?, id).await
         }
+        (["v1", "messages", id, "redact"], &Method::POST) => {
+            messages::redact(app, &authed(RedactMessages)?, id).await
+        }
         (["v1", "messages", id, "webhooks"], &Method::GET) => {
             messages::webhooks(app, &authed(ReadMessages)?, id).await
         }
@@ -307,6 +312,9 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
         (["v1", "inbound", id], &Method::GET) => {
             inbound::get(app, &authed(ReadMessages)?, id).await
         }
+        (["v1", "inbound", id, "redact"], &Method::POST) => {
+            inbound::redact(app, &authed(RedactMessages)?, id).await
+        }
         (["v1", "inbound", id, "webhooks"], &Method::GET) => {
             inbound::webhooks(app, &authed(ReadMessages)?, id).await
         }
@@ -389,6 +397,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/messages/batch", &["POST"]),
     ("/v1/messages/{id}", &["GET"]),
     ("/v1/messages/{id}/cancel", &["POST"]),
+    ("/v1/messages/{id}/redact", &["POST"]),
     ("/v1/messages/{id}/webhooks", &["GET"]),
     ("/v1/analytics/messages", &["GET"]),
     ("/v1/analytics/messages.csv", &["GET"]),
@@ -404,6 +413,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ),
     ("/v1/inbound", &["GET"]),
     ("/v1/inbound/{id}", &["GET"]),
+    ("/v1/inbound/{id}/redact", &["POST"]),
     ("/v1/inbound/{id}/webhooks", &["GET"]),
     ("/v1/sandbox/inbound", &["POST"]),
     ("/v1/sender-pools", &["GET", "POST"]),

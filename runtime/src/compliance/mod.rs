@@ -12,6 +12,7 @@
 //! store.
 
 pub mod keywords;
+pub mod retention;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;

@@ -363,6 +363,28 @@ const MIGRATIONS: &[&str] = &[
                COALESCE(sender, ''), status, count(*), SUM(segments)
         FROM messages GROUP BY 1, 2, 3, 4, 5, 6, 7;
     "#,
+    // 12: data retention (see retention.rs): when a body was redacted, the
+    // account's own periods, when a webhook was done with, and the indexes
+    // the sweep probes. Each partial index holds only what is still to be
+    // swept, so a sweep with nothing due reads a few index pages.
+    r#"
+    ALTER TABLE messages ADD COLUMN redacted_at INTEGER;
+    ALTER TABLE inbound_messages ADD COLUMN redacted_at INTEGER;
+    ALTER TABLE accounts ADD COLUMN retention TEXT;
+    ALTER TABLE webhook_outbox ADD COLUMN finished_at INTEGER;
+    -- Rows finished before: their last attempt's time is the best known.
+    UPDATE webhook_outbox SET finished_at = next_attempt_at WHERE state != 'pending';
+    -- A final message's updated_at is when it became final (final
+    -- messages change no more).
+    CREATE INDEX messages_body_due ON messages (account_id, type, updated_at)
+        WHERE redacted_at IS NULL
+        AND status IN ('delivered', 'undelivered', 'failed', 'rejected', 'expired', 'canceled');
+    CREATE INDEX inbound_body_due ON inbound_messages (account_id, received_at)
+        WHERE redacted_at IS NULL;
+    CREATE INDEX webhook_outbox_finished ON webhook_outbox (account_id, finished_at)
+        WHERE state != 'pending';
+    CREATE INDEX events_by_time ON events (at);
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.
