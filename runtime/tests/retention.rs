@@ -392,3 +392,96 @@ async fn viewers_see_an_otp_with_its_digits_masked() {
     assert_eq!(seen["body"], "Order 1234 shipped");
     server.stop().await;
 }
+
+/// The sweep on a store: messages still to be sent keep their bodies, sent
+/// and final ones lose them, and more than one batch is swept in one go.
+#[tokio::test]
+async fn the_sweep_redacts_only_what_is_no_longer_needed_in_batches() {
+    use pigeon::model::{MessageType, Status};
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_store(dir.path());
+    let now = pigeon::time::now_ms();
+    let long_ago = now - 10 * 3_600_000;
+    let account = pigeon::store::AccountRecord {
+        id: "acc_store_test".into(),
+        name: "Store test".into(),
+        operator: false,
+        created_at: long_ago,
+        webhook_secret: "whsec_test".into(),
+    };
+    store
+        .write(move |c| pigeon::store::accounts::insert_account(c, &account))
+        .await
+        .unwrap();
+    let in_state = |message_type, status| {
+        let mut message = common::stored_message(message_type, long_ago);
+        message.status = status;
+        message
+    };
+    let mut messages: Vec<_> = [Status::Queued, Status::Scheduled, Status::Sending]
+        .into_iter()
+        .map(|status| in_state(MessageType::Transactional, status))
+        .collect();
+    let kept: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+    let sent = in_state(MessageType::Otp, Status::Sent);
+    let sent_id = sent.id.clone();
+    messages.push(sent);
+    messages.extend((0..1100).map(|_| in_state(MessageType::Marketing, Status::Delivered)));
+    store
+        .write(move |c| {
+            for message in &messages {
+                pigeon::store::messages::insert_message(c, message, None)?;
+                // The insert writes the initial state; the one the message
+                // would have reached by now is set directly.
+                c.execute(
+                    "UPDATE messages SET status = ?2 WHERE id = ?1",
+                    rusqlite::params![message.id, message.status.as_str()],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+
+    let mut config = pigeon::compliance::retention::RetentionConfig::default();
+    config.message_body = period("1h");
+    let (_stop, running) = tokio::sync::watch::channel(false);
+    let swept = pigeon::compliance::retention::sweep_once(&store, &config, &running)
+        .await
+        .unwrap();
+    assert_eq!(swept, 1101, "1100 delivered and one sent");
+    let again = pigeon::compliance::retention::sweep_once(&store, &config, &running)
+        .await
+        .unwrap();
+    assert_eq!(again, 0, "nothing is due twice");
+
+    let (redacted, kept_bodies) = store
+        .read(move |c| {
+            let count: i64 = c.query_row(
+                "SELECT count(*) FROM messages WHERE redacted_at IS NOT NULL AND body = ''",
+                [],
+                |row| row.get(0),
+            )?;
+            let sent = pigeon::store::messages::get_message(c, "acc_store_test", &sent_id)?;
+            let mut bodies = Vec::new();
+            for id in &kept {
+                bodies.push(pigeon::store::messages::get_message(
+                    c,
+                    "acc_store_test",
+                    id,
+                )?);
+            }
+            Ok((count, (sent, bodies)))
+        })
+        .await
+        .unwrap();
+    assert_eq!(redacted, 1101);
+    let (sent, bodies) = kept_bodies;
+    assert!(sent.unwrap().redacted_at.is_some());
+    for message in bodies {
+        let message = message.unwrap();
+        assert!(message.redacted_at.is_none(), "{:?}", message.status);
+        assert_eq!(message.body, "transactional message");
+    }
+    store.close().await;
+}

@@ -441,8 +441,8 @@ pub async fn cancel(app: &App, principal: &Principal, id: &str) -> Result<Respon
 }
 
 /// `POST /v1/messages/{id}/redact`: the body goes now, not at the end of
-/// its retention; the rest of the message stays. Only a final message: one
-/// still to be sent needs its body.
+/// its retention; the rest of the message stays. Not while it is still to
+/// be sent (queued, scheduled, sending): the dispatcher needs its body.
 pub async fn redact(app: &App, principal: &Principal, id: &str) -> Result<Response, ApiError> {
     use crate::store::retention::{RedactOutcome, redact_message};
     let account = principal.account_id.clone();
@@ -461,7 +461,7 @@ pub async fn redact(app: &App, principal: &Principal, id: &str) -> Result<Respon
             StatusCode::CONFLICT,
             "message_not_final",
             format!(
-                "the message is {status}: it can be redacted once it is delivered, undelivered, failed, rejected, expired or canceled"
+                "the message is {status}: it can be redacted once it has been sent, or has failed, expired or been canceled"
             ),
         )),
     }

@@ -124,11 +124,12 @@ pub enum SweepRule {
     },
 }
 
-/// The final states, as the partial index `messages_body_due` lists them:
-/// the sweep's statements must repeat them word for word for SQLite to use
-/// the index.
-const FINAL_STATES: &str =
-    "('delivered', 'undelivered', 'failed', 'rejected', 'expired', 'canceled')";
+/// The states in which a body is no longer needed (see
+/// [`Status::needs_body`]), as the partial index `messages_body_due` lists
+/// them: the sweep's statements must repeat them word for word for SQLite
+/// to use the index.
+const DONE_STATES: &str =
+    "('sent', 'delivered', 'undelivered', 'failed', 'rejected', 'expired', 'canceled')";
 
 /// Applies `rules` in order, at most `budget` rows in all. Returns the
 /// rows changed and how many rules were finished (the rest, from the first
@@ -220,7 +221,7 @@ fn redact_messages(
     let sql = format!(
         "UPDATE messages SET body = '', redacted_at = ?3 WHERE id IN (SELECT id FROM messages \
          WHERE account_id = ?1 AND type {type_clause} AND redacted_at IS NULL \
-         AND status IN {FINAL_STATES} AND updated_at < ?2 LIMIT ?4)"
+         AND status IN {DONE_STATES} AND updated_at < ?2 LIMIT ?4)"
     );
     Ok(conn
         .prepare_cached(&sql)?
@@ -247,12 +248,12 @@ fn redact_inbound_row(conn: &Connection, id: &str, now: i64) -> Result<()> {
 pub enum RedactOutcome {
     Redacted(Box<MessageRecord>),
     NotFound,
-    /// Still to be sent (or waiting for its report): its body is needed.
+    /// Still to be sent: its body is needed.
     NotFinal(Status),
 }
 
-/// Redacts one message of `account_id` now, if it is final; a message
-/// redacted already is returned as it is.
+/// Redacts one message of `account_id` now, unless it is still to be sent;
+/// a message redacted already is returned as it is.
 pub fn redact_message(
     conn: &Connection,
     account_id: &str,
@@ -262,7 +263,7 @@ pub fn redact_message(
     let Some(message) = super::messages::get_message(conn, account_id, id)? else {
         return Ok(RedactOutcome::NotFound);
     };
-    if !message.status.is_final() {
+    if message.status.needs_body() {
         return Ok(RedactOutcome::NotFinal(message.status));
     }
     if message.redacted_at.is_none() {
@@ -316,7 +317,7 @@ mod tests {
             &conn,
             &format!(
                 "SELECT id FROM messages WHERE account_id = 'a' AND type = 'otp' \
-                 AND redacted_at IS NULL AND status IN {FINAL_STATES} AND updated_at < 5 LIMIT 9"
+                 AND redacted_at IS NULL AND status IN {DONE_STATES} AND updated_at < 5 LIMIT 9"
             ),
         );
         assert!(messages.contains("messages_body_due"), "{messages}");
@@ -324,7 +325,7 @@ mod tests {
             &conn,
             &format!(
                 "SELECT id FROM messages WHERE account_id = 'a' AND type IN ('transactional', 'marketing') \
-                 AND redacted_at IS NULL AND status IN {FINAL_STATES} AND updated_at < 5 LIMIT 9"
+                 AND redacted_at IS NULL AND status IN {DONE_STATES} AND updated_at < 5 LIMIT 9"
             ),
         );
         assert!(others.contains("messages_body_due"), "{others}");

@@ -374,11 +374,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE webhook_outbox ADD COLUMN finished_at INTEGER;
     -- Rows finished before: their last attempt's time is the best known.
     UPDATE webhook_outbox SET finished_at = next_attempt_at WHERE state != 'pending';
-    -- A final message's updated_at is when it became final (final
-    -- messages change no more).
+    -- Messages whose body is no longer needed: final, or sent (no part
+    -- can go back to the queue). Their updated_at is when they got there
+    -- (a final message changes no more; a report moves a sent one on).
     CREATE INDEX messages_body_due ON messages (account_id, type, updated_at)
         WHERE redacted_at IS NULL
-        AND status IN ('delivered', 'undelivered', 'failed', 'rejected', 'expired', 'canceled');
+        AND status IN ('sent', 'delivered', 'undelivered', 'failed', 'rejected', 'expired', 'canceled');
     CREATE INDEX inbound_body_due ON inbound_messages (account_id, received_at)
         WHERE redacted_at IS NULL;
     CREATE INDEX webhook_outbox_finished ON webhook_outbox (account_id, finished_at)
