@@ -443,8 +443,10 @@ async fn the_sweep_redacts_only_what_is_no_longer_needed_in_batches() {
         .await
         .unwrap();
 
-    let mut config = pigeon::compliance::retention::RetentionConfig::default();
-    config.message_body = period("1h");
+    let config = pigeon::compliance::retention::RetentionConfig {
+        message_body: period("1h"),
+        ..Default::default()
+    };
     let (_stop, running) = tokio::sync::watch::channel(false);
     let swept = pigeon::compliance::retention::sweep_once(&store, &config, &running)
         .await
