@@ -249,7 +249,15 @@ async fn redacting_on_request() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    // Inbound messages too.
+    // Inbound messages too, and the webhooks that carry them.
+    let receiver = common::carrier_answering("200 OK").await;
+    let reply = patch(
+        &acme.admin,
+        "/v1/account",
+        json!({"inbound_url": format!("{receiver}/inbound")}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     own_number(
         &server.admin(),
         &acme.admin,
@@ -280,6 +288,24 @@ async fn redacting_on_request() {
     assert_eq!(redacted["from"], "+84912345623");
     let (_, list) = acme.viewer.get("/v1/inbound").await;
     assert!(list["data"][0]["body"].is_null(), "{list}");
+    let db = rusqlite::Connection::open_with_flags(
+        server.data_dir.join("pigeon.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let payloads: Vec<(Option<String>, Option<String>)> = db
+        .prepare(
+            "SELECT json_extract(payload, '$.body'), json_extract(payload, '$.redacted_at') \
+             FROM webhook_outbox WHERE message_id = ?1",
+        )
+        .unwrap()
+        .query_map([&inbound], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(payloads.len(), 1, "the message.inbound webhook");
+    assert_eq!(payloads[0].0, None, "its payload's body");
+    assert!(payloads[0].1.is_some());
     let (status, _) = acme.developer.post(&path, json!({})).await;
     assert_eq!(status, StatusCode::OK);
     server.stop().await;
