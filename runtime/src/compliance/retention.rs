@@ -18,6 +18,10 @@ use crate::store::retention::{self as stored, RetentionOverrides, SweepRule};
 /// Most rows one sweep write job redacts or deletes.
 pub const SWEEP_BATCH: usize = 500;
 
+/// Most rules (index probes) one write job runs, so that many accounts
+/// with nothing due still make short jobs.
+const RULES_PER_JOB: usize = 1000;
+
 /// The longest period accepted (100 years): keeps the arithmetic far from
 /// overflow.
 const MAX_PERIOD_MS: u64 = 36_500 * DAY_MS;
@@ -363,7 +367,7 @@ pub async fn sweep_once(
     // starts where the last one ran out of budget.
     let mut first = 0;
     while first < rules.len() && !*shutdown.borrow() {
-        let pending = rules[first..].to_vec();
+        let pending = rules[first..rules.len().min(first + RULES_PER_JOB)].to_vec();
         let (done, finished) = store
             .write(move |c| stored::sweep(c, &pending, now, SWEEP_BATCH))
             .await?;
