@@ -41,6 +41,8 @@ pub struct Pigeon {
     webhooks: JoinHandle<()>,
     /// Files long inbound messages whose parts stopped coming.
     inbound_parts: JoinHandle<()>,
+    /// Redacts bodies and deletes rows whose retention ran out.
+    retention_sweep: JoinHandle<()>,
     plugin_reloader: Option<JoinHandle<()>>,
     /// Reloads the policies when their files change; stops when dropped.
     _policy_watcher: Option<PolicyWatcher>,
@@ -131,6 +133,7 @@ impl Pigeon {
                 .iter()
                 .filter_map(|p| crate::auth::network::parse_network(p))
                 .collect(),
+            retention: config.retention.clone(),
             submit_rules: crate::api::SubmitRules {
                 default_validity_secs: config.dispatch.default_validity_secs,
                 allow_private_callbacks: config.webhooks.allow_private_networks,
@@ -146,6 +149,11 @@ impl Pigeon {
             std::time::Duration::from_millis(config.inbound.part_timeout_ms),
             shutdown_rx.clone(),
         ));
+        let retention_sweep = tokio::spawn(crate::compliance::retention::run(
+            store.clone(),
+            config.retention.clone(),
+            shutdown_rx.clone(),
+        ));
         let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx));
         Ok(Self {
             app,
@@ -154,6 +162,7 @@ impl Pigeon {
             dispatcher,
             webhooks,
             inbound_parts,
+            retention_sweep,
             plugin_reloader,
             _policy_watcher: policy_watcher,
             server: config.server.clone(),
@@ -183,6 +192,9 @@ impl Pigeon {
         // and are recorded; webhooks not yet sent stay in the outbox.
         let _ = self.webhooks.await;
         let _ = self.inbound_parts.await;
+        // A sweep in progress finishes its write job; the rest waits for
+        // the next start.
+        let _ = self.retention_sweep.await;
         drop(self.app);
         self.store.close().await;
     }

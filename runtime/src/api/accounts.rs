@@ -152,9 +152,14 @@ pub async fn whoami(app: &App, principal: &Principal) -> Result<Response, ApiErr
         .await?
         .ok_or_else(|| ApiError::not_found("account"))?;
     let id = account.id.clone();
-    let settings = app
+    let (settings, retention) = app
         .store
-        .read(move |c| crate::store::accounts::account_settings(c, &id))
+        .read(move |c| {
+            Ok((
+                crate::store::accounts::account_settings(c, &id)?,
+                crate::store::retention::account_retention(c, &id)?,
+            ))
+        })
         .await?;
     Ok(json_response(
         StatusCode::OK,
@@ -167,6 +172,7 @@ pub async fn whoami(app: &App, principal: &Principal) -> Result<Response, ApiErr
                 "inbound_url": settings.inbound_url,
                 "require_marketing_consent": settings.require_marketing_consent,
                 "opt_out_scope": settings.opt_out_scope.as_str(),
+                "retention": app.retention.effective(&retention).to_json(),
             },
             "key": {"id": principal.key_id, "role": principal.role.as_str(), "sandbox": principal.sandbox},
         }),

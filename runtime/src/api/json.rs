@@ -106,6 +106,11 @@ impl Fields {
         self.map.remove(field).filter(|v| !v.is_null())
     }
 
+    /// A field as given, `null` included (absent: `None`).
+    pub fn take_nullable(&mut self, field: &str) -> Option<Value> {
+        self.map.remove(field)
+    }
+
     /// A settable string: absent (`None`), `null` to clear it
     /// (`Some(None)`), or a string.
     pub fn nullable_str(&mut self, field: &str) -> Result<Option<Option<String>>, ApiError> {

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::error::ApiError;
 use super::json::{Fields, parse_limit, parse_object, query_params, read_body, unknown_parameter};
 use super::{App, Response, json_response};
-use crate::auth::Principal;
+use crate::auth::{Principal, Role};
 use crate::encoding;
 use crate::model::{MessageType, Status};
 use crate::numbers::inventory::{Capability, MessageSender, NumberRecord, SenderKind};
@@ -419,7 +419,7 @@ pub async fn get(app: &App, principal: &Principal, id: &str) -> Result<Response,
     let (message, parts, events) = found.ok_or_else(|| ApiError::not_found("message"))?;
     Ok(json_response(
         StatusCode::OK,
-        &detail_json(&message, &parts, &events),
+        &detail_json(&message, principal.role, &parts, &events),
     ))
 }
 
@@ -474,7 +474,10 @@ pub async fn list(
         .read(move |conn| stored::list_messages(conn, &account, &filter))
         .await?;
     let next_cursor = (messages.len() == limit).then(|| messages.last().map(|m| m.id.clone()));
-    let data: Vec<Value> = messages.iter().map(message_json).collect();
+    let data: Vec<Value> = messages
+        .iter()
+        .map(|m| message_json(m, principal.role))
+        .collect();
     Ok(json_response(
         StatusCode::OK,
         &json!({"data": data, "next_cursor": next_cursor.flatten()}),
@@ -489,14 +492,42 @@ pub async fn cancel(app: &App, principal: &Principal, id: &str) -> Result<Respon
         .write(move |conn| stored::cancel_message(conn, &account, &id, now_ms()))
         .await?;
     match outcome {
-        CancelOutcome::Canceled(message) => {
-            Ok(json_response(StatusCode::OK, &message_json(&message)))
-        }
+        CancelOutcome::Canceled(message) => Ok(json_response(
+            StatusCode::OK,
+            &message_json(&message, principal.role),
+        )),
         CancelOutcome::NotFound => Err(ApiError::not_found("message")),
         CancelOutcome::NotCancelable(status) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_cancelable",
             format!("a message that is {status} can no longer be canceled"),
+        )),
+    }
+}
+
+/// `POST /v1/messages/{id}/redact`: the body goes now, not at the end of
+/// its retention; the rest of the message stays. Not while it is still to
+/// be sent (queued, scheduled, sending): the dispatcher needs its body.
+pub async fn redact(app: &App, principal: &Principal, id: &str) -> Result<Response, ApiError> {
+    use crate::store::retention::{RedactOutcome, redact_message};
+    let account = principal.account_id.clone();
+    let id = id.to_owned();
+    let outcome = app
+        .store
+        .write(move |conn| redact_message(conn, &account, &id, now_ms()))
+        .await?;
+    match outcome {
+        RedactOutcome::Redacted(message) => Ok(json_response(
+            StatusCode::OK,
+            &message_json(&message, principal.role),
+        )),
+        RedactOutcome::NotFound => Err(ApiError::not_found("message")),
+        RedactOutcome::NotFinal(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "message_not_final",
+            format!(
+                "the message is {status}: it can be redacted once it has been sent, or has failed, expired or been canceled"
+            ),
         )),
     }
 }
@@ -883,6 +914,7 @@ pub(super) fn parse_message(
         policy_digest: None,
         sender: None,
         auto_reply: None,
+        redacted_at: None,
         created_at: now,
         updated_at: now,
     };
@@ -990,7 +1022,19 @@ fn summary_json(m: &MessageRecord) -> Value {
     })
 }
 
-fn message_json(m: &MessageRecord) -> Value {
+/// The body as `role` may see it: `null` once redacted; an OTP's digits
+/// masked for viewers.
+fn shown_body(m: &MessageRecord, role: Role) -> Value {
+    if m.redacted_at.is_some() {
+        Value::Null
+    } else if m.message_type == MessageType::Otp && role == Role::Viewer {
+        json!(crate::compliance::retention::mask_digits(&m.body))
+    } else {
+        json!(m.body)
+    }
+}
+
+fn message_json(m: &MessageRecord, role: Role) -> Value {
     let metadata: Value = m
         .metadata
         .as_deref()
@@ -998,7 +1042,8 @@ fn message_json(m: &MessageRecord) -> Value {
         .unwrap_or_else(|| json!({}));
     let mut value = summary_json(m);
     let object = value.as_object_mut().expect("summary is an object");
-    object.insert("body".into(), json!(m.body));
+    object.insert("body".into(), shown_body(m, role));
+    object.insert("redacted_at".into(), json!(m.redacted_at.map(to_rfc3339)));
     object.insert("callback_url".into(), json!(m.callback_url));
     object.insert("send_at".into(), json!(m.send_at.map(to_rfc3339)));
     object.insert("expires_at".into(), json!(to_rfc3339(m.expires_at)));
@@ -1009,8 +1054,13 @@ fn message_json(m: &MessageRecord) -> Value {
     value
 }
 
-fn detail_json(m: &MessageRecord, parts: &[PartRecord], events: &[EventRecord]) -> Value {
-    let mut value = message_json(m);
+fn detail_json(
+    m: &MessageRecord,
+    role: Role,
+    parts: &[PartRecord],
+    events: &[EventRecord],
+) -> Value {
+    let mut value = message_json(m, role);
     let object = value.as_object_mut().expect("message is an object");
     let parts: Vec<Value> = parts
         .iter()

@@ -53,6 +53,8 @@ pub struct App {
     pub metrics_token: Option<String>,
     /// Proxies whose `X-Forwarded-For` is believed (`[server] trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The operator's retention periods, the most an account may keep.
+    pub retention: crate::compliance::retention::RetentionConfig,
 }
 
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
@@ -143,6 +145,8 @@ const AUDITED: &[(Method, &str, &str)] = &[
     ),
     (Method::POST, "/v1/consents", "consent.add"),
     (Method::DELETE, "/v1/consents/{id}", "consent.withdraw"),
+    (Method::POST, "/v1/messages/{id}/redact", "message.redact"),
+    (Method::POST, "/v1/inbound/{id}/redact", "inbound.redact"),
 ];
 
 fn audited_action(method: &Method, route: &str) -> Option<&'static str> {
@@ -292,6 +296,9 @@ async fn route(
         (["v1", "messages", id, "cancel"], &Method::POST) => {
             messages::cancel(app, &authed(SendMessages)?, id).await
         }
+        (["v1", "messages", id, "redact"], &Method::POST) => {
+            messages::redact(app, &authed(RedactMessages)?, id).await
+        }
         (["v1", "messages", id, "webhooks"], &Method::GET) => {
             messages::webhooks(app, &authed(ReadMessages)?, id).await
         }
@@ -386,6 +393,9 @@ async fn route(
         (["v1", "inbound", id], &Method::GET) => {
             inbound::get(app, &authed(ReadMessages)?, id).await
         }
+        (["v1", "inbound", id, "redact"], &Method::POST) => {
+            inbound::redact(app, &authed(RedactMessages)?, id).await
+        }
         (["v1", "inbound", id, "webhooks"], &Method::GET) => {
             inbound::webhooks(app, &authed(ReadMessages)?, id).await
         }
@@ -470,6 +480,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/messages/batch", &["POST"]),
     ("/v1/messages/{id}", &["GET"]),
     ("/v1/messages/{id}/cancel", &["POST"]),
+    ("/v1/messages/{id}/redact", &["POST"]),
     ("/v1/messages/{id}/webhooks", &["GET"]),
     ("/v1/analytics/messages", &["GET"]),
     ("/v1/analytics/messages.csv", &["GET"]),
@@ -485,6 +496,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ),
     ("/v1/inbound", &["GET"]),
     ("/v1/inbound/{id}", &["GET"]),
+    ("/v1/inbound/{id}/redact", &["POST"]),
     ("/v1/inbound/{id}/webhooks", &["GET"]),
     ("/v1/sandbox/inbound", &["POST"]),
     ("/v1/sender-pools", &["GET", "POST"]),

@@ -50,6 +50,9 @@ pub enum Permission {
     ManageConsent,
     /// Read the audit trail.
     ReadAudit,
+    /// Erase a message's or an inbound message's body before its retention
+    /// ends (for a data-subject request, or a body sent by mistake).
+    RedactMessages,
 }
 
 impl Role {
@@ -72,7 +75,10 @@ impl Role {
         use Permission::*;
         match self {
             Self::Admin => true,
-            Self::Developer => matches!(permission, SendMessages | ReadMessages | UseTools),
+            Self::Developer => matches!(
+                permission,
+                SendMessages | ReadMessages | UseTools | RedactMessages
+            ),
             Self::Compliance => matches!(
                 permission,
                 ReadMessages | UseTools | ReviewPolicies | ManageConsent | ReadAudit
@@ -625,6 +631,9 @@ mod tests {
         assert!(!Role::Viewer.allows(SendMessages));
         assert!(Role::Viewer.allows(ReadMessages));
         assert!(!Role::Compliance.allows(SendMessages));
+        assert!(Role::Developer.allows(RedactMessages));
+        assert!(!Role::Compliance.allows(RedactMessages));
+        assert!(!Role::Viewer.allows(RedactMessages));
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct MessageRecord {
     pub sender: Option<MessageSender>,
     /// Set on Pigeon's own answer to a keyword.
     pub auto_reply: Option<Keyword>,
+    /// When retention or a request redacted the body (then `body` is empty).
+    pub redacted_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -104,7 +106,7 @@ pub struct ListFilter {
 const MESSAGE_COLUMNS: &str = "SELECT id, account_id, status, to_number, sender, country, body, type, \
      encoding, segments, concat_ref, callback_url, send_at, expires_at, metadata, sandbox, \
      created_at, updated_at, policy_digest, number_id, sender_kind, sender_carrier, pool_id, \
-     auto_reply FROM messages";
+     auto_reply, redacted_at FROM messages";
 
 /// Writes a new message and its parts, in their initial state (whatever
 /// `msg.status` says). A message from a pool makes its sender the
@@ -736,6 +738,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Result<MessageRecord>> {
             policy_digest: row.get(18)?,
             sender,
             auto_reply: auto_reply.as_deref().and_then(Keyword::parse),
+            redacted_at: row.get(24)?,
         })
     })();
     Ok(parsed)

@@ -13,6 +13,7 @@ pub mod pacing;
 pub mod pools;
 pub mod queue;
 pub mod reports;
+pub mod retention;
 pub mod rollups;
 mod schema;
 pub mod webhooks;

@@ -389,6 +389,29 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     "#,
+    // 13: data retention (see retention.rs): when a body was redacted, the
+    // account's own periods, when a webhook was done with, and the indexes
+    // the sweep probes. Each partial index holds only what is still to be
+    // swept, so a sweep with nothing due reads a few index pages.
+    r#"
+    ALTER TABLE messages ADD COLUMN redacted_at INTEGER;
+    ALTER TABLE inbound_messages ADD COLUMN redacted_at INTEGER;
+    ALTER TABLE accounts ADD COLUMN retention TEXT;
+    ALTER TABLE webhook_outbox ADD COLUMN finished_at INTEGER;
+    -- Rows finished before: their last attempt's time is the best known.
+    UPDATE webhook_outbox SET finished_at = next_attempt_at WHERE state != 'pending';
+    -- Messages whose body is no longer needed: final, or sent (no part
+    -- can go back to the queue). Their updated_at is when they got there
+    -- (a final message changes no more; a report moves a sent one on).
+    CREATE INDEX messages_body_due ON messages (account_id, type, updated_at)
+        WHERE redacted_at IS NULL
+        AND status IN ('sent', 'delivered', 'undelivered', 'failed', 'rejected', 'expired', 'canceled');
+    CREATE INDEX inbound_body_due ON inbound_messages (account_id, received_at)
+        WHERE redacted_at IS NULL;
+    CREATE INDEX webhook_outbox_finished ON webhook_outbox (account_id, finished_at)
+        WHERE state != 'pending';
+    CREATE INDEX events_by_time ON events (at);
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.

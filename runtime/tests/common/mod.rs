@@ -524,6 +524,7 @@ pub fn stored_message(
         policy_digest: None,
         sender: None,
         auto_reply: None,
+        redacted_at: None,
         created_at,
         updated_at: created_at,
     }
