@@ -25,6 +25,7 @@ fn short(config: &mut Config, settings: &[(&str, &str)]) {
             "inbound_body" => config.retention.inbound_body = value,
             "webhook_rows" => config.retention.webhook_rows = value,
             "events" => config.retention.events = value,
+            "audit" => config.retention.audit = value,
             other => panic!("no setting {other}"),
         }
     }
@@ -512,4 +513,25 @@ async fn the_sweep_redacts_only_what_is_no_longer_needed_in_batches() {
         assert_eq!(message.body, "transactional message");
     }
     store.close().await;
+}
+
+#[tokio::test]
+async fn redactions_are_audited_and_audit_entries_go_after_their_retention() {
+    let server = TestServer::start_with(|c| short(c, &[("audit", "2s")])).await;
+    let acme = new_tenant(&server.admin(), "Acme").await;
+    let id = delivered(&acme, json!({"to": "+84912345622", "body": "Hello"})).await;
+    let (status, _) = acme
+        .developer
+        .post(&format!("/v1/messages/{id}/redact"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, audit) = acme.admin.get("/v1/audit?action=message.redact").await;
+    assert_eq!(audit["data"][0]["target"], id.as_str());
+    assert_eq!(audit["data"][0]["role"], "developer");
+    common::wait_until("the audit entries to be swept", || async {
+        let (_, audit) = acme.admin.get("/v1/audit").await;
+        audit["data"].as_array().unwrap().is_empty().then_some(())
+    })
+    .await;
+    server.stop().await;
 }
