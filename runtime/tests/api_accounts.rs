@@ -634,8 +634,20 @@ async fn the_admin_key_variable_only_applies_to_an_empty_database() {
     // Once the database has its operator, the variable is ignored.
     let pigeon = pigeon::runtime::Pigeon::start(&config, weak).await.unwrap();
     assert!(pigeon.generated_admin_key.is_none());
-    assert!(pigeon.app().accounts.authenticate("short").is_none());
-    assert!(pigeon.app().accounts.authenticate(ADMIN_KEY).is_some());
+    assert!(
+        pigeon
+            .app()
+            .accounts
+            .authenticate("short", [127, 0, 0, 1].into())
+            .is_err()
+    );
+    assert!(
+        pigeon
+            .app()
+            .accounts
+            .authenticate(ADMIN_KEY, [127, 0, 0, 1].into())
+            .is_ok()
+    );
     pigeon.stop().await;
 }
 

@@ -270,9 +270,11 @@ pub fn active_keys(conn: &Connection) -> Result<Vec<(KeyRecord, bool)>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Accounts with a request rate or a daily quota: `(id, requests_per_second,
-/// messages_per_day)`.
-pub fn account_limits(conn: &Connection) -> Result<Vec<(String, Option<i64>, Option<i64>)>> {
+/// An account's stored caps: `(id, requests_per_second, messages_per_day)`.
+pub type StoredLimits = (String, Option<i64>, Option<i64>);
+
+/// Accounts with a request rate or a daily quota.
+pub fn account_limits(conn: &Connection) -> Result<Vec<StoredLimits>> {
     let mut stmt = conn.prepare(
         "SELECT id, requests_per_second, messages_per_day FROM accounts \
          WHERE requests_per_second IS NOT NULL OR messages_per_day IS NOT NULL",
