@@ -53,6 +53,7 @@ fn message(n: usize, created_at: i64, now: i64) -> MessageRecord {
         policy_digest: None,
         sender: None,
         auto_reply: None,
+        redacted_at: None,
         created_at,
         updated_at: created_at,
     }

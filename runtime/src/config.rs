@@ -51,6 +51,9 @@ pub struct Config {
     /// not exist.
     pub policies: crate::policies::PoliciesConfig,
     pub metrics: MetricsConfig,
+    /// How long bodies, webhook rows and events are kept (see
+    /// `compliance::retention`).
+    pub retention: crate::compliance::retention::RetentionConfig,
 }
 
 /// `GET /metrics`: who may scrape it.
@@ -79,6 +82,7 @@ impl Default for Config {
             carriers: Vec::new(),
             policies: crate::policies::PoliciesConfig::default(),
             metrics: MetricsConfig::default(),
+            retention: crate::compliance::retention::RetentionConfig::default(),
         }
     }
 }
@@ -512,6 +516,17 @@ impl Config {
             }
             _ => {}
         }
+        if let Some(bad) = self
+            .server
+            .trusted_proxies
+            .iter()
+            .find(|p| crate::auth::network::parse_network(p).is_none())
+        {
+            return Err(ConfigError::Invalid {
+                key: "server.trusted_proxies",
+                message: format!("`{bad}` is not an IP address or a CIDR"),
+            });
+        }
         if self
             .metrics
             .token
@@ -715,6 +730,25 @@ mod tests {
                 .unwrap_err()
                 .contains("two carriers")
         );
+    }
+
+    #[test]
+    fn retention_durations_are_read_and_named() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.retention.otp_body.to_string(), "1h");
+        assert_eq!(config.retention.sweep_interval.to_string(), "1m");
+        let config =
+            Config::from_toml("[retention]\notp_body = \"1s\"\nsweep_interval = \"1s\"\n").unwrap();
+        assert_eq!(config.retention.otp_body.as_millis(), 1000);
+        for (toml, needle) in [
+            ("otp_body = \"an hour\"", "retention.otp_body"),
+            ("message_body = \"0d\"", "retention.message_body"),
+            ("events = 30", "events"),
+            ("bodies = \"1d\"", "bodies"),
+        ] {
+            let err = Config::from_toml(&format!("[retention]\n{toml}\n")).unwrap_err();
+            assert!(err.contains(needle), "{toml}: {err}");
+        }
     }
 
     #[test]

@@ -91,6 +91,13 @@ impl Status {
         )
     }
 
+    /// Whether Pigeon may still need the message's body: a part in this
+    /// state may yet be encoded and submitted. Once every part is `sent` or
+    /// final, none can go back to the queue, so retention may redact it.
+    pub fn needs_body(self) -> bool {
+        matches!(self, Self::Queued | Self::Scheduled | Self::Sending)
+    }
+
     /// How far along the way to the handset a state is; used to aggregate
     /// parts into one message state and to refuse regressions.
     fn progress(self) -> u8 {
@@ -177,6 +184,27 @@ mod tests {
         assert_eq!(aggregate_status([Delivered, Queued]), Some(Sending));
         assert_eq!(aggregate_status([Queued, Queued]), Some(Queued));
         assert_eq!(aggregate_status([]), None);
+    }
+
+    #[test]
+    fn only_parts_still_to_be_sent_need_the_body() {
+        use Status::*;
+        for status in [Queued, Scheduled, Sending] {
+            assert!(status.needs_body(), "{status}");
+        }
+        for status in [
+            Sent,
+            Delivered,
+            Undelivered,
+            Failed,
+            Rejected,
+            Expired,
+            Canceled,
+        ] {
+            assert!(!status.needs_body(), "{status}");
+            // None of them goes back to the queue.
+            assert!(!status.may_become(Queued), "{status}");
+        }
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Pigeon {
     webhooks: JoinHandle<()>,
     /// Files long inbound messages whose parts stopped coming.
     inbound_parts: JoinHandle<()>,
+    /// Redacts bodies and deletes rows whose retention ran out.
+    retention_sweep: JoinHandle<()>,
     plugin_reloader: Option<JoinHandle<()>>,
     /// Reloads the policies when their files change; stops when dropped.
     _policy_watcher: Option<PolicyWatcher>,
@@ -119,9 +121,13 @@ impl Pigeon {
             crate::plugins::watch(
                 carriers.plugins().to_vec(),
                 Duration::from_millis(config.plugins.reload_interval_ms),
+                Some(audit_plugin_reloads(&store)),
             )
         });
         let (policies, policy_watcher) = load_policies(config).await?;
+        if let Some(policies) = &policies {
+            policies.observe(audit_policy_reloads(&store));
+        }
         let dispatcher = Dispatcher::new(
             store.clone(),
             carriers.clone(),
@@ -138,6 +144,13 @@ impl Pigeon {
             default_pools,
             compliance: compliance.clone(),
             metrics_token: config.metrics.token.clone(),
+            trusted_proxies: config
+                .server
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| crate::auth::network::parse_network(p))
+                .collect(),
+            retention: config.retention.clone(),
             submit_rules: crate::api::SubmitRules {
                 default_validity_secs: config.dispatch.default_validity_secs,
                 allow_private_callbacks: config.webhooks.allow_private_networks,
@@ -153,6 +166,11 @@ impl Pigeon {
             std::time::Duration::from_millis(config.inbound.part_timeout_ms),
             shutdown_rx.clone(),
         ));
+        let retention_sweep = tokio::spawn(crate::compliance::retention::run(
+            store.clone(),
+            config.retention.clone(),
+            shutdown_rx.clone(),
+        ));
         let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx));
         Ok(Self {
             app,
@@ -161,6 +179,7 @@ impl Pigeon {
             dispatcher,
             webhooks,
             inbound_parts,
+            retention_sweep,
             plugin_reloader,
             _policy_watcher: policy_watcher,
             server: config.server.clone(),
@@ -192,6 +211,9 @@ impl Pigeon {
         // and are recorded; webhooks not yet sent stay in the outbox.
         let _ = self.webhooks.await;
         let _ = self.inbound_parts.await;
+        // A sweep in progress finishes its write job; the rest waits for
+        // the next start.
+        let _ = self.retention_sweep.await;
         drop(self.app);
         self.store.close().await;
     }
@@ -199,6 +221,40 @@ impl Pigeon {
 
 /// The policies in `config.policies.dir`, compiled and tested, and their
 /// watcher; none when the directory does not exist.
+/// Plugin reloads go to the audit trail.
+fn audit_plugin_reloads(store: &Store) -> crate::plugins::ReloadObserver {
+    let (store, runtime) = (store.clone(), tokio::runtime::Handle::current());
+    Arc::new(move |plugin, outcome| {
+        let info = plugin.info();
+        let summary = match outcome {
+            Ok(()) => {
+                serde_json::json!({"outcome": "loaded", "name": info.name, "version": info.version})
+            }
+            Err(error) => serde_json::json!({"outcome": "failed", "error": error}),
+        };
+        let (store, target) = (store.clone(), plugin.path().display().to_string());
+        runtime.spawn(async move {
+            crate::api::audit::record_system(&store, "plugin.reload", &target, summary).await;
+        });
+    })
+}
+
+/// Policy reloads (new sets and failures) go to the audit trail.
+fn audit_policy_reloads(store: &Store) -> crate::policies::ReloadObserver {
+    let (store, runtime) = (store.clone(), tokio::runtime::Handle::current());
+    Box::new(move |record| {
+        let summary = serde_json::json!({
+            "outcome": record.outcome.as_str(),
+            "digest": record.digest,
+            "error": record.error,
+        });
+        let store = store.clone();
+        runtime.spawn(async move {
+            crate::api::audit::record_system(&store, "policy.reload", "policies", summary).await;
+        });
+    })
+}
+
 async fn load_policies(
     config: &Config,
 ) -> Result<(Option<Arc<Policies>>, Option<PolicyWatcher>), StartError> {

@@ -420,7 +420,17 @@ async fn keys_are_shown_once_and_stored_as_hashes() {
     let key = create_key(&acme.admin, &acme.account_id, json!({"role": "developer"})).await;
     assert_eq!(
         sorted_keys(&key),
-        ["account_id", "created_at", "id", "key", "role", "sandbox"]
+        [
+            "account_id",
+            "allowed_ips",
+            "created_at",
+            "expires_at",
+            "id",
+            "key",
+            "revoked_at",
+            "role",
+            "sandbox"
+        ]
     );
     let plain = key["key"].as_str().unwrap().to_owned();
     let key_id = key["id"].as_str().unwrap().to_owned();
@@ -634,8 +644,20 @@ async fn the_admin_key_variable_only_applies_to_an_empty_database() {
     // Once the database has its operator, the variable is ignored.
     let pigeon = pigeon::runtime::Pigeon::start(&config, weak).await.unwrap();
     assert!(pigeon.generated_admin_key.is_none());
-    assert!(pigeon.app().accounts.authenticate("short").is_none());
-    assert!(pigeon.app().accounts.authenticate(ADMIN_KEY).is_some());
+    assert!(
+        pigeon
+            .app()
+            .accounts
+            .authenticate("short", [127, 0, 0, 1].into())
+            .is_err()
+    );
+    assert!(
+        pigeon
+            .app()
+            .accounts
+            .authenticate(ADMIN_KEY, [127, 0, 0, 1].into())
+            .is_ok()
+    );
     pigeon.stop().await;
 }
 

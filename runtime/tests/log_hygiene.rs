@@ -125,3 +125,100 @@ async fn a_policy_printing_in_a_loop_writes_a_few_lines() {
     // 8 lines a call at most, 4 calls.
     assert!((1..=32).contains(&printed), "{printed} lines printed");
 }
+
+/// At trace level, with a careless plugin that logs its settings, every
+/// message it is given and every callback it parses: an OTP's body, a new
+/// API key, the account's webhook secret and the carrier's credential must
+/// still not reach the log.
+#[tokio::test]
+async fn secrets_stay_out_of_a_trace_log_even_when_a_plugin_echoes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let credential = "CarrierCred-xQvTzKpW";
+    let config = dir.path().join("pigeon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[carriers]]\nname = \"echo\"\nplugin = {:?}\nbase_url = \"http://127.0.0.1:9\"\n\
+             settings = {{ mode = \"echo\", api_secret = {credential:?} }}\n",
+            env!("PIGEON_TEST_GUEST")
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let config_arg = config.display().to_string();
+    // Everything at trace, but the code generator compiling the plugins:
+    // it sees WebAssembly code, never data, and its trace output alone
+    // takes longer than the start-up allows.
+    let level = "trace,cranelift_codegen=info,cranelift_frontend=info,regalloc2=info,\
+                 wasmtime_cranelift=info,wasmtime_internal_cranelift=info,wasmtime_environ=info";
+    let server = BinaryServer::spawn_logging(&data, &["--config", &config_arg], level).await;
+    let admin = server.admin();
+
+    let (status, account) = admin.post("/v1/accounts", json!({"name": "Acme"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{account}");
+    let account_id = account["id"].as_str().unwrap();
+    let webhook_secret = account["webhook_secret"].as_str().unwrap().to_owned();
+    let (status, key) = admin
+        .post(
+            &format!("/v1/accounts/{account_id}/keys"),
+            json!({"role": "developer"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let api_key = key["key"].as_str().unwrap().to_owned();
+    let developer = admin.with_key(&api_key);
+
+    let otp = "Your login code is 660914";
+    let id = developer
+        .send_message(json!({"to": "+84912345678", "body": otp, "type": "otp"}))
+        .await;
+    developer.wait_for_status(&id, "sent").await;
+
+    // A callback to the echo carrier, which logs what it was sent.
+    let (_, carriers) = admin.get("/v1/carriers").await;
+    let callback_url = carriers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "echo")
+        .and_then(|c| c["callback_url"].as_str())
+        .unwrap()
+        .to_owned();
+    let callback_path = callback_url
+        .split_once("/v1/")
+        .map(|(_, p)| format!("/v1/{p}"))
+        .unwrap();
+    let reply = admin
+        .try_send(
+            Method::POST,
+            &format!("{callback_path}/dlr?id=echo-{id}-0&status=delivered"),
+            Some(b"inbound text: my code is 551177".to_vec()),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    developer.wait_for_status(&id, "delivered").await;
+
+    let log = server.log.clone();
+    let exit = server.terminate().await;
+    assert!(exit.success(), "{exit}");
+    let log = log.lock().unwrap().join("\n");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("TRACE") && l.contains("pigeon::plugin") && l.contains("settings")),
+        "the plugin's trace line echoing its request was logged: {log}"
+    );
+    for needle in [
+        otp,
+        // Not the bare digits: a timestamp's microseconds may hold them.
+        "is 660914",
+        "is 551177",
+        api_key.as_str(),
+        webhook_secret.as_str(),
+        credential,
+    ] {
+        let found: Vec<&str> = log.lines().filter(|l| l.contains(needle)).collect();
+        assert!(found.is_empty(), "{needle:?} reached the log: {found:#?}");
+    }
+}

@@ -460,7 +460,7 @@ async fn a_changed_plugin_file_is_reloaded_and_a_broken_one_keeps_the_old() {
     assert_eq!(carrier.submit(&request("hello")).await.unwrap(), ["c-0"]);
 
     // The watcher does the same in the background.
-    let watcher = pigeon::plugins::watch(vec![plugin.clone()], Duration::from_millis(20));
+    let watcher = pigeon::plugins::watch(vec![plugin.clone()], Duration::from_millis(20), None);
     copy_guest(&path, t0 + Duration::from_secs(40));
     let deadline = Instant::now() + Duration::from_secs(20);
     while plugin.stats().reloads < 2 {

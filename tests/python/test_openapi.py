@@ -68,6 +68,9 @@ def seed(pigeon):
         "GET /v1/accounts/{id}/keys": {"id": account},
         "POST /v1/accounts/{id}/keys": {"id": account},
         "DELETE /v1/keys/{id}": {"id": key},
+        "PATCH /v1/keys/{id}": {"id": key},
+        "POST /v1/keys/{id}/rotate": {"id": key},
+        "PATCH /v1/accounts/{id}": {"id": account},
     }
 
 

@@ -64,6 +64,8 @@
   const ms = (v) => (v === null || v === undefined ? dash : `${Math.round(v).toLocaleString("en-US")} ms`);
   const badge = (text) => (text ? h("span", { class: `badge ${text}` }, text) : dash);
   const link = (href, text) => h("a", { href }, text);
+  // A body retention (or a redact request) erased: null, with redacted_at.
+  const bodyOf = (m) => (m.redacted_at ? h("em", null, "Redacted ", time(m.redacted_at)) : m.body);
 
   // A table from column specs: [heading, row => cell, "num"?].
   function table(columns, rows, empty = "Nothing here yet.") {
@@ -538,7 +540,7 @@
           ["Sandbox", m.sandbox ? "yes" : "no"],
           ["Policy digest", m.policy_digest ? h("code", null, m.policy_digest) : dash],
           ["Callback URL", show(m.callback_url)],
-        ]), h("h2", { class: "spaced" }, "Body"), h("div", { class: "body-text" }, m.body),
+        ]), h("h2", { class: "spaced" }, "Body"), h("div", { class: "body-text" }, bodyOf(m)),
         Object.keys(m.metadata || {}).length ? [h("h2", null, "Metadata"), json(m.metadata)] : null),
         panel("Timeline", h("ol", { class: "timeline", id: "timeline" }, m.events.map((e) =>
           h("li", null, h("span", { class: "when" }, time(e.at)), badge(e.status),
@@ -579,7 +581,7 @@
       ["From", (m) => m.from],
       ["To", (m) => m.to],
       ["Carrier", (m) => show(m.carrier)],
-      ["Text", (m) => m.body],
+      ["Text", (m) => bodyOf(m)],
     ], page.data, "No inbound messages."), pager("#/inbound", params, page.next_cursor));
   }
 
@@ -598,7 +600,7 @@
         ["Number", show(m.number_id)], ["Pool", show(m.pool_id)],
         ["In reply to", m.in_reply_to ? link(`#/messages/${m.in_reply_to}`, m.in_reply_to) : dash],
         ["Sent", time(m.sent_at)], ["Received", time(m.received_at)],
-      ]), h("h2", null, "Text"), h("div", { class: "body-text" }, m.body)),
+      ]), h("h2", null, "Text"), h("div", { class: "body-text" }, bodyOf(m))),
       panel("Webhooks", table([
         ["Created", (d) => time(d.created_at)],
         ["URL", (d) => h("code", null, d.url)],

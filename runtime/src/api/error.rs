@@ -16,6 +16,8 @@ pub struct ApiError {
     pub code: std::borrow::Cow<'static, str>,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds, for a `Retry-After` header (429s).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -29,6 +31,7 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -58,6 +61,14 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// 429, to be tried again after `secs`.
+    pub fn too_many(code: &'static str, message: impl Into<String>, secs: u64) -> Self {
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+        }
+    }
+
     pub fn forbidden() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
@@ -83,6 +94,11 @@ impl ApiError {
                 hyper::header::WWW_AUTHENTICATE,
                 hyper::header::HeaderValue::from_static("Bearer"),
             );
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, secs.into());
         }
         response
     }

@@ -69,6 +69,20 @@ pub async fn get(app: &App, principal: &Principal, id: &str) -> Result<Response,
     Ok(json_response(StatusCode::OK, &inbound_json(&record)))
 }
 
+/// `POST /v1/inbound/{id}/redact`: the text goes now, and from the
+/// message's webhooks too; the rest stays. Redacting twice is the same as
+/// once.
+pub async fn redact(app: &App, principal: &Principal, id: &str) -> Result<Response, ApiError> {
+    let (account, id) = (scope(principal), id.to_owned());
+    let now = crate::time::now_ms();
+    let record = app
+        .store
+        .write(move |c| crate::store::retention::redact_inbound(c, account.as_deref(), &id, now))
+        .await?
+        .ok_or_else(|| ApiError::not_found("inbound message"))?;
+    Ok(json_response(StatusCode::OK, &inbound_json(&record)))
+}
+
 /// `GET /v1/inbound/{id}/webhooks`: its `message.inbound` deliveries.
 pub async fn webhooks(app: &App, principal: &Principal, id: &str) -> Result<Response, ApiError> {
     let (account, id) = (scope(principal), id.to_owned());
@@ -195,7 +209,9 @@ fn inbound_json(r: &InboundRecord) -> Value {
         "carrier_message_id": r.carrier_message_id,
         "from": r.from,
         "to": r.to,
-        "body": r.text,
+        // Inbound messages have no type: nothing to mask for viewers.
+        "body": r.redacted_at.is_none().then_some(&r.text),
+        "redacted_at": r.redacted_at.map(to_rfc3339),
         "sent_at": to_rfc3339(r.sent_at),
         "received_at": to_rfc3339(r.received_at),
     })

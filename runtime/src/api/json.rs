@@ -96,9 +96,19 @@ impl Fields {
         format!("{}{field}", self.prefix)
     }
 
+    /// Whether the request has the field (even as `null`).
+    pub fn map_has(&self, field: &str) -> bool {
+        self.map.contains_key(field)
+    }
+
     /// Takes a field; JSON `null` counts as absent.
     pub fn take(&mut self, field: &str) -> Option<Value> {
         self.map.remove(field).filter(|v| !v.is_null())
+    }
+
+    /// A field as given, `null` included (absent: `None`).
+    pub fn take_nullable(&mut self, field: &str) -> Option<Value> {
+        self.map.remove(field)
     }
 
     /// A settable string: absent (`None`), `null` to clear it
@@ -143,6 +153,17 @@ impl Fields {
             None => Ok(None),
             Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
             Some(other) => Err(self.wrong_type(field, "a whole number ≥ 0", &other)),
+        }
+    }
+
+    /// A settable number: absent (`None`), `null` to clear it
+    /// (`Some(None)`), or a whole number ≥ 0.
+    pub fn nullable_u64(&mut self, field: &str) -> Result<Option<Option<u64>>, ApiError> {
+        match self.map.remove(field) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(Some(n.as_u64())),
+            Some(other) => Err(self.wrong_type(field, "a whole number ≥ 0 or null", &other)),
         }
     }
 

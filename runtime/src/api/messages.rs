@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::error::ApiError;
 use super::json::{Fields, parse_limit, parse_object, query_params, read_body, unknown_parameter};
 use super::{App, Response, json_response};
-use crate::auth::Principal;
+use crate::auth::{Principal, Role};
 use crate::encoding;
 use crate::model::{MessageType, Status};
 use crate::numbers::inventory::{Capability, MessageSender, NumberRecord, SenderKind};
@@ -83,6 +83,59 @@ pub async fn create(
     created
 }
 
+/// Messages counted against the account's daily quota before they are
+/// stored; what is not [`Quota::keep`]-ed (not stored: a replay, a failed
+/// write) is given back when this is dropped.
+struct Quota<'a> {
+    app: &'a App,
+    account_id: &'a str,
+    reserved: u64,
+    kept: std::cell::Cell<u64>,
+}
+
+impl<'a> Quota<'a> {
+    fn reserve(app: &'a App, principal: &'a Principal, messages: u64) -> Result<Self, ApiError> {
+        app.accounts
+            .limits()
+            .reserve(&principal.account_id, messages, now_ms())
+            .map_err(|over| {
+                ApiError::too_many(
+                    "quota_exceeded",
+                    format!(
+                        "this account may store {} messages a day (UTC) and has stored {}; \
+                         nothing was stored",
+                        over.messages_per_day, over.used
+                    ),
+                    seconds_to_next_utc_day(now_ms()),
+                )
+            })?;
+        Ok(Self {
+            app,
+            account_id: &principal.account_id,
+            reserved: messages,
+            kept: std::cell::Cell::new(0),
+        })
+    }
+
+    fn keep(&self, messages: u64) {
+        self.kept.set(self.kept.get() + messages);
+    }
+}
+
+impl Drop for Quota<'_> {
+    fn drop(&mut self) {
+        let unused = self.reserved.saturating_sub(self.kept.get());
+        if unused > 0 {
+            self.app.accounts.limits().release(self.account_id, unused);
+        }
+    }
+}
+
+fn seconds_to_next_utc_day(now: i64) -> u64 {
+    let next = crate::auth::limits::day_start(now) + 86_400_000;
+    ((next - now) / 1000).max(1) as u64
+}
+
 fn count_accepted(record: &MessageRecord) {
     ::metrics::counter!("pigeon_messages_accepted_total", "type" => record.message_type.as_str())
         .increment(1);
@@ -104,6 +157,7 @@ async fn create_one(
     let submission = parse_message(Fields::new(map), principal, now_ms(), &app.submit_rules)?;
     let senders = SenderBook::load(app, principal, &[&submission]).await?;
     let message = senders.assign(submission, "")?;
+    let quota = Quota::reserve(app, principal, 1)?;
     let message = match screen(app, message) {
         Checked::Allowed(message) => message,
         Checked::Rejected(message, error) => {
@@ -111,6 +165,7 @@ async fn create_one(
             app.store
                 .write(move |conn| stored::insert_rejected(conn, &message, &code, &reason))
                 .await?;
+            quota.keep(1);
             return Err(error);
         }
     };
@@ -118,6 +173,9 @@ async fn create_one(
         .store
         .write(move |conn| stored::insert_message(conn, &message, idempotency.as_ref()))
         .await?;
+    if matches!(outcome, InsertOutcome::Created(_)) {
+        quota.keep(1);
+    }
     match outcome {
         InsertOutcome::Created(record) => {
             count_accepted(&record);
@@ -278,6 +336,8 @@ pub async fn create_batch(
         .collect();
     let refused: Vec<(MessageRecord, String, String)> =
         refused.into_inner().unwrap_or_else(|e| e.into_inner());
+    let quota = Quota::reserve(app, principal, (refused.len() + valid.len()) as u64)?;
+    let refused_count = refused.len() as u64;
     let stored = app
         .store
         .write(move |conn| {
@@ -290,6 +350,11 @@ pub async fn create_batch(
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
+    let created = stored
+        .iter()
+        .filter(|o| matches!(o, InsertOutcome::Created(_)))
+        .count() as u64;
+    quota.keep(refused_count + created);
     let mut stored = stored.into_iter();
     let mut accepted = 0;
     let results: Vec<Value> = parsed
@@ -354,7 +419,7 @@ pub async fn get(app: &App, principal: &Principal, id: &str) -> Result<Response,
     let (message, parts, events) = found.ok_or_else(|| ApiError::not_found("message"))?;
     Ok(json_response(
         StatusCode::OK,
-        &detail_json(&message, &parts, &events),
+        &detail_json(&message, principal.role, &parts, &events),
     ))
 }
 
@@ -409,7 +474,10 @@ pub async fn list(
         .read(move |conn| stored::list_messages(conn, &account, &filter))
         .await?;
     let next_cursor = (messages.len() == limit).then(|| messages.last().map(|m| m.id.clone()));
-    let data: Vec<Value> = messages.iter().map(message_json).collect();
+    let data: Vec<Value> = messages
+        .iter()
+        .map(|m| message_json(m, principal.role))
+        .collect();
     Ok(json_response(
         StatusCode::OK,
         &json!({"data": data, "next_cursor": next_cursor.flatten()}),
@@ -424,14 +492,42 @@ pub async fn cancel(app: &App, principal: &Principal, id: &str) -> Result<Respon
         .write(move |conn| stored::cancel_message(conn, &account, &id, now_ms()))
         .await?;
     match outcome {
-        CancelOutcome::Canceled(message) => {
-            Ok(json_response(StatusCode::OK, &message_json(&message)))
-        }
+        CancelOutcome::Canceled(message) => Ok(json_response(
+            StatusCode::OK,
+            &message_json(&message, principal.role),
+        )),
         CancelOutcome::NotFound => Err(ApiError::not_found("message")),
         CancelOutcome::NotCancelable(status) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_cancelable",
             format!("a message that is {status} can no longer be canceled"),
+        )),
+    }
+}
+
+/// `POST /v1/messages/{id}/redact`: the body goes now, not at the end of
+/// its retention; the rest of the message stays. Not while it is still to
+/// be sent (queued, scheduled, sending): the dispatcher needs its body.
+pub async fn redact(app: &App, principal: &Principal, id: &str) -> Result<Response, ApiError> {
+    use crate::store::retention::{RedactOutcome, redact_message};
+    let account = principal.account_id.clone();
+    let id = id.to_owned();
+    let outcome = app
+        .store
+        .write(move |conn| redact_message(conn, &account, &id, now_ms()))
+        .await?;
+    match outcome {
+        RedactOutcome::Redacted(message) => Ok(json_response(
+            StatusCode::OK,
+            &message_json(&message, principal.role),
+        )),
+        RedactOutcome::NotFound => Err(ApiError::not_found("message")),
+        RedactOutcome::NotFinal(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "message_not_final",
+            format!(
+                "the message is {status}: it can be redacted once it has been sent, or has failed, expired or been canceled"
+            ),
         )),
     }
 }
@@ -818,6 +914,7 @@ pub(super) fn parse_message(
         policy_digest: None,
         sender: None,
         auto_reply: None,
+        redacted_at: None,
         created_at: now,
         updated_at: now,
     };
@@ -925,7 +1022,19 @@ fn summary_json(m: &MessageRecord) -> Value {
     })
 }
 
-fn message_json(m: &MessageRecord) -> Value {
+/// The body as `role` may see it: `null` once redacted; an OTP's digits
+/// masked for viewers.
+fn shown_body(m: &MessageRecord, role: Role) -> Value {
+    if m.redacted_at.is_some() {
+        Value::Null
+    } else if m.message_type == MessageType::Otp && role == Role::Viewer {
+        json!(crate::compliance::retention::mask_digits(&m.body))
+    } else {
+        json!(m.body)
+    }
+}
+
+fn message_json(m: &MessageRecord, role: Role) -> Value {
     let metadata: Value = m
         .metadata
         .as_deref()
@@ -933,7 +1042,8 @@ fn message_json(m: &MessageRecord) -> Value {
         .unwrap_or_else(|| json!({}));
     let mut value = summary_json(m);
     let object = value.as_object_mut().expect("summary is an object");
-    object.insert("body".into(), json!(m.body));
+    object.insert("body".into(), shown_body(m, role));
+    object.insert("redacted_at".into(), json!(m.redacted_at.map(to_rfc3339)));
     object.insert("callback_url".into(), json!(m.callback_url));
     object.insert("send_at".into(), json!(m.send_at.map(to_rfc3339)));
     object.insert("expires_at".into(), json!(to_rfc3339(m.expires_at)));
@@ -944,8 +1054,13 @@ fn message_json(m: &MessageRecord) -> Value {
     value
 }
 
-fn detail_json(m: &MessageRecord, parts: &[PartRecord], events: &[EventRecord]) -> Value {
-    let mut value = message_json(m);
+fn detail_json(
+    m: &MessageRecord,
+    role: Role,
+    parts: &[PartRecord],
+    events: &[EventRecord],
+) -> Value {
+    let mut value = message_json(m, role);
     let object = value.as_object_mut().expect("message is an object");
     let parts: Vec<Value> = parts
         .iter()

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod analytics;
+pub mod audit;
 mod carriers;
 mod compliance;
 pub mod error;
@@ -15,6 +16,7 @@ mod pools;
 mod tools;
 mod webhooks;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -50,6 +52,10 @@ pub struct App {
     pub compliance: Arc<crate::compliance::Compliance>,
     /// The scraper's bearer token for `GET /metrics` (`[metrics] token`).
     pub metrics_token: Option<String>,
+    /// Proxies whose `X-Forwarded-For` is believed (`[server] trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The operator's retention periods, the most an account may keep.
+    pub retention: crate::compliance::retention::RetentionConfig,
 }
 
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
@@ -62,15 +68,33 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
     response
 }
 
-/// Routes one request. Never fails: every error becomes a JSON answer.
-pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response {
+/// Routes one request from `peer`. Never fails: every error becomes a
+/// JSON answer.
+pub async fn handle(app: Arc<App>, request: Request<Incoming>, peer: IpAddr) -> Response {
     let started = std::time::Instant::now();
+    let forwarded_for = request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let client_ip = crate::auth::network::client_ip(peer, forwarded_for, &app.trusted_proxies);
     let method = request.method().clone();
     let path = loggable_path(request.uri().path());
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let route_label = route_of(&segments).map_or("unknown", |(pattern, _)| pattern);
-    let response = match route(&app, request).await {
-        Ok(response) => response,
+    let audited = audited_action(&method, route_label);
+    let headers = audited.map(|_| request.headers().clone());
+    let response = match route(&app, request, client_ip).await {
+        Ok(response) => match (audited, headers) {
+            (Some(action), Some(headers)) if response.status().is_success() => {
+                let change = audit::Change {
+                    action,
+                    route: route_label,
+                    segments: &segments,
+                };
+                audit::record_change(&app, &headers, client_ip, change, response).await
+            }
+            _ => response,
+        },
         Err(err) => {
             // Storage faults are logged where they are turned into answers.
             if err.status.is_server_error()
@@ -88,6 +112,59 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response {
     ::metrics::histogram!("pigeon_http_request_duration_seconds", "route" => route_label)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// Changes audited from the router, by what they answered (see
+/// `audit::record_change`): `(method, route, action)`. Account and key
+/// changes are audited by their handlers, with summaries of their own;
+/// sending messages is not audited.
+const AUDITED: &[(Method, &str, &str)] = &[
+    (Method::PATCH, "/v1/account", "account.update"),
+    (Method::POST, "/v1/numbers", "number.create"),
+    (Method::PATCH, "/v1/numbers/{id}", "number.update"),
+    (Method::POST, "/v1/numbers/{id}/claim", "number.claim"),
+    (Method::POST, "/v1/numbers/{id}/release", "number.release"),
+    (Method::POST, "/v1/sender-pools", "pool.create"),
+    (Method::PATCH, "/v1/sender-pools/{id}", "pool.update"),
+    (Method::DELETE, "/v1/sender-pools/{id}", "pool.delete"),
+    (Method::PUT, "/v1/account/keywords", "keywords.update"),
+    (
+        Method::PUT,
+        "/v1/sender-pools/{id}/keywords",
+        "keywords.update",
+    ),
+    (Method::POST, "/v1/suppressions", "suppression.add"),
+    (
+        Method::POST,
+        "/v1/suppressions/import",
+        "suppression.import",
+    ),
+    (
+        Method::DELETE,
+        "/v1/suppressions/{number}",
+        "suppression.delete",
+    ),
+    (Method::POST, "/v1/consents", "consent.add"),
+    (Method::DELETE, "/v1/consents/{id}", "consent.withdraw"),
+    (Method::POST, "/v1/messages/{id}/redact", "message.redact"),
+    (Method::POST, "/v1/inbound/{id}/redact", "inbound.redact"),
+    (
+        Method::POST,
+        "/v1/account/webhook-secret/rotate",
+        "webhook_secret.rotate",
+    ),
+    (
+        Method::POST,
+        "/v1/webhooks/{id}/redeliver",
+        "webhook.redeliver",
+    ),
+];
+
+fn audited_action(method: &Method, route: &str) -> Option<&'static str> {
+    AUDITED
+        .iter()
+        .find(|(m, r, _)| m == method && *r == route)
+        .map(|(_, _, action)| *action)
 }
 
 /// A status code as a label value without an allocation for common ones.
@@ -128,7 +205,11 @@ pub fn loggable_path(path: &str) -> String {
     }
 }
 
-async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiError> {
+async fn route(
+    app: &App,
+    request: Request<Incoming>,
+    client_ip: IpAddr,
+) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     if let Some(length) = parts.headers.get(header::CONTENT_LENGTH)
         && length
@@ -141,7 +222,7 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
     }
     let segments: Vec<&str> = parts.uri.path().trim_matches('/').split('/').collect();
     let method = &parts.method;
-    let authed = |permission| authorize(app, &parts.headers, permission);
+    let authed = |permission| authorize(app, &parts.headers, client_ip, permission);
 
     use Permission::*;
     match (segments.as_slice(), method) {
@@ -156,7 +237,7 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
         }),
 
         (["metrics"], &Method::GET) => {
-            authorize_scraper(app, &parts.headers)?;
+            authorize_scraper(app, &parts.headers, client_ip)?;
             let mut response = hyper::Response::new(Full::new(Bytes::from(
                 crate::metrics::render(&app.store).await,
             )));
@@ -194,8 +275,20 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
         (["v1", "accounts", id, "keys"], &Method::POST) => {
             accounts::create_key(app, &authed(ManageKeys)?, id, body).await
         }
+        (["v1", "accounts", id], &Method::PATCH) => {
+            accounts::update_account(app, &authed(ManageAccounts)?, id, body).await
+        }
         (["v1", "keys", id], &Method::DELETE) => {
             accounts::revoke_key(app, &authed(ManageKeys)?, id).await
+        }
+        (["v1", "keys", id], &Method::PATCH) => {
+            accounts::update_key(app, &authed(ManageKeys)?, id, body).await
+        }
+        (["v1", "keys", id, "rotate"], &Method::POST) => {
+            accounts::rotate_key(app, &authed(ManageKeys)?, id, body).await
+        }
+        (["v1", "audit"], &Method::GET) => {
+            audit::list(app, &authed(ReadAudit)?, parts.uri.query()).await
         }
 
         (["v1", "messages"], &Method::POST) => {
@@ -216,6 +309,9 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
         }
         (["v1", "messages", id, "cancel"], &Method::POST) => {
             messages::cancel(app, &authed(SendMessages)?, id).await
+        }
+        (["v1", "messages", id, "redact"], &Method::POST) => {
+            messages::redact(app, &authed(RedactMessages)?, id).await
         }
         (["v1", "messages", id, "webhooks"], &Method::GET) => {
             messages::webhooks(app, &authed(ReadMessages)?, id).await
@@ -318,6 +414,9 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response, ApiErr
         (["v1", "inbound", id], &Method::GET) => {
             inbound::get(app, &authed(ReadMessages)?, id).await
         }
+        (["v1", "inbound", id, "redact"], &Method::POST) => {
+            inbound::redact(app, &authed(RedactMessages)?, id).await
+        }
         (["v1", "inbound", id, "webhooks"], &Method::GET) => {
             inbound::webhooks(app, &authed(ReadMessages)?, id).await
         }
@@ -392,15 +491,18 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/dashboard/{rest*}", &["GET"]),
     ("/v1/openapi.json", &["GET"]),
     ("/v1/accounts", &["POST"]),
-    ("/v1/accounts/{id}", &["GET"]),
+    ("/v1/accounts/{id}", &["GET", "PATCH"]),
     ("/v1/account", &["GET", "PATCH"]),
     ("/v1/account/webhook-secret/rotate", &["POST"]),
     ("/v1/accounts/{id}/keys", &["GET", "POST"]),
-    ("/v1/keys/{id}", &["DELETE"]),
+    ("/v1/keys/{id}", &["PATCH", "DELETE"]),
+    ("/v1/keys/{id}/rotate", &["POST"]),
+    ("/v1/audit", &["GET"]),
     ("/v1/messages", &["GET", "POST"]),
     ("/v1/messages/batch", &["POST"]),
     ("/v1/messages/{id}", &["GET"]),
     ("/v1/messages/{id}/cancel", &["POST"]),
+    ("/v1/messages/{id}/redact", &["POST"]),
     ("/v1/messages/{id}/webhooks", &["GET"]),
     ("/v1/webhooks", &["GET"]),
     ("/v1/webhooks/{id}/redeliver", &["POST"]),
@@ -418,6 +520,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ),
     ("/v1/inbound", &["GET"]),
     ("/v1/inbound/{id}", &["GET"]),
+    ("/v1/inbound/{id}/redact", &["POST"]),
     ("/v1/inbound/{id}/webhooks", &["GET"]),
     ("/v1/sandbox/inbound", &["POST"]),
     ("/v1/sender-pools", &["GET", "POST"]),
@@ -459,7 +562,11 @@ pub fn route_of(segments: &[&str]) -> Option<(&'static str, &'static [&'static s
 }
 
 /// `GET /metrics` takes an operator admin key or the scraper's token.
-fn authorize_scraper(app: &App, headers: &hyper::HeaderMap) -> Result<(), ApiError> {
+fn authorize_scraper(
+    app: &App,
+    headers: &hyper::HeaderMap,
+    client_ip: IpAddr,
+) -> Result<(), ApiError> {
     let presented = bearer(headers)?;
     if let Some(token) = &app.metrics_token {
         let (a, b) = (token.as_bytes(), presented.as_bytes());
@@ -467,10 +574,7 @@ fn authorize_scraper(app: &App, headers: &hyper::HeaderMap) -> Result<(), ApiErr
             return Ok(());
         }
     }
-    let principal = app
-        .accounts
-        .authenticate(presented)
-        .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+    let principal = authenticate(app, presented, client_ip)?;
     if principal.operator && principal.role == crate::auth::Role::Admin {
         Ok(())
     } else {
@@ -488,18 +592,52 @@ fn bearer(headers: &hyper::HeaderMap) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("send your API key as `Authorization: Bearer <key>`"))
 }
 
+fn authenticate(app: &App, presented: &str, client_ip: IpAddr) -> Result<Principal, ApiError> {
+    use crate::auth::Denied;
+    app.accounts
+        .authenticate(presented, client_ip)
+        .map_err(|denied| match denied {
+            Denied::Unknown => ApiError::unauthorized("unknown or revoked API key"),
+            Denied::Expired => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "key_expired",
+                "this API key has expired",
+            ),
+            Denied::IpNotAllowed => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "ip_not_allowed",
+                format!("this API key may not be used from {client_ip}"),
+            ),
+        })
+}
+
+/// The caller of a request that already passed [`authorize`].
+fn authorize_any(
+    app: &App,
+    headers: &hyper::HeaderMap,
+    client_ip: IpAddr,
+) -> Result<Principal, ApiError> {
+    authenticate(app, bearer(headers)?, client_ip)
+}
+
+/// The caller, if its key works from here, its role allows `permission`
+/// and its account is within its request rate.
 fn authorize(
     app: &App,
     headers: &hyper::HeaderMap,
+    client_ip: IpAddr,
     permission: Permission,
 ) -> Result<Principal, ApiError> {
-    let presented = bearer(headers)?;
-    let principal = app
-        .accounts
-        .authenticate(presented)
-        .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+    let principal = authenticate(app, bearer(headers)?, client_ip)?;
     if !principal.role.allows(permission) {
         return Err(ApiError::forbidden());
+    }
+    if let Err(limited) = app.accounts.limits().request(&principal.account_id) {
+        return Err(ApiError::too_many(
+            "rate_limited",
+            "this account is over its API request rate; slow down",
+            limited.retry_after_secs,
+        ));
     }
     Ok(principal)
 }

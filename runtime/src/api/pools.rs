@@ -11,10 +11,12 @@ use super::messages::take_url;
 use super::{ApiError, App, Response, json_response};
 use crate::auth::Principal;
 use crate::compliance::OptOutScope;
+use crate::compliance::retention::RetentionConfig;
 use crate::numbers::pools::{Fallback, SenderPool};
 use crate::store::accounts::{account_settings, set_account_settings};
 use crate::store::numbers::{get_number, pool_members, set_pool_members};
 use crate::store::pools::{delete_pool, get_pool, list_pools, save_pool};
+use crate::store::retention::RetentionOverrides;
 use crate::time::to_rfc3339;
 
 const MAX_NAME_LEN: usize = 100;
@@ -264,8 +266,83 @@ fn pool_json(pool: &SenderPool, senders: &[String]) -> Value {
     })
 }
 
+/// `retention` of `PATCH /v1/account`, checked: `{"message_body": "7d", ...}`
+/// sets the account's own periods (each at most the operator's), a setting
+/// given as `null` goes back to the operator's, and `"retention": null`
+/// drops them all.
+struct RetentionChange {
+    clear_all: bool,
+    settings: Vec<(String, Option<String>)>,
+}
+
+impl RetentionChange {
+    fn parse(config: &RetentionConfig, requested: Value) -> Result<Self, ApiError> {
+        let requested = match requested {
+            Value::Null => {
+                return Ok(Self {
+                    clear_all: true,
+                    settings: Vec::new(),
+                });
+            }
+            Value::Object(settings) => settings,
+            _ => {
+                return Err(ApiError::invalid(
+                    "invalid_type",
+                    "retention",
+                    "`retention` is an object of durations, e.g. {\"message_body\": \"7d\"}",
+                ));
+            }
+        };
+        let mut settings = Vec::with_capacity(requested.len());
+        for (setting, value) in requested {
+            let text = match value {
+                Value::Null => None,
+                Value::String(text) => Some(text),
+                _ => {
+                    return Err(ApiError::invalid(
+                        "invalid_type",
+                        format!("retention.{setting}"),
+                        format!("`retention.{setting}` is a duration such as \"7d\", or null"),
+                    ));
+                }
+            };
+            // Checked here, against nothing stored: whether a value is
+            // allowed does not depend on what the account had.
+            config
+                .apply_override(
+                    &mut RetentionOverrides::default(),
+                    "retention",
+                    &setting,
+                    text.as_deref(),
+                )
+                .map_err(|err| {
+                    ApiError::invalid(err.code(), err.field().to_owned(), err.to_string())
+                })?;
+            settings.push((setting, text));
+        }
+        Ok(Self {
+            clear_all: false,
+            settings,
+        })
+    }
+
+    fn apply(&self, config: &RetentionConfig, current: RetentionOverrides) -> RetentionOverrides {
+        let mut overrides = if self.clear_all {
+            RetentionOverrides::default()
+        } else {
+            current
+        };
+        for (setting, text) in &self.settings {
+            // Cannot fail: `parse` applied the same values already.
+            let _ = config.apply_override(&mut overrides, "retention", setting, text.as_deref());
+        }
+        overrides
+    }
+}
+
 /// `PATCH /v1/account {default_pool?, inbound_url?, require_marketing_consent?,
-/// opt_out_scope?}`: the caller's account's messaging and consent settings.
+/// opt_out_scope?, retention?}`: the caller's account's messaging, consent
+/// and retention settings.
 pub async fn update_account(
     app: &App,
     principal: &Principal,
@@ -291,8 +368,13 @@ pub async fn update_account(
         "inbound_url",
         app.submit_rules.allow_private_callbacks,
     )?;
+    let retention = fields
+        .take_nullable("retention")
+        .map(|requested| RetentionChange::parse(&app.retention, requested))
+        .transpose()?;
     fields.finish()?;
     let account = principal.account_id.clone();
+    let retention_config = app.retention.clone();
     let settings = app
         .store
         .write(move |c| {
@@ -315,6 +397,13 @@ pub async fn update_account(
                 settings.opt_out_scope = scope;
             }
             set_account_settings(c, &account, &settings)?;
+            if let Some(change) = &retention {
+                // Applied to what is stored in this transaction, so two
+                // changes at once both count.
+                let current = crate::store::retention::account_retention(c, &account)?;
+                let changed = change.apply(&retention_config, current);
+                crate::store::retention::set_account_retention(c, &account, &changed)?;
+            }
             Ok(Some(settings))
         })
         .await?

@@ -7,9 +7,14 @@
 //! the hash protects operator-chosen keys in a leaked database.
 
 mod hasher;
+pub mod limits;
+pub mod network;
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use ipnet::IpNet;
 
 pub use hasher::{KeyHasher, SECRET_FILE, SecretError};
 
@@ -43,6 +48,11 @@ pub enum Permission {
     ReviewPolicies,
     /// Change suppressions, consents and keywords.
     ManageConsent,
+    /// Read the audit trail.
+    ReadAudit,
+    /// Erase a message's or an inbound message's body before its retention
+    /// ends (for a data-subject request, or a body sent by mistake).
+    RedactMessages,
 }
 
 impl Role {
@@ -65,10 +75,13 @@ impl Role {
         use Permission::*;
         match self {
             Self::Admin => true,
-            Self::Developer => matches!(permission, SendMessages | ReadMessages | UseTools),
+            Self::Developer => matches!(
+                permission,
+                SendMessages | ReadMessages | UseTools | RedactMessages
+            ),
             Self::Compliance => matches!(
                 permission,
-                ReadMessages | UseTools | ReviewPolicies | ManageConsent
+                ReadMessages | UseTools | ReviewPolicies | ManageConsent | ReadAudit
             ),
             Self::Viewer => matches!(permission, ReadMessages | UseTools),
         }
@@ -84,6 +97,21 @@ pub struct Principal {
     pub sandbox: bool,
     /// The key belongs to the operator account.
     pub operator: bool,
+    /// Networks the key may be used from; empty: anywhere.
+    pub allowed_ips: Arc<[IpNet]>,
+    pub expires_at: Option<i64>,
+    /// Where this request came from (set when it is authenticated).
+    pub client_ip: Option<IpAddr>,
+}
+
+/// Why a presented key does not get in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// Unknown or revoked.
+    Unknown,
+    Expired,
+    /// Used from outside the key's `allowed_ips`.
+    IpNotAllowed,
 }
 
 impl Principal {
@@ -171,12 +199,29 @@ impl KeyRing {
     }
 
     fn insert_principal(&self, key: &KeyRecord, role: Role, operator: bool) {
+        // The API checks networks when they are set; one that does not
+        // parse here must not widen the key to "anywhere".
+        if key
+            .allowed_ips
+            .iter()
+            .any(|n| network::parse_network(n).is_none())
+        {
+            tracing::warn!(key_id = %key.id, "API key has an allowed_ips entry that does not parse; it is disabled");
+            return;
+        }
         let principal = Principal {
             key_id: key.id.clone(),
             account_id: key.account_id.clone(),
             role,
             sandbox: key.sandbox,
             operator,
+            allowed_ips: key
+                .allowed_ips
+                .iter()
+                .filter_map(|n| network::parse_network(n))
+                .collect(),
+            expires_at: key.expires_at,
+            client_ip: None,
         };
         let mut hashes = self.write();
         let map = if key.legacy_hash {
@@ -202,6 +247,21 @@ impl KeyRing {
     }
 }
 
+fn stored_limits(rps: Option<i64>, per_day: Option<i64>) -> limits::AccountLimits {
+    limits::AccountLimits {
+        requests_per_second: rps.and_then(|n| u32::try_from(n).ok()),
+        messages_per_day: per_day.and_then(|n| u64::try_from(n).ok()),
+    }
+}
+
+/// Where and until when a key works.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyAccess {
+    /// CIDRs; empty: anywhere.
+    pub allowed_ips: Vec<String>,
+    pub expires_at: Option<i64>,
+}
+
 /// A key as created: the only time the plain key exists.
 #[derive(Debug, Clone)]
 pub struct NewKey {
@@ -213,6 +273,7 @@ pub struct NewKey {
 pub struct Accounts {
     store: Store,
     ring: KeyRing,
+    limits: limits::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -245,17 +306,78 @@ impl Accounts {
             return Err(AuthError::WrongSecret);
         }
         let ring = KeyRing::load(&store, hasher).await?;
-        Ok(Self { store, ring })
+        let now = crate::time::now_ms();
+        let with_limits = store
+            .read(move |conn| {
+                let mut found = Vec::new();
+                for (id, rps, per_day) in accounts::account_limits(conn)? {
+                    let today = accounts::messages_stored_since(conn, &id, limits::day_start(now))?;
+                    found.push((id, stored_limits(rps, per_day), today));
+                }
+                Ok(found)
+            })
+            .await?;
+        let limits = limits::Limits::default();
+        for (id, account_limits, today) in with_limits {
+            limits.set(&id, account_limits, today.max(0) as u64, now);
+        }
+        Ok(Self {
+            store,
+            ring,
+            limits,
+        })
+    }
+
+    /// The accounts' request rates and daily quotas.
+    pub fn limits(&self) -> &limits::Limits {
+        &self.limits
+    }
+
+    /// Sets an account's limits (stored, and in force at once).
+    pub async fn set_limits(
+        &self,
+        account_id: String,
+        new: limits::AccountLimits,
+    ) -> Result<(), KeyError> {
+        let now = crate::time::now_ms();
+        let id = account_id.clone();
+        let today = self
+            .store
+            .write(move |conn| {
+                let rps = new.requests_per_second.map(i64::from);
+                let per_day = new.messages_per_day.map(|n| n.min(i64::MAX as u64) as i64);
+                if !accounts::set_account_limits(conn, &id, rps, per_day)? {
+                    return Ok(None);
+                }
+                accounts::messages_stored_since(conn, &id, limits::day_start(now)).map(Some)
+            })
+            .await?
+            .ok_or(KeyError::NoAccount)?;
+        self.limits.set(&account_id, new, today.max(0) as u64, now);
+        Ok(())
     }
 
     pub fn hasher(&self) -> &KeyHasher {
         &self.ring.hasher
     }
 
-    /// The caller a presented key belongs to. A key stored with its legacy
-    /// hash gets its keyed hash stored now, in the background.
-    pub fn authenticate(&self, presented: &str) -> Option<Principal> {
-        let (principal, rehash) = self.ring.authenticate(presented)?;
+    /// The caller a presented key belongs to, if it may be used now from
+    /// `client_ip`. A key stored with its legacy hash gets its keyed hash
+    /// stored now, in the background.
+    pub fn authenticate(&self, presented: &str, client_ip: IpAddr) -> Result<Principal, Denied> {
+        let (mut principal, rehash) = self.ring.authenticate(presented).ok_or(Denied::Unknown)?;
+        if principal
+            .expires_at
+            .is_some_and(|at| at <= crate::time::now_ms())
+        {
+            return Err(Denied::Expired);
+        }
+        if !principal.allowed_ips.is_empty()
+            && !network::contains(&principal.allowed_ips, client_ip)
+        {
+            return Err(Denied::IpNotAllowed);
+        }
+        principal.client_ip = Some(client_ip);
         if let Some(hash) = rehash {
             let (store, key_id) = (self.store.clone(), principal.key_id.clone());
             tokio::spawn(async move {
@@ -268,7 +390,7 @@ impl Accounts {
                 }
             });
         }
-        Some(principal)
+        Ok(principal)
     }
 
     /// On an empty database, creates the operator account and its first
@@ -277,7 +399,7 @@ impl Accounts {
     pub async fn bootstrap(&self, preset: Option<String>) -> Result<Option<String>, AuthError> {
         if self.store.read(accounts::count_accounts).await? > 0 {
             if let Some(key) = &preset
-                && self.authenticate(key).is_none()
+                && self.ring.authenticate(key).is_none()
             {
                 tracing::warn!(
                     "PIGEON_ADMIN_KEY is not a key of this database; it only applies to an empty one"
@@ -309,6 +431,8 @@ impl Accounts {
             sandbox: false,
             created_at: now,
             revoked_at: None,
+            allowed_ips: Vec::new(),
+            expires_at: None,
         };
         let created = {
             let key = key.clone();
@@ -356,6 +480,7 @@ impl Accounts {
         account_id: String,
         role: Role,
         sandbox: bool,
+        access: KeyAccess,
     ) -> Result<NewKey, KeyError> {
         let plain = generate_key(sandbox);
         let record = KeyRecord {
@@ -367,6 +492,8 @@ impl Accounts {
             sandbox,
             created_at: crate::time::now_ms(),
             revoked_at: None,
+            allowed_ips: access.allowed_ips,
+            expires_at: access.expires_at,
         };
         let stored = record.clone();
         let operator = self
@@ -394,6 +521,73 @@ impl Accounts {
         self.store
             .read(move |conn| accounts::get_key(conn, &id))
             .await
+    }
+
+    /// Changes where and until when a key works; effective at once.
+    pub async fn set_key_access(
+        &self,
+        id: String,
+        access: KeyAccess,
+    ) -> Result<KeyRecord, KeyError> {
+        let (record, operator) = self
+            .store
+            .write(move |conn| {
+                let Some(key) = accounts::get_key(conn, &id)?.filter(|k| k.revoked_at.is_none())
+                else {
+                    return Ok(None);
+                };
+                accounts::set_key_access(conn, &id, &access.allowed_ips, access.expires_at)?;
+                let operator =
+                    accounts::get_account(conn, &key.account_id)?.is_some_and(|a| a.operator);
+                Ok(Some((
+                    KeyRecord {
+                        allowed_ips: access.allowed_ips.clone(),
+                        expires_at: access.expires_at,
+                        ..key
+                    },
+                    operator,
+                )))
+            })
+            .await?
+            .ok_or(KeyError::NoKey)?;
+        self.ring.remove(&record.id);
+        self.ring
+            .insert(&record, operator)
+            .map_err(|_| KeyError::NoKey)?;
+        Ok(record)
+    }
+
+    /// A new key with the old one's role and settings; the old one keeps
+    /// working for `grace_ms` more (or until it expired anyway).
+    pub async fn rotate_key(&self, id: String, grace_ms: i64) -> Result<NewKey, KeyError> {
+        let now = crate::time::now_ms();
+        let old = self
+            .store
+            .read({
+                let id = id.clone();
+                move |conn| accounts::get_key(conn, &id)
+            })
+            .await?
+            .filter(|k| k.revoked_at.is_none())
+            .ok_or(KeyError::NoKey)?;
+        let role = Role::parse(&old.role).ok_or(KeyError::NoKey)?;
+        let access = KeyAccess {
+            allowed_ips: old.allowed_ips.clone(),
+            expires_at: old.expires_at,
+        };
+        let new = self
+            .create_key(old.account_id.clone(), role, old.sandbox, access.clone())
+            .await?;
+        let ends = now + grace_ms;
+        self.set_key_access(
+            id,
+            KeyAccess {
+                expires_at: Some(old.expires_at.map_or(ends, |at| at.min(ends))),
+                ..access
+            },
+        )
+        .await?;
+        Ok(new)
     }
 
     /// Revokes a key; requests with it fail from the moment this returns.
@@ -437,6 +631,9 @@ mod tests {
         assert!(!Role::Viewer.allows(SendMessages));
         assert!(Role::Viewer.allows(ReadMessages));
         assert!(!Role::Compliance.allows(SendMessages));
+        assert!(Role::Developer.allows(RedactMessages));
+        assert!(!Role::Compliance.allows(RedactMessages));
+        assert!(!Role::Viewer.allows(RedactMessages));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Consent and opt-out: the keywords handsets send (`keywords`), who may
 //! not be sent to and who agreed to marketing, held in memory so the accept
 //! path checks them without reading the store ([`Compliance`]), and the
-//! vocabulary of consent records.
+//! vocabulary of consent records; and data retention (`retention`).
 //!
 //! The store is the record; this module does not read it. Start-up loads
 //! the sets from it, and every change is made to the store and here: an
@@ -9,9 +9,12 @@
 //! so what is here always covers every committed opt-out (a failed commit
 //! leaves a conservative entry until the restart that reloads). That is why
 //! both the accept path and the dispatcher's claim check here, not the
-//! store.
+//! store. The retention sweep is the exception: a background job that
+//! works on the store (through `store::retention`) and nothing in memory.
 
+pub mod audit;
 pub mod keywords;
+pub mod retention;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;

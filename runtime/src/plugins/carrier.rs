@@ -232,10 +232,7 @@ impl PluginCarrier {
             })?;
         let name: Arc<str> = spec.name.clone().into();
         let shared = Arc::new(Shared {
-            caller: Caller {
-                carrier: name.clone(),
-                callback_url: spec.callback_url.as_str().into(),
-            },
+            caller: Caller::new(name.clone(), &spec.callback_url, &spec.settings),
             name,
             plugin,
             settings: Arc::new(spec.settings.to_string()),
@@ -402,15 +399,20 @@ impl Shared {
         }
         let batch = messages.len() > 1;
         let settings = self.settings.clone();
+        // Kept out of what the plugin logs in every call of this submission.
+        let texts: Arc<[String]> = messages.iter().map(|m| m.text.clone()).collect();
+        let hidden = texts.clone();
         let mut step = match <[types::Message; 1]>::try_from(messages) {
             Ok([message]) => {
                 self.call("start-submit", move |b, s| {
+                    s.data_mut().hide_all(&hidden);
                     b.call_start_submit(s, &settings, &message).map(single)
                 })
                 .await
             }
             Err(messages) => {
                 self.call("start-submit-batch", move |b, s| {
+                    s.data_mut().hide_all(&hidden);
                     b.call_start_submit_batch(s, &settings, &messages)
                 })
                 .await
@@ -468,13 +470,16 @@ impl Shared {
             };
             let settings = self.settings.clone();
             let continuation = outgoing.continuation;
+            let hidden = texts.clone();
             step = if batch {
                 self.call("resume-submit-batch", move |b, s| {
+                    s.data_mut().hide_all(&hidden);
                     b.call_resume_submit_batch(s, &settings, &continuation, &response)
                 })
                 .await
             } else {
                 self.call("resume-submit", move |b, s| {
+                    s.data_mut().hide_all(&hidden);
                     b.call_resume_submit(s, &settings, &continuation, &response)
                         .map(single)
                 })

@@ -558,10 +558,7 @@ impl Plugin {
     }
 
     fn direct_caller(&self) -> Caller {
-        Caller {
-            carrier: self.label.clone(),
-            callback_url: "".into(),
-        }
+        Caller::new(self.label.clone(), "", &serde_json::Value::Null)
     }
 }
 
@@ -589,10 +586,7 @@ fn load_file(
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(invalid)?;
     let pre = linker.instantiate_pre(&component).map_err(invalid)?;
     let pre = CarrierPre::new(pre).map_err(invalid)?;
-    let caller = Caller {
-        carrier: label.clone(),
-        callback_url: "".into(),
-    };
+    let caller = Caller::new(label.clone(), "", &serde_json::Value::Null);
     let info = call_in(engine, &pre, label, &caller, limits, "describe", |b, s| {
         b.call_describe(s)
     })

@@ -24,7 +24,7 @@ pub use carrier::{
 pub use engine::{CallError, LoadError, Plugin, PluginEngine, PluginInfo, PluginStats};
 pub use http::{HttpClient, HttpResponse, UpstreamError, http_client, http_client_with_tls};
 pub use limits::Limits;
-pub use reload::watch;
+pub use reload::{ReloadObserver, watch};
 
 /// The contract version this host implements (`sdk/wit/carrier.wit`).
 pub const CONTRACT_VERSION: &str = "0.3.0";

@@ -37,7 +37,9 @@ pub use cli_test::test_command;
 pub use decision::{ContentDecision, PaceDecision, PacingKey, RouteDecision};
 pub use engine::limits;
 pub use fixtures::{CaseReport, run_fixtures};
-pub use reload::{CounterSnapshot, Policies, PolicyCounts, ReloadOutcome, ReloadRecord};
+pub use reload::{
+    CounterSnapshot, Policies, PolicyCounts, ReloadObserver, ReloadOutcome, ReloadRecord,
+};
 pub use set::PolicySet;
 pub use timezones::zone_for_country;
 pub use view::{CarrierStats, CarrierView, MessageView};

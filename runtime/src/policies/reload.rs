@@ -93,7 +93,12 @@ pub struct Policies {
     reloading: Mutex<()>,
     counts: [PolicyCounts; 3],
     reloads_failed: AtomicU64,
+    /// Told of every reload that changed something or failed.
+    observer: std::sync::OnceLock<ReloadObserver>,
 }
+
+/// See [`Policies::observe`].
+pub type ReloadObserver = Box<dyn Fn(&ReloadRecord) + Send + Sync>;
 
 impl std::fmt::Debug for Policies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -128,6 +133,7 @@ impl Policies {
             reloading: Mutex::new(()),
             counts: Default::default(),
             reloads_failed: AtomicU64::new(0),
+            observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -188,12 +194,23 @@ impl Policies {
                 )
             }
         };
+        if record.outcome != ReloadOutcome::Unchanged
+            && let Some(observer) = self.observer.get()
+        {
+            observer(&record);
+        }
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         if history.len() == HISTORY_LEN {
             history.pop_front();
         }
         history.push_back(record);
         result
+    }
+
+    /// Has `observer` told of each reload that loaded a new set or failed
+    /// (once; later calls are ignored).
+    pub fn observe(&self, observer: ReloadObserver) {
+        let _ = self.observer.set(observer);
     }
 
     /// Every reload remembered, oldest first.

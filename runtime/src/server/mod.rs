@@ -52,6 +52,10 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
     pub tls_key: Option<PathBuf>,
+    /// Proxies (CIDRs or addresses) whose `X-Forwarded-For` is believed:
+    /// behind them, the client's address is the header's, for keys'
+    /// `allowed_ips` and the audit trail. Empty: the peer's address.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +67,7 @@ impl Default for ServerConfig {
             max_header_bytes: 32 * 1024,
             tls_cert: None,
             tls_key: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -138,7 +143,7 @@ pub async fn run(
         let app = app.clone();
         let service = service_fn(move |request| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(api::handle(app, request).await) }
+            async move { Ok::<_, Infallible>(api::handle(app, request, peer.ip()).await) }
         });
         let Some(acceptor) = &acceptor else {
             let io = TokioIo::new(GuardedStream::new(stream, timeouts));

@@ -28,6 +28,10 @@ pub struct KeyRecord {
     pub sandbox: bool,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// Networks (CIDRs) the key may be used from; empty: anywhere.
+    pub allowed_ips: Vec<String>,
+    /// After this (ms), the key no longer works.
+    pub expires_at: Option<i64>,
 }
 
 pub fn insert_account(conn: &Connection, account: &AccountRecord) -> Result<()> {
@@ -157,8 +161,8 @@ pub fn count_accounts(conn: &Connection) -> Result<i64> {
 
 pub fn insert_key(conn: &Connection, key: &KeyRecord) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO api_keys (id, account_id, key_hash, role, sandbox, created_at, revoked_at, legacy_hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO api_keys (id, account_id, key_hash, role, sandbox, created_at, revoked_at, legacy_hash, \
+         allowed_ips, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         key.id,
@@ -168,7 +172,9 @@ pub fn insert_key(conn: &Connection, key: &KeyRecord) -> Result<()> {
         key.sandbox,
         key.created_at,
         key.revoked_at,
-        key.legacy_hash
+        key.legacy_hash,
+        join_networks(&key.allowed_ips),
+        key.expires_at
     ])?;
     Ok(())
 }
@@ -193,6 +199,22 @@ pub fn revoke_key(conn: &Connection, id: &str, at: i64) -> Result<bool> {
         .prepare_cached("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
         .execute(params![id, at])?;
     Ok(changed == 1)
+}
+
+/// Sets where a key may be used from and until when.
+pub fn set_key_access(
+    conn: &Connection,
+    id: &str,
+    allowed_ips: &[String],
+    expires_at: Option<i64>,
+) -> Result<()> {
+    conn.prepare_cached("UPDATE api_keys SET allowed_ips = ?2, expires_at = ?3 WHERE id = ?1")?
+        .execute(params![id, join_networks(allowed_ips), expires_at])?;
+    Ok(())
+}
+
+fn join_networks(networks: &[String]) -> Option<String> {
+    (!networks.is_empty()).then(|| networks.join(","))
 }
 
 /// Replaces a legacy (plain SHA-256) hash with the keyed one.
@@ -230,8 +252,8 @@ pub fn set_meta_value(conn: &Connection, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-const KEY_COLUMNS: &str = "SELECT id, account_id, key_hash, role, sandbox, created_at, revoked_at, legacy_hash \
-     FROM api_keys";
+const KEY_COLUMNS: &str = "SELECT id, account_id, key_hash, role, sandbox, created_at, revoked_at, \
+     legacy_hash, allowed_ips, expires_at FROM api_keys";
 
 fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
     let hash: Vec<u8> = row.get(2)?;
@@ -251,6 +273,11 @@ fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
         created_at: row.get(5)?,
         revoked_at: row.get(6)?,
         legacy_hash: row.get(7)?,
+        allowed_ips: row
+            .get::<_, Option<String>>(8)?
+            .map(|list| list.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        expires_at: row.get(9)?,
     })
 }
 
@@ -258,11 +285,49 @@ fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
 pub fn active_keys(conn: &Connection) -> Result<Vec<(KeyRecord, bool)>> {
     let mut stmt = conn.prepare(
         "SELECT k.id, k.account_id, k.key_hash, k.role, k.sandbox, k.created_at, k.revoked_at, \
-         k.legacy_hash, a.operator \
+         k.legacy_hash, k.allowed_ips, k.expires_at, a.operator \
          FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.revoked_at IS NULL",
     )?;
-    let rows = stmt.query_map([], |row| Ok((key_from_row(row)?, row.get::<_, bool>(8)?)))?;
+    let rows = stmt.query_map([], |row| Ok((key_from_row(row)?, row.get::<_, bool>(10)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// An account's stored caps: `(id, requests_per_second, messages_per_day)`.
+pub type StoredLimits = (String, Option<i64>, Option<i64>);
+
+/// Accounts with a request rate or a daily quota.
+pub fn account_limits(conn: &Connection) -> Result<Vec<StoredLimits>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, requests_per_second, messages_per_day FROM accounts \
+         WHERE requests_per_second IS NOT NULL OR messages_per_day IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn set_account_limits(
+    conn: &Connection,
+    id: &str,
+    requests_per_second: Option<i64>,
+    messages_per_day: Option<i64>,
+) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE accounts SET requests_per_second = ?2, messages_per_day = ?3 WHERE id = ?1",
+        )?
+        .execute(params![id, requests_per_second, messages_per_day])?
+        == 1)
+}
+
+/// Messages the account stored from `since` (ms, on an hour) on, whatever
+/// became of them, from the rollups.
+pub fn messages_stored_since(conn: &Connection, account_id: &str, since: i64) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(messages), 0) FROM message_rollups \
+             WHERE account_id = ?1 AND hour >= ?2",
+        )?
+        .query_row(params![account_id, since / 3_600_000], |row| row.get(0))?)
 }
 
 #[cfg(test)]

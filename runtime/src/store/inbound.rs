@@ -40,11 +40,13 @@ pub struct InboundRecord {
     pub text: String,
     pub sent_at: i64,
     pub received_at: i64,
+    /// When retention or a request redacted the text (then `text` is empty).
+    pub redacted_at: Option<i64>,
 }
 
 const COLUMNS: &str = "SELECT id, account_id, in_reply_to, carrier, carrier_message_id, \
-                       from_number, to_number, body, sent_at, received_at, number_id, pool_id \
-                       FROM inbound_messages";
+                       from_number, to_number, body, sent_at, received_at, number_id, pool_id, \
+                       redacted_at FROM inbound_messages";
 
 /// Stores one inbound message; its id, or `None` when the carrier already
 /// reported it.
@@ -147,6 +149,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<InboundRecord> {
         received_at: row.get(9)?,
         number_id: row.get(10)?,
         pool_id: row.get(11)?,
+        redacted_at: row.get(12)?,
     })
 }
 

@@ -1,6 +1,5 @@
 //! Messages, their parts and their event history.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -53,6 +52,8 @@ pub struct MessageRecord {
     pub sender: Option<MessageSender>,
     /// Set on Pigeon's own answer to a keyword.
     pub auto_reply: Option<Keyword>,
+    /// When retention or a request redacted the body (then `body` is empty).
+    pub redacted_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -105,7 +106,7 @@ pub struct ListFilter {
 const MESSAGE_COLUMNS: &str = "SELECT id, account_id, status, to_number, sender, country, body, type, \
      encoding, segments, concat_ref, callback_url, send_at, expires_at, metadata, sandbox, \
      created_at, updated_at, policy_digest, number_id, sender_kind, sender_carrier, pool_id, \
-     auto_reply FROM messages";
+     auto_reply, redacted_at FROM messages";
 
 /// Writes a new message and its parts, in their initial state (whatever
 /// `msg.status` says). A message from a pool makes its sender the
@@ -512,35 +513,46 @@ impl<'a> PartChange<'a> {
     }
 }
 
-/// Applies `change` if the part's current state may move to the new one
-/// (one conditional UPDATE, no read first). `segments` is the message's part
-/// count when the caller knows it.
+/// Applies `change` if the part's current state may move to the new one.
+/// `segments` is the message's part count when the caller knows it.
 pub(super) fn change_part(
     conn: &Connection,
     change: &PartChange<'_>,
     segments: Option<i64>,
 ) -> Result<bool> {
+    // A point read, then a plain UPDATE: cheaper than UPDATE … RETURNING,
+    // which SQLite runs as a trigger with a statement journal. Only the
+    // writer thread writes, so the state cannot change in between.
     let previous: Option<String> = conn
-        .prepare_cached(update_part_sql(change.status))?
-        .query_row(
-            params![
-                change.message_id,
-                change.index,
-                change.status.as_str(),
-                change.carrier,
-                change.carrier_message_id,
-                change.error_code,
-                change.due_at,
-                change.attempts_delta,
-                change.at,
-            ],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT status FROM parts WHERE message_id = ?1 AND idx = ?2")?
+        .query_row(params![change.message_id, change.index], |row| row.get(0))
         .optional()?;
     let Some(previous) = previous else {
         return Ok(false);
     };
-    rollups::parts_moved(parse_status(&previous)?, change.status, 1);
+    let previous = parse_status(&previous)?;
+    if !previous.may_become(change.status) {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "UPDATE parts SET status = ?3, carrier = COALESCE(?4, carrier), \
+         carrier_message_id = COALESCE(?5, carrier_message_id), \
+         error_code = COALESCE(?6, error_code), due_at = COALESCE(?7, due_at), \
+         attempts = attempts + ?8, sent_at = CASE WHEN ?3 = 'sent' THEN ?9 ELSE sent_at END \
+         WHERE message_id = ?1 AND idx = ?2",
+    )?
+    .execute(params![
+        change.message_id,
+        change.index,
+        change.status.as_str(),
+        change.carrier,
+        change.carrier_message_id,
+        change.error_code,
+        change.due_at,
+        change.attempts_delta,
+        change.at,
+    ])?;
+    rollups::parts_moved(previous, change.status, 1);
     insert_event(
         conn,
         change.message_id,
@@ -680,41 +692,6 @@ impl MovedMessage {
     }
 }
 
-/// The UPDATE that moves a part to `status`, guarded by the states it may
-/// come from (see [`Status::may_become`]).
-fn update_part_sql(status: Status) -> &'static str {
-    static SQL: OnceLock<Vec<String>> = OnceLock::new();
-    let all = SQL.get_or_init(|| {
-        Status::ALL
-            .iter()
-            .map(|&target| {
-                let from: Vec<String> = Status::ALL
-                    .iter()
-                    .filter(|s| s.may_become(target))
-                    .map(|s| format!("'{s}'"))
-                    .collect();
-                format!(
-                    "UPDATE parts SET status = ?3, carrier = COALESCE(?4, carrier), \
-                     carrier_message_id = COALESCE(?5, carrier_message_id), \
-                     error_code = COALESCE(?6, error_code), due_at = COALESCE(?7, due_at), \
-                     attempts = attempts + ?8, \
-                     sent_at = CASE WHEN ?3 = 'sent' THEN ?9 ELSE sent_at END, \
-                     previous_status = status \
-                     WHERE message_id = ?1 AND idx = ?2 AND status IN ({}) \
-                     RETURNING previous_status",
-                    if from.is_empty() {
-                        "NULL".to_owned()
-                    } else {
-                        from.join(", ")
-                    }
-                )
-            })
-            .collect()
-    });
-    let position = Status::ALL.iter().position(|&s| s == status).unwrap_or(0);
-    &all[position]
-}
-
 pub(super) fn parse_status(s: &str) -> Result<Status> {
     Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
 }
@@ -761,6 +738,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Result<MessageRecord>> {
             policy_digest: row.get(18)?,
             sender,
             auto_reply: auto_reply.as_deref().and_then(Keyword::parse),
+            redacted_at: row.get(24)?,
         })
     })();
     Ok(parsed)

@@ -4,6 +4,7 @@
 //! small pool of read-only connections.
 
 pub mod accounts;
+pub mod audit;
 pub mod compliance;
 pub mod inbound;
 pub mod messages;
@@ -12,6 +13,7 @@ pub mod pacing;
 pub mod pools;
 pub mod queue;
 pub mod reports;
+pub mod retention;
 pub mod rollups;
 mod schema;
 pub mod webhooks;

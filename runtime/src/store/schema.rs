@@ -363,7 +363,56 @@ const MIGRATIONS: &[&str] = &[
                COALESCE(sender, ''), status, count(*), SUM(segments)
         FROM messages GROUP BY 1, 2, 3, 4, 5, 6, 7;
     "#,
-    // 12: webhook secret rotation: the secret replaced last, kept (as the
+    // 12: access control. Keys may be limited to networks and expire;
+    // accounts may have a request rate and a daily message quota; the audit
+    // trail of administrative changes (rows are never updated: a trigger
+    // refuses it; retention deletes old ones). A NULL account_id is a
+    // platform event (a policy or plugin reload).
+    r#"
+    ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT;
+    ALTER TABLE api_keys ADD COLUMN expires_at INTEGER;
+    ALTER TABLE accounts ADD COLUMN requests_per_second INTEGER;
+    ALTER TABLE accounts ADD COLUMN messages_per_day INTEGER;
+    CREATE TABLE audit_log (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          INTEGER NOT NULL,
+        account_id  TEXT,
+        key_id      TEXT,
+        role        TEXT NOT NULL,
+        client_ip   TEXT,
+        action      TEXT NOT NULL,
+        target      TEXT,
+        summary     TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_by_account ON audit_log (account_id, id);
+    CREATE INDEX audit_log_by_time ON audit_log (at);
+    CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    "#,
+    // 13: data retention (see retention.rs): when a body was redacted, the
+    // account's own periods, when a webhook was done with, and the indexes
+    // the sweep probes. Each partial index holds only what is still to be
+    // swept, so a sweep with nothing due reads a few index pages.
+    r#"
+    ALTER TABLE messages ADD COLUMN redacted_at INTEGER;
+    ALTER TABLE inbound_messages ADD COLUMN redacted_at INTEGER;
+    ALTER TABLE accounts ADD COLUMN retention TEXT;
+    ALTER TABLE webhook_outbox ADD COLUMN finished_at INTEGER;
+    -- Rows finished before: their last attempt's time is the best known.
+    UPDATE webhook_outbox SET finished_at = next_attempt_at WHERE state != 'pending';
+    -- Messages whose body is no longer needed: final, or sent (no part
+    -- can go back to the queue). Their updated_at is when they got there
+    -- (a final message changes no more; a report moves a sent one on).
+    CREATE INDEX messages_body_due ON messages (account_id, type, updated_at)
+        WHERE redacted_at IS NULL
+        AND status IN ('sent', 'delivered', 'undelivered', 'failed', 'rejected', 'expired', 'canceled');
+    CREATE INDEX inbound_body_due ON inbound_messages (account_id, received_at)
+        WHERE redacted_at IS NULL;
+    CREATE INDEX webhook_outbox_finished ON webhook_outbox (account_id, finished_at)
+        WHERE state != 'pending';
+    CREATE INDEX events_by_time ON events (at);
+    "#,
+    // 14: webhook secret rotation: the secret replaced last, kept (as the
     // current one is, for signing) until its grace period ends (Unix ms);
     // until then webhooks carry a signature with each. And an account's
     // webhooks by state, newest first (`GET /v1/webhooks?state=failed`).

@@ -340,9 +340,10 @@ pub fn record_results(conn: &Connection, results: &[DeliveryResult]) -> Result<(
         match &result.outcome {
             DeliveryOutcome::Delivered => conn
                 .prepare_cached(
-                    "UPDATE webhook_outbox SET state = 'delivered' WHERE id = ?1 AND state = 'pending'",
+                    "UPDATE webhook_outbox SET state = 'delivered', finished_at = ?2 \
+                     WHERE id = ?1 AND state = 'pending'",
                 )?
-                .execute([&result.id])?,
+                .execute(params![result.id, crate::time::now_ms()])?,
             DeliveryOutcome::Retry { at, error } => conn
                 .prepare_cached(
                     "UPDATE webhook_outbox SET next_attempt_at = ?2, last_error = ?3 \
@@ -351,10 +352,10 @@ pub fn record_results(conn: &Connection, results: &[DeliveryResult]) -> Result<(
                 .execute(params![result.id, at, error])?,
             DeliveryOutcome::Failed { error } => conn
                 .prepare_cached(
-                    "UPDATE webhook_outbox SET state = 'failed', last_error = ?2 \
+                    "UPDATE webhook_outbox SET state = 'failed', last_error = ?2, finished_at = ?3 \
                      WHERE id = ?1 AND state = 'pending'",
                 )?
-                .execute(params![result.id, error])?,
+                .execute(params![result.id, error, crate::time::now_ms()])?,
         };
     }
     Ok(())

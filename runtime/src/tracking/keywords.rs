@@ -167,6 +167,7 @@ fn reply_message(
         policy_digest: None,
         sender: Some(MessageSender::of(number, number.pool_id.clone())),
         auto_reply: Some(keyword),
+        redacted_at: None,
         created_at: now,
         updated_at: now,
     }

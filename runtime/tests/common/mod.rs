@@ -181,6 +181,11 @@ impl Client {
         }
     }
 
+    /// The key this client sends, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
     pub fn without_key(&self) -> Self {
         let mut client = self.clone();
         client.key = None;
@@ -519,6 +524,7 @@ pub fn stored_message(
         policy_digest: None,
         sender: None,
         auto_reply: None,
+        redacted_at: None,
         created_at,
         updated_at: created_at,
     }

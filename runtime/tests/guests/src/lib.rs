@@ -2,7 +2,9 @@
 //! matching (no serde, to keep the build small): `"mode"` is one of `ok`
 //! (default), `loop` (start-submit never returns), `trap` (start-submit
 //! panics) or `alloc` (start-submit allocates 64 MiB); `"path"` is the request
-//! path (default `/submit`). Mode `sandbox` tries to reach outside (files,
+//! path (default `/submit`). Mode `echo` is a careless plugin: it logs, at
+//! trace level, its settings and the message it was given, and accepts it
+//! without a request; callbacks are logged likewise. Mode `sandbox` tries to reach outside (files,
 //! environment, network) and fails permanently with what it found.
 //!
 //! The mock carrier protocol: the body is the message id and the parts'
@@ -46,7 +48,7 @@ impl Guest for TestGuest {
 
     fn validate_settings(settings: Settings) -> Result<(), Vec<String>> {
         match setting(&settings, "mode").unwrap_or("ok") {
-            "ok" | "loop" | "trap" | "alloc" | "sandbox" => Ok(()),
+            "ok" | "loop" | "trap" | "alloc" | "sandbox" | "echo" => Ok(()),
             other => Err(vec![format!("unknown mode `{other}`")]),
         }
     }
@@ -60,6 +62,21 @@ impl Guest for TestGuest {
                 }
             }
             "trap" => panic!("test guest told to trap"),
+            "echo" => {
+                log(
+                    Level::Trace,
+                    &format!(
+                        "settings {settings}; message {} to {}: {}",
+                        message.id, message.to, message.text
+                    ),
+                );
+                log(Level::Warn, &format!("refusing nothing: {}", message.text));
+                return Ok(Step::Accepted(
+                    (0..message.parts.len())
+                        .map(|i| format!("echo-{}-{i}", message.id))
+                        .collect(),
+                ));
+            }
             "alloc" => {
                 let big = vec![1u8; 64 << 20];
                 return Ok(Step::Accepted(vec![format!("{}", big[big.len() - 1])]));
@@ -147,9 +164,20 @@ impl Guest for TestGuest {
     }
 
     fn parse_callback(
-        _settings: Settings,
+        settings: Settings,
         request: CallbackRequest,
     ) -> Result<CallbackReply, String> {
+        let echo = setting(&settings, "mode") == Some("echo");
+        if echo {
+            log(
+                Level::Debug,
+                &format!(
+                    "callback {} {}",
+                    request.query,
+                    String::from_utf8_lossy(&request.body)
+                ),
+            );
+        }
         let mut id = None;
         let mut status = None;
         for pair in request.query.split('&') {
@@ -180,7 +208,8 @@ impl Guest for TestGuest {
             response: HttpResponse {
                 status: 200,
                 headers: vec![],
-                body: b"OK".to_vec(),
+                // JSON for the echo mode's test client, which reads answers as JSON.
+                body: if echo { b"{}".to_vec() } else { b"OK".to_vec() },
             },
         })
     }

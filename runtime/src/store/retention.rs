@@ -1,0 +1,371 @@
+//! The SQL of data retention (the rules are `compliance::retention`):
+//! accounts' shorter periods, redacting bodies and deleting old rows.
+//!
+//! A redacted body is stored as `''` with `redacted_at` set (the columns
+//! are NOT NULL, and rebuilding the tables to change that would copy every
+//! message); readers turn it into `null`. Each sweep statement walks a
+//! partial index of what is not redacted yet, so a sweep with nothing due
+//! is a few index probes.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::inbound::InboundRecord;
+use super::messages::MessageRecord;
+use super::{Result, StoreError};
+use crate::model::{MessageType, Status};
+
+/// An account's own periods, in milliseconds; `None` keeps the operator's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionOverrides {
+    pub message_body: Option<i64>,
+    pub otp_body: Option<i64>,
+    pub inbound_body: Option<i64>,
+    pub webhook_rows: Option<i64>,
+}
+
+impl RetentionOverrides {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// As kept in `accounts.retention`: a JSON object of milliseconds.
+    fn to_stored(&self) -> Option<String> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut object = serde_json::Map::new();
+        for (name, value) in self.entries() {
+            if let Some(ms) = value {
+                object.insert(name.into(), ms.into());
+            }
+        }
+        Some(serde_json::Value::Object(object).to_string())
+    }
+
+    fn from_stored(text: Option<&str>) -> Self {
+        let Some(value) = text.and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        else {
+            return Self::default();
+        };
+        let read = |name: &str| value.get(name).and_then(serde_json::Value::as_i64);
+        Self {
+            message_body: read("message_body"),
+            otp_body: read("otp_body"),
+            inbound_body: read("inbound_body"),
+            webhook_rows: read("webhook_rows"),
+        }
+    }
+
+    fn entries(&self) -> [(&'static str, Option<i64>); 4] {
+        [
+            ("message_body", self.message_body),
+            ("otp_body", self.otp_body),
+            ("inbound_body", self.inbound_body),
+            ("webhook_rows", self.webhook_rows),
+        ]
+    }
+}
+
+/// An account's own periods (none for an unknown account).
+pub fn account_retention(conn: &Connection, account_id: &str) -> Result<RetentionOverrides> {
+    let stored: Option<Option<String>> = conn
+        .prepare_cached("SELECT retention FROM accounts WHERE id = ?1")?
+        .query_row([account_id], |row| row.get(0))
+        .optional()?;
+    Ok(RetentionOverrides::from_stored(stored.flatten().as_deref()))
+}
+
+pub fn set_account_retention(
+    conn: &Connection,
+    account_id: &str,
+    overrides: &RetentionOverrides,
+) -> Result<()> {
+    conn.prepare_cached("UPDATE accounts SET retention = ?2 WHERE id = ?1")?
+        .execute(params![account_id, overrides.to_stored()])?;
+    Ok(())
+}
+
+/// Every account with its own periods (default ones for most).
+pub fn account_overrides(conn: &Connection) -> Result<Vec<(String, RetentionOverrides)>> {
+    let mut stmt = conn.prepare_cached("SELECT id, retention FROM accounts")?;
+    let rows = stmt.query_map([], |row| {
+        let retention: Option<String> = row.get(1)?;
+        Ok((
+            row.get(0)?,
+            RetentionOverrides::from_stored(retention.as_deref()),
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// One thing a sweep does: everything of its kind from before a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SweepRule {
+    OtpBodies {
+        account: String,
+        final_before: i64,
+    },
+    /// The bodies of messages of every other type.
+    MessageBodies {
+        account: String,
+        final_before: i64,
+    },
+    /// `account: None`: messages to numbers no account owns.
+    InboundBodies {
+        account: Option<String>,
+        received_before: i64,
+    },
+    WebhookRows {
+        account: String,
+        finished_before: i64,
+    },
+    Events {
+        before: i64,
+    },
+    /// Audit entries recorded before `before`.
+    Audit {
+        before: i64,
+    },
+}
+
+/// The states in which a body is no longer needed (see
+/// [`Status::needs_body`]), as the partial index `messages_body_due` lists
+/// them: the sweep's statements must repeat them word for word for SQLite
+/// to use the index.
+const DONE_STATES: &str =
+    "('sent', 'delivered', 'undelivered', 'failed', 'rejected', 'expired', 'canceled')";
+
+/// Applies `rules` in order, at most `budget` rows in all. Returns the
+/// rows changed and how many rules were finished (the rest, from the first
+/// unfinished one, are for the next job).
+pub fn sweep(
+    conn: &Connection,
+    rules: &[SweepRule],
+    now: i64,
+    budget: usize,
+) -> Result<(usize, usize)> {
+    let mut done = 0;
+    for (finished, rule) in rules.iter().enumerate() {
+        let limit = budget - done;
+        if limit == 0 {
+            return Ok((done, finished));
+        }
+        let changed = apply(conn, rule, now, limit)?;
+        done += changed;
+        if changed == limit {
+            // Maybe more of this rule is due: the next job carries on.
+            return Ok((done, finished));
+        }
+    }
+    Ok((done, rules.len()))
+}
+
+fn apply(conn: &Connection, rule: &SweepRule, now: i64, limit: usize) -> Result<usize> {
+    let limit = limit as i64;
+    let changed = match rule {
+        SweepRule::OtpBodies {
+            account,
+            final_before,
+        } => redact_messages(conn, account, "= 'otp'", *final_before, now, limit)?,
+        SweepRule::MessageBodies {
+            account,
+            final_before,
+        } => {
+            let others: Vec<String> = MessageType::ALL
+                .iter()
+                .filter(|t| **t != MessageType::Otp)
+                .map(|t| format!("'{}'", t.as_str()))
+                .collect();
+            let types = format!("IN ({})", others.join(", "));
+            redact_messages(conn, account, &types, *final_before, now, limit)?
+        }
+        SweepRule::InboundBodies {
+            account,
+            received_before,
+        } => {
+            let ids: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT id FROM inbound_messages WHERE account_id IS ?1 \
+                     AND redacted_at IS NULL AND received_at < ?2 LIMIT ?3",
+                )?
+                .query_map(params![account, received_before, limit], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for id in &ids {
+                redact_inbound_row(conn, id, now)?;
+            }
+            ids.len()
+        }
+        SweepRule::WebhookRows {
+            account,
+            finished_before,
+        } => conn
+            .prepare_cached(
+                "DELETE FROM webhook_outbox WHERE id IN (SELECT id FROM webhook_outbox \
+                 WHERE account_id = ?1 AND state != 'pending' AND finished_at < ?2 LIMIT ?3)",
+            )?
+            .execute(params![account, finished_before, limit])?,
+        SweepRule::Events { before } => conn
+            .prepare_cached(
+                "DELETE FROM events WHERE (message_id, seq) IN \
+                 (SELECT message_id, seq FROM events WHERE at < ?1 LIMIT ?2)",
+            )?
+            .execute(params![before, limit])?,
+        SweepRule::Audit { before } => {
+            super::audit::delete_older_than(conn, *before, limit as usize)?
+        }
+    };
+    Ok(changed)
+}
+
+fn redact_messages(
+    conn: &Connection,
+    account: &str,
+    type_clause: &str,
+    final_before: i64,
+    now: i64,
+    limit: i64,
+) -> Result<usize> {
+    let sql = format!(
+        "UPDATE messages SET body = '', redacted_at = ?3 WHERE id IN (SELECT id FROM messages \
+         WHERE account_id = ?1 AND type {type_clause} AND redacted_at IS NULL \
+         AND status IN {DONE_STATES} AND updated_at < ?2 LIMIT ?4)"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .execute(params![account, final_before, now, limit])?)
+}
+
+/// An inbound message's text, gone; its webhook payloads lose it too, so a
+/// redelivery sends `body: null`.
+fn redact_inbound_row(conn: &Connection, id: &str, now: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE inbound_messages SET body = '', redacted_at = ?2 WHERE id = ?1 AND redacted_at IS NULL",
+    )?
+    .execute(params![id, now])?;
+    conn.prepare_cached(
+        "UPDATE webhook_outbox SET payload = json_set(json_replace(payload, '$.body', NULL), \
+         '$.redacted_at', ?2) WHERE message_id = ?1",
+    )?
+    .execute(params![id, crate::time::to_rfc3339(now)])?;
+    Ok(())
+}
+
+/// What `POST /v1/messages/{id}/redact` found.
+#[derive(Debug)]
+pub enum RedactOutcome {
+    Redacted(Box<MessageRecord>),
+    NotFound,
+    /// Still to be sent: its body is needed.
+    NotFinal(Status),
+}
+
+/// Redacts one message of `account_id` now, unless it is still to be sent;
+/// a message redacted already is returned as it is.
+pub fn redact_message(
+    conn: &Connection,
+    account_id: &str,
+    id: &str,
+    now: i64,
+) -> Result<RedactOutcome> {
+    let Some(message) = super::messages::get_message(conn, account_id, id)? else {
+        return Ok(RedactOutcome::NotFound);
+    };
+    if message.status.needs_body() {
+        return Ok(RedactOutcome::NotFinal(message.status));
+    }
+    if message.redacted_at.is_none() {
+        conn.prepare_cached(
+            "UPDATE messages SET body = '', redacted_at = ?2 WHERE id = ?1 AND redacted_at IS NULL",
+        )?
+        .execute(params![id, now])?;
+    }
+    super::messages::get_message(conn, account_id, id)?
+        .map(|m| RedactOutcome::Redacted(Box::new(m)))
+        .ok_or_else(|| StoreError::Corrupt(format!("message {id} vanished while redacted")))
+}
+
+/// Redacts one inbound message now (`account_id: None`: any account's);
+/// `None` when there is no such message.
+pub fn redact_inbound(
+    conn: &Connection,
+    account_id: Option<&str>,
+    id: &str,
+    now: i64,
+) -> Result<Option<InboundRecord>> {
+    let Some(found) = super::inbound::get_inbound(conn, account_id, id)? else {
+        return Ok(None);
+    };
+    if found.redacted_at.is_none() {
+        redact_inbound_row(conn, id, now)?;
+    }
+    super::inbound::get_inbound(conn, account_id, id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows: Vec<String> = stmt
+            .query_map([], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        rows.join("\n")
+    }
+
+    /// A sweep with nothing due must probe indexes, not read the tables.
+    #[test]
+    fn sweeps_use_their_indexes() {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&conn).unwrap();
+        let messages = plan(
+            &conn,
+            &format!(
+                "SELECT id FROM messages WHERE account_id = 'a' AND type = 'otp' \
+                 AND redacted_at IS NULL AND status IN {DONE_STATES} AND updated_at < 5 LIMIT 9"
+            ),
+        );
+        assert!(messages.contains("messages_body_due"), "{messages}");
+        let others = plan(
+            &conn,
+            &format!(
+                "SELECT id FROM messages WHERE account_id = 'a' AND type IN ('transactional', 'marketing') \
+                 AND redacted_at IS NULL AND status IN {DONE_STATES} AND updated_at < 5 LIMIT 9"
+            ),
+        );
+        assert!(others.contains("messages_body_due"), "{others}");
+        let inbound = plan(
+            &conn,
+            "SELECT id FROM inbound_messages WHERE account_id IS NULL \
+             AND redacted_at IS NULL AND received_at < 5 LIMIT 9",
+        );
+        assert!(inbound.contains("inbound_body_due"), "{inbound}");
+        let webhooks = plan(
+            &conn,
+            "SELECT id FROM webhook_outbox WHERE account_id = 'a' AND state != 'pending' \
+             AND finished_at < 5 LIMIT 9",
+        );
+        assert!(webhooks.contains("webhook_outbox_finished"), "{webhooks}");
+        let events = plan(
+            &conn,
+            "SELECT message_id, seq FROM events WHERE at < 5 LIMIT 9",
+        );
+        assert!(events.contains("events_by_time"), "{events}");
+    }
+
+    #[test]
+    fn overrides_round_trip() {
+        let overrides = RetentionOverrides {
+            otp_body: Some(60_000),
+            ..Default::default()
+        };
+        let stored = overrides.to_stored();
+        assert_eq!(
+            RetentionOverrides::from_stored(stored.as_deref()),
+            overrides
+        );
+        assert_eq!(RetentionOverrides::default().to_stored(), None);
+    }
+}
