@@ -34,6 +34,19 @@ pub fn new_id(prefix: &str) -> String {
     out
 }
 
+/// The lowest id with `prefix` that [`new_id`] could make at `millis`:
+/// every id made before that time sorts below it.
+pub fn first_id_at(prefix: &str, millis: i64) -> String {
+    let value = (millis.max(0) as u128) << RANDOM_BITS;
+    let mut out = String::with_capacity(prefix.len() + 27);
+    out.push_str(prefix);
+    out.push('_');
+    for i in (0..26).rev() {
+        out.push(CROCKFORD[((value >> (i * 5)) & 31) as usize] as char);
+    }
+    out
+}
+
 /// A long random secret in base32 (used for API keys).
 pub fn random_secret(chars: usize) -> String {
     let mut rng = rand::rng();
@@ -45,6 +58,15 @@ pub fn random_secret(chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_id_at_bounds_the_ids_made_before() {
+        let before = new_id("msg");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let bound = first_id_at("msg", crate::time::now_ms());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(before < bound && bound < new_id("msg"));
+    }
 
     #[test]
     fn ids_made_in_a_row_sort_in_that_order() {

@@ -400,17 +400,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE webhook_outbox ADD COLUMN finished_at INTEGER;
     -- Rows finished before: their last attempt's time is the best known.
     UPDATE webhook_outbox SET finished_at = next_attempt_at WHERE state != 'pending';
-    -- Messages whose body is no longer needed: final, or sent (no part
-    -- can go back to the queue). Their updated_at is when they got there
-    -- (a final message changes no more; a report moves a sent one on).
-    CREATE INDEX messages_body_due ON messages (account_id, type, updated_at)
-        WHERE redacted_at IS NULL
-        AND status IN ('sent', 'delivered', 'undelivered', 'failed', 'rejected', 'expired', 'canceled');
+    -- Messages not yet redacted, by account, type and id (ids sort by
+    -- creation time). Nothing a status change writes is in it, so the
+    -- dispatch path never touches it; the sweep reads only the ids made
+    -- before its cut-off.
+    CREATE INDEX messages_unredacted ON messages (account_id, type, id)
+        WHERE redacted_at IS NULL;
     CREATE INDEX inbound_body_due ON inbound_messages (account_id, received_at)
         WHERE redacted_at IS NULL;
     CREATE INDEX webhook_outbox_finished ON webhook_outbox (account_id, finished_at)
         WHERE state != 'pending';
-    CREATE INDEX events_by_time ON events (at);
     "#,
     // 14: webhook secret rotation: the secret replaced last, kept (as the
     // current one is, for signing) until its grace period ends (Unix ms);

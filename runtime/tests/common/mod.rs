@@ -505,7 +505,12 @@ pub fn stored_message(
     created_at: i64,
 ) -> pigeon::store::MessageRecord {
     pigeon::store::MessageRecord {
-        id: pigeon::ids::new_id("msg"),
+        // An id of its creation time, as Pigeon makes them (unique: a counter).
+        id: {
+            static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("{}{n:08}", pigeon::ids::first_id_at("msg", created_at))
+        },
         account_id: "acc_store_test".into(),
         status: pigeon::model::Status::Queued,
         to: "+84912345678".into(),
