@@ -172,6 +172,29 @@ async fn an_edit_applies_within_seconds_and_a_broken_one_keeps_the_old_set() {
         .collect();
     assert!(results.len() >= 3, "{history}");
     assert_ne!(results[0], "loaded", "{history}");
+
+    // Both reloads are in the audit trail, as platform events.
+    let audit = common::wait_until("the reloads to be audited", || async {
+        let (_, audit) = server.admin().get("/v1/audit?action=policy.reload").await;
+        (audit["data"].as_array().unwrap().len() >= 2).then_some(audit)
+    })
+    .await;
+    let outcomes: Vec<&Value> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["summary"]["outcome"])
+        .collect();
+    assert!(outcomes.contains(&&json!("loaded")), "{audit}");
+    assert!(outcomes.contains(&&json!("failed")), "{audit}");
+    assert_eq!(audit["data"][0]["role"], "system");
+    assert_eq!(audit["data"][0]["account_id"], Value::Null);
+    let (_, theirs) = tenant.admin.get("/v1/audit?action=policy.reload").await;
+    assert_eq!(
+        theirs["data"],
+        json!([]),
+        "platform events are the operator's"
+    );
 }
 
 /// A policies directory with these scripts (and no tests).
