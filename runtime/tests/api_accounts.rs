@@ -453,7 +453,14 @@ async fn keys_are_shown_once_and_stored_as_hashes() {
         assert_eq!(status, StatusCode::OK, "{account}");
         assert_eq!(
             sorted_keys(&account),
-            ["created_at", "id", "name", "operator", "webhook_secret"]
+            [
+                "created_at",
+                "id",
+                "limits",
+                "name",
+                "operator",
+                "webhook_secret"
+            ]
         );
         assert_eq!(account["operator"], false);
         assert!(!account.to_string().contains("pgn_"), "{account}");
