@@ -497,7 +497,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405_in_json() {
         (Method::GET, "/v1/encoding/analyze", "POST"),
         (Method::POST, "/healthz", "GET"),
         (Method::GET, "/v1/accounts", "POST"),
-        (Method::GET, "/v1/keys/key_X", "DELETE"),
+        (Method::GET, "/v1/keys/key_X", "PATCH, DELETE"),
     ];
     for (method, path, allow) in cases {
         let reply = client.send(method.clone(), path, None, &[]).await;
