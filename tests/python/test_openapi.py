@@ -100,7 +100,7 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(pigeon, t
         "--header", f"Authorization: Bearer {pigeon.admin_key}",
         "--checks", ",".join(CHECKS),
         "--max-examples", MAX_EXAMPLES,
-        "--request-timeout", "10",
+        "--request-timeout", "30",
         "--workers", "2",
         "--generation-database", "none",
         # The carrier callback's secret is not the admin key's to know:
