@@ -54,6 +54,7 @@ fn message(n: usize, created_at: i64, now: i64) -> MessageRecord {
         sender: None,
         auto_reply: None,
         redacted_at: None,
+        origin: Default::default(),
         created_at,
         updated_at: created_at,
     }

@@ -25,6 +25,7 @@ pub mod policies;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod submit;
 pub mod time;
 pub mod tracking;
 pub mod webhooks;

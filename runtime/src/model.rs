@@ -2,6 +2,36 @@
 
 use std::fmt;
 
+/// The front door a message came in by: it decides the form its status
+/// reports take (Pigeon's JSON webhook, Twilio's status callback, or an
+/// SMPP delivery receipt to the ESME's binds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Origin {
+    /// `POST /v1/messages` (and Pigeon's own automatic replies).
+    #[default]
+    Api,
+    /// The Twilio-compatible Messages API.
+    Twilio,
+    /// An SMPP `submit_sm`.
+    Smpp,
+}
+
+impl Origin {
+    pub const ALL: [Origin; 3] = [Self::Api, Self::Twilio, Self::Smpp];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Twilio => "twilio",
+            Self::Smpp => "smpp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
 /// Why a message is sent; decides dispatch priority (lower is sooner).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageType {

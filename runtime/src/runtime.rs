@@ -135,10 +135,25 @@ impl Pigeon {
             compliance.clone(),
             config.dispatch.clone(),
         );
+        let accounts = Arc::new(accounts);
+        let default_pools = Arc::new(default_pools);
+        let submit = Arc::new(crate::submit::Submitter {
+            store: store.clone(),
+            accounts: accounts.clone(),
+            dispatch_waker: dispatcher.waker(),
+            rules: crate::submit::SubmitRules {
+                default_validity_secs: config.dispatch.default_validity_secs,
+                allow_private_callbacks: config.webhooks.allow_private_networks,
+                require_owned_sender: config.senders.require_owned,
+            },
+            policies: policies.clone(),
+            default_pools: default_pools.clone(),
+            compliance: compliance.clone(),
+        });
         let app = Arc::new(App {
             store: store.clone(),
             accounts,
-            dispatch_waker: dispatcher.waker(),
+            submit,
             carriers,
             policies,
             default_pools,
@@ -151,11 +166,6 @@ impl Pigeon {
                 .filter_map(|p| crate::auth::network::parse_network(p))
                 .collect(),
             retention: config.retention.clone(),
-            submit_rules: crate::api::SubmitRules {
-                default_validity_secs: config.dispatch.default_validity_secs,
-                allow_private_callbacks: config.webhooks.allow_private_networks,
-                require_owned_sender: config.senders.require_owned,
-            },
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let deliverer = Deliverer::new(store.clone(), config.webhooks.clone())?;

@@ -185,7 +185,7 @@ pub async fn callback(
     )
     .await?;
     if applied.replies > 0 {
-        app.dispatch_waker.notify_one();
+        app.submit.dispatch_waker.notify_one();
     }
     CarrierCounters::add(&counters.dlrs, reports as u64);
     let now = crate::time::now_ms();

@@ -6,6 +6,7 @@ use serde_json::json;
 use super::{Response, json_response};
 use crate::log_limit::LogLimiter;
 use crate::store::StoreError;
+use crate::submit::{ErrorKind, SubmitError};
 
 static STORAGE_LOG: LogLimiter = LogLimiter::new(10_000, 1);
 
@@ -101,6 +102,38 @@ impl ApiError {
                 .insert(hyper::header::RETRY_AFTER, secs.into());
         }
         response
+    }
+}
+
+impl ApiError {
+    /// The accept path's refusal as the JSON API answers it; `prefix` is
+    /// the request's place in the body (`messages[3].`).
+    pub fn from_submit(err: SubmitError, prefix: &str) -> Self {
+        let SubmitError {
+            kind,
+            code,
+            message,
+            field,
+        } = err;
+        let (status, field) = match kind {
+            ErrorKind::Invalid | ErrorKind::Refused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                field.map(|f| format!("{prefix}{f}")),
+            ),
+            // A header, not a field of the body.
+            ErrorKind::KeyReused => (StatusCode::CONFLICT, field),
+            ErrorKind::QuotaExceeded { retry_after } => {
+                return Self::too_many("quota_exceeded", message, retry_after);
+            }
+            ErrorKind::Store(store) => return store.into(),
+        };
+        Self {
+            status,
+            code,
+            message,
+            field,
+            retry_after: None,
+        }
     }
 }
 

@@ -7,7 +7,8 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::json::{Fields, parse_limit, parse_object, query_params, read_body, unknown_parameter};
-use super::messages::{MAX_SEGMENTS, delivery_json};
+use super::messages::delivery_json;
+use crate::submit::MAX_SEGMENTS;
 use super::{ApiError, App, Response, json_response};
 use crate::auth::{Principal, Role};
 use crate::config::SANDBOX_CARRIER;

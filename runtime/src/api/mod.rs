@@ -25,10 +25,8 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use serde_json::json;
-use tokio::sync::Notify;
 
 pub use error::ApiError;
-pub use messages::SubmitRules;
 
 use crate::auth::{Accounts, Permission, Principal};
 use crate::carriers::CarrierSet;
@@ -39,15 +37,13 @@ pub type Response = hyper::Response<Full<Bytes>>;
 /// What request handlers share.
 pub struct App {
     pub store: Store,
-    pub accounts: Accounts,
-    /// Wakes the dispatcher when a message is due now.
-    pub dispatch_waker: Arc<Notify>,
-    /// What a message request is checked against.
-    pub submit_rules: messages::SubmitRules,
+    pub accounts: Arc<Accounts>,
+    /// The accept path, shared with the other front doors.
+    pub submit: Arc<crate::submit::Submitter>,
     pub carriers: Arc<CarrierSet>,
     /// None when no policies directory exists.
     pub policies: Option<Arc<crate::policies::Policies>>,
-    pub default_pools: crate::numbers::pools::DefaultPools,
+    pub default_pools: Arc<crate::numbers::pools::DefaultPools>,
     /// Opt-outs and marketing consents, as the accept path checks them.
     pub compliance: Arc<crate::compliance::Compliance>,
     /// The scraper's bearer token for `GET /metrics` (`[metrics] token`).

@@ -265,7 +265,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let number = owned(app, principal, id).await?;
     let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
-    let allow_private = app.submit_rules.allow_private_callbacks;
+    let allow_private = app.submit.rules.allow_private_callbacks;
     let inbound_url = take_url(&mut fields, "inbound_url", allow_private)?
         .unwrap_or_else(|| number.inbound_url.clone());
     let pool_id = fields

@@ -115,14 +115,12 @@ pub async fn simulate(
     fields.finish()?;
 
     let now = now_ms();
-    let submission = super::messages::parse_message(
-        Fields::nested(message, "message.".into()),
-        principal,
-        now,
-        &app.submit_rules,
-    )?;
-    let senders = super::messages::SenderBook::load(app, principal, &[&submission]).await?;
-    let record = senders.assign(submission, "message.")?;
+    let request = super::messages::parse_request(Fields::nested(message, "message.".into()), None)?;
+    let record = app
+        .submit
+        .preview(principal, request)
+        .await
+        .map_err(|err| ApiError::from_submit(err, "message."))?;
     let views: Vec<CarrierView> = app
         .carriers
         .configured()

@@ -127,7 +127,7 @@ async fn save(
     if let Some(url) = take_url(
         &mut fields,
         "inbound_url",
-        app.submit_rules.allow_private_callbacks,
+        app.submit.rules.allow_private_callbacks,
     )? {
         pool.inbound_url = url;
     }
@@ -366,7 +366,7 @@ pub async fn update_account(
     let inbound_url = take_url(
         &mut fields,
         "inbound_url",
-        app.submit_rules.allow_private_callbacks,
+        app.submit.rules.allow_private_callbacks,
     )?;
     let retention = fields
         .take_nullable("retention")

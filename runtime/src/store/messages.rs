@@ -9,7 +9,7 @@ use super::webhooks::{StatusEvent, enqueue_status};
 use super::{Result, StoreError};
 use crate::compliance::keywords::Keyword;
 use crate::encoding::Encoding;
-use crate::model::{MessageType, Status, aggregate_status};
+use crate::model::{MessageType, Origin, Status, aggregate_status};
 use crate::numbers::inventory::{MessageSender, SenderKind};
 
 /// A client's `Idempotency-Key` and a digest of the request it came with.
@@ -54,6 +54,8 @@ pub struct MessageRecord {
     pub auto_reply: Option<Keyword>,
     /// When retention or a request redacted the body (then `body` is empty).
     pub redacted_at: Option<i64>,
+    /// The front door it came in by.
+    pub origin: Origin,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -106,7 +108,7 @@ pub struct ListFilter {
 const MESSAGE_COLUMNS: &str = "SELECT id, account_id, status, to_number, sender, country, body, type, \
      encoding, segments, concat_ref, callback_url, send_at, expires_at, metadata, sandbox, \
      created_at, updated_at, policy_digest, number_id, sender_kind, sender_carrier, pool_id, \
-     auto_reply, redacted_at FROM messages";
+     auto_reply, redacted_at, origin FROM messages";
 
 /// Writes a new message and its parts, in their initial state (whatever
 /// `msg.status` says). A message from a pool makes its sender the
@@ -175,9 +177,9 @@ fn write_message(
         "INSERT INTO messages (id, account_id, status, to_number, sender, country, body, type, \
          encoding, segments, concat_ref, callback_url, send_at, expires_at, metadata, sandbox, \
          idempotency_key, request_hash, created_at, updated_at, policy_digest, number_id, \
-         sender_kind, sender_carrier, pool_id, auto_reply) \
+         sender_kind, sender_carrier, pool_id, auto_reply, origin) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-         ?19, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+         ?19, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
     )?
     .execute(params![
         msg.id,
@@ -205,6 +207,7 @@ fn write_message(
         msg.sender.as_ref().and_then(|s| s.carrier.as_ref()),
         msg.sender.as_ref().and_then(|s| s.pool_id.as_ref()),
         msg.auto_reply.map(Keyword::as_str),
+        msg.origin.as_str(),
     ])?;
     let due_at = msg.send_at.unwrap_or(msg.created_at).max(msg.created_at);
     let mut insert_part = conn.prepare_cached(
@@ -418,23 +421,22 @@ pub fn cancel_message(
         None,
         Some("canceled by request"),
     )?;
-    if let Some(callback_url) = &message.callback_url {
-        enqueue_status(
-            conn,
-            &StatusEvent {
-                account_id: &message.account_id,
-                message_id: id,
-                callback_url,
-                status: Status::Canceled,
-                to: &message.to,
-                from: message.from.as_deref(),
-                segments: message.segments,
-                error_code: None,
-                metadata: message.metadata.as_deref(),
-                at: now,
-            },
-        )?;
-    }
+    enqueue_status(
+        conn,
+        &StatusEvent {
+            account_id: &message.account_id,
+            message_id: id,
+            origin: message.origin,
+            callback_url: message.callback_url.as_deref(),
+            status: Status::Canceled,
+            to: &message.to,
+            from: message.from.as_deref(),
+            segments: message.segments,
+            error_code: None,
+            metadata: message.metadata.as_deref(),
+            at: now,
+        },
+    )?;
     message.status = Status::Canceled;
     message.updated_at = now;
     Ok(CancelOutcome::Canceled(Box::new(message)))
@@ -607,8 +609,8 @@ pub(super) fn change_part(
              previous_status = status, previous_carrier = carrier \
              WHERE id = ?1 AND status != ?2 \
              AND status NOT IN ('delivered', 'undelivered', 'failed', 'rejected', 'expired', 'canceled') \
-             RETURNING callback_url, to_number, metadata, account_id, created_at, carrier, country, type, \
-             sender, segments, previous_status, previous_carrier",
+             RETURNING callback_url, to_number, metadata, origin, account_id, created_at, carrier, \
+             country, type, sender, segments, previous_status, previous_carrier",
         )?
         .query_row(
             params![change.message_id, aggregate.as_str(), change.at, carrier],
@@ -617,36 +619,37 @@ pub(super) fn change_part(
                     row.get::<_, Option<String>>(0)?,
                     row.get::<_, String>(1)?,
                     row.get::<_, Option<String>>(2)?,
-                    MovedMessage::from_row(row, 3)?,
+                    row.get::<_, String>(3)?,
+                    MovedMessage::from_row(row, 4)?,
                 ))
             },
         )
         .optional()?;
-    let Some((callback_url, to, metadata, moved)) = moved else {
+    let Some((callback_url, to, metadata, origin, moved)) = moved else {
         return Ok(true);
     };
     moved.record(aggregate)?;
-    if let Some(callback_url) = callback_url {
-        let error_code = change
-            .error_code
-            .filter(|_| change.status == aggregate)
-            .or(aggregate_error.as_deref());
-        enqueue_status(
-            conn,
-            &StatusEvent {
-                account_id: &moved.dims.account_id,
-                message_id: change.message_id,
-                callback_url: &callback_url,
-                status: aggregate,
-                to: &to,
-                from: moved.sender.as_deref(),
-                segments: moved.segments,
-                error_code,
-                metadata: metadata.as_deref(),
-                at: change.at,
-            },
-        )?;
-    }
+    let error_code = change
+        .error_code
+        .filter(|_| change.status == aggregate)
+        .or(aggregate_error.as_deref());
+    enqueue_status(
+        conn,
+        &StatusEvent {
+            account_id: &moved.dims.account_id,
+            message_id: change.message_id,
+            origin: Origin::parse(&origin)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown origin {origin:?}")))?,
+            callback_url: callback_url.as_deref(),
+            status: aggregate,
+            to: &to,
+            from: moved.sender.as_deref(),
+            segments: moved.segments,
+            error_code,
+            metadata: metadata.as_deref(),
+            at: change.at,
+        },
+    )?;
     Ok(true)
 }
 
@@ -703,6 +706,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Result<MessageRecord>> {
     let number_id: Option<String> = row.get(19)?;
     let sender_kind: Option<String> = row.get(20)?;
     let auto_reply: Option<String> = row.get(23)?;
+    let origin: String = row.get(25)?;
     let parsed = (|| {
         let sender = match (number_id, sender_kind) {
             (Some(number_id), Some(kind)) => Some(MessageSender {
@@ -739,6 +743,8 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Result<MessageRecord>> {
             sender,
             auto_reply: auto_reply.as_deref().and_then(Keyword::parse),
             redacted_at: row.get(24)?,
+            origin: Origin::parse(&origin)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown origin {origin:?}")))?,
         })
     })();
     Ok(parsed)

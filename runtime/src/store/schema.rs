@@ -420,6 +420,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE accounts ADD COLUMN previous_webhook_secret_until INTEGER;
     CREATE INDEX webhook_outbox_by_account_state ON webhook_outbox (account_id, state, id);
     "#,
+    // 15: the front door each message came in by (`api`, `twilio`,
+    // `smpp`): its status reports take that door's form.
+    r#"
+    ALTER TABLE messages ADD COLUMN origin TEXT NOT NULL DEFAULT 'api';
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use super::{Result, StoreError};
-use crate::model::Status;
+use crate::model::{Origin, Status};
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,10 @@ pub(super) fn backfill_secrets(conn: &Connection) -> Result<usize> {
 pub(super) struct StatusEvent<'a> {
     pub account_id: &'a str,
     pub message_id: &'a str,
-    pub callback_url: &'a str,
+    /// The front door the message came in by: the form of its report.
+    pub origin: Origin,
+    /// Where the message asked for its reports, if it did.
+    pub callback_url: Option<&'a str>,
     pub status: Status,
     pub to: &'a str,
     pub from: Option<&'a str>,
@@ -72,9 +75,12 @@ pub(super) struct StatusEvent<'a> {
     pub at: i64,
 }
 
-/// Puts the webhook for `event` in the outbox, due at once. Runs inside the
-/// transaction that made the change.
+/// Puts the report of `event` in the outbox, due at once, if the message
+/// asked for one. Runs inside the transaction that made the change.
 pub(super) fn enqueue_status(conn: &Connection, event: &StatusEvent<'_>) -> Result<()> {
+    let Some(callback_url) = event.callback_url else {
+        return Ok(());
+    };
     let id = crate::ids::new_id("evt");
     let payload = status_payload(&id, event).to_string();
     enqueue(
@@ -82,7 +88,7 @@ pub(super) fn enqueue_status(conn: &Connection, event: &StatusEvent<'_>) -> Resu
         &id,
         event.account_id,
         event.message_id,
-        event.callback_url,
+        callback_url,
         &payload,
     )
 }
@@ -536,7 +542,8 @@ mod tests {
         let event = StatusEvent {
             account_id: "acc_1",
             message_id: "msg_1",
-            callback_url: "https://example.com/hook",
+            origin: Origin::Api,
+            callback_url: Some("https://example.com/hook"),
             status: Status::Undelivered,
             to: "+84912340001",
             from: Some("Pigeon"),

@@ -168,6 +168,7 @@ fn reply_message(
         sender: Some(MessageSender::of(number, number.pool_id.clone())),
         auto_reply: Some(keyword),
         redacted_at: None,
+        origin: Default::default(),
         created_at: now,
         updated_at: now,
     }

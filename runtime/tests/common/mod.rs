@@ -530,6 +530,7 @@ pub fn stored_message(
         sender: None,
         auto_reply: None,
         redacted_at: None,
+        origin: Default::default(),
         created_at,
         updated_at: created_at,
     }
