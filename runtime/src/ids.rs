@@ -25,19 +25,17 @@ pub fn new_id(prefix: &str) -> String {
         };
         *last
     };
-    let mut out = String::with_capacity(prefix.len() + 27);
-    out.push_str(prefix);
-    out.push('_');
-    for i in (0..26).rev() {
-        out.push(CROCKFORD[((value >> (i * 5)) & 31) as usize] as char);
-    }
-    out
+    encode(prefix, value)
 }
 
 /// The lowest id with `prefix` that [`new_id`] could make at `millis`:
 /// every id made before that time sorts below it.
 pub fn first_id_at(prefix: &str, millis: i64) -> String {
     let value = (millis.max(0) as u128) << RANDOM_BITS;
+    encode(prefix, value)
+}
+
+fn encode(prefix: &str, value: u128) -> String {
     let mut out = String::with_capacity(prefix.len() + 27);
     out.push_str(prefix);
     out.push('_');
@@ -55,9 +53,47 @@ pub fn random_secret(chars: usize) -> String {
         .collect()
 }
 
+/// An id's 128-bit body as 32 lower-case hex digits, for front doors whose
+/// ids look otherwise (Twilio's `SM` + 32 hex). `None` for a malformed id.
+pub fn body_hex(id: &str) -> Option<String> {
+    let (_, body) = id.split_once('_')?;
+    if body.len() != 26 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for (i, c) in body.bytes().enumerate() {
+        let digit = CROCKFORD.iter().position(|&d| d == c)? as u128;
+        // The first character carries the top 3 of 130 bits; ids use 128.
+        if i == 0 && digit > 7 {
+            return None;
+        }
+        value = (value << 5) | digit;
+    }
+    Some(format!("{value:032x}"))
+}
+
+/// The id with `prefix` whose body [`body_hex`] gives `hex`.
+pub fn from_body_hex(prefix: &str, hex: &str) -> Option<String> {
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let value = u128::from_str_radix(hex, 16).ok()?;
+    Some(encode(prefix, value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_bodies_round_trip() {
+        let id = new_id("msg");
+        let hex = body_hex(&id).unwrap();
+        assert_eq!(hex.len(), 32);
+        assert_eq!(from_body_hex("msg", &hex).as_deref(), Some(id.as_str()));
+        assert_eq!(body_hex("msg_short"), None);
+        assert_eq!(from_body_hex("msg", "zz"), None);
+    }
 
     #[test]
     fn first_id_at_bounds_the_ids_made_before() {

@@ -28,5 +28,6 @@ pub mod store;
 pub mod submit;
 pub mod time;
 pub mod tracking;
+pub mod twilio;
 pub mod webhooks;
 pub mod workers;

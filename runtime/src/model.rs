@@ -259,3 +259,55 @@ mod tests {
         }
     }
 }
+
+/// Twilio's names for Pigeon's things, shared by the Twilio-compatible
+/// door and the outbox that writes its callbacks.
+pub mod twilio {
+    use super::Status;
+
+    /// The one API version the door speaks.
+    pub const API_VERSION: &str = "2010-04-01";
+
+    /// A Twilio SID for a Pigeon id: `prefix` (`SM`, `MG`) and the id's
+    /// 128-bit body in hex, so each maps to the other without a table.
+    pub fn sid(prefix: &str, id: &str) -> String {
+        match crate::ids::body_hex(id) {
+            Some(hex) => format!("{prefix}{hex}"),
+            None => id.to_owned(),
+        }
+    }
+
+    /// The Pigeon id (`id_prefix`) a SID (`sid_prefix` + 32 hex) names.
+    pub fn id(sid: &str, sid_prefix: &str, id_prefix: &str) -> Option<String> {
+        crate::ids::from_body_hex(id_prefix, sid.strip_prefix(sid_prefix)?)
+    }
+
+    /// Twilio's status for a Pigeon status. Twilio has no `rejected` or
+    /// `expired`: a message refused or not sent in its validity period
+    /// `failed`.
+    pub fn status(status: Status) -> &'static str {
+        match status {
+            Status::Queued => "queued",
+            Status::Scheduled => "scheduled",
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Delivered => "delivered",
+            Status::Undelivered => "undelivered",
+            Status::Failed | Status::Rejected | Status::Expired => "failed",
+            Status::Canceled => "canceled",
+        }
+    }
+
+    /// Twilio's error code for a message that ended so: 30003 unreachable
+    /// handset, 30007 filtered, 30001 not sent in time (Twilio's queue
+    /// overflow), 30008 unknown.
+    pub fn error_code(status: Status) -> Option<u32> {
+        match status {
+            Status::Undelivered => Some(30003),
+            Status::Rejected => Some(30007),
+            Status::Expired => Some(30001),
+            Status::Failed => Some(30008),
+            _ => None,
+        }
+    }
+}

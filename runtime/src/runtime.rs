@@ -46,6 +46,8 @@ pub struct Pigeon {
     inbound_parts: JoinHandle<()>,
     /// Redacts bodies and deletes rows whose retention ran out.
     retention_sweep: JoinHandle<()>,
+    /// Sends the replies TwiML answers asked for.
+    twiml_replies: JoinHandle<()>,
     plugin_reloader: Option<JoinHandle<()>>,
     /// Reloads the policies when their files change; stops when dropped.
     _policy_watcher: Option<PolicyWatcher>,
@@ -77,6 +79,7 @@ impl Pigeon {
         }
         let hasher =
             crate::auth::KeyHasher::load_or_create(&config.data_dir).map_err(AuthError::from)?;
+        let sealer = crate::auth::Sealer::new(hasher.derive_key("twilio auth tokens"));
         let accounts = Accounts::load(store.clone(), hasher).await?;
         let generated_admin_key = accounts.bootstrap(admin_key).await?;
         let default_pools = store
@@ -166,9 +169,16 @@ impl Pigeon {
                 .filter_map(|p| crate::auth::network::parse_network(p))
                 .collect(),
             retention: config.retention.clone(),
+            sealer: sealer.clone(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let deliverer = Deliverer::new(store.clone(), config.webhooks.clone())?;
+        let replies_waker = Arc::new(tokio::sync::Notify::new());
+        let deliverer = Deliverer::new(
+            store.clone(),
+            config.webhooks.clone(),
+            sealer,
+            replies_waker.clone(),
+        )?;
         let webhooks = tokio::spawn(deliverer.run(shutdown_rx.clone()));
         let inbound_parts = tokio::spawn(crate::tracking::release_stale_parts(
             store.clone(),
@@ -181,6 +191,12 @@ impl Pigeon {
             config.retention.clone(),
             shutdown_rx.clone(),
         ));
+        let twiml_replies = tokio::spawn(crate::twilio::replies::run(
+            store.clone(),
+            app.submit.clone(),
+            replies_waker,
+            shutdown_rx.clone(),
+        ));
         let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx));
         Ok(Self {
             app,
@@ -190,6 +206,7 @@ impl Pigeon {
             webhooks,
             inbound_parts,
             retention_sweep,
+            twiml_replies,
             plugin_reloader,
             _policy_watcher: policy_watcher,
             server: config.server.clone(),
@@ -224,6 +241,7 @@ impl Pigeon {
         // A sweep in progress finishes its write job; the rest waits for
         // the next start.
         let _ = self.retention_sweep.await;
+        let _ = self.twiml_replies.await;
         drop(self.app);
         self.store.close().await;
     }

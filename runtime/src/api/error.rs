@@ -125,7 +125,7 @@ impl ApiError {
             ErrorKind::QuotaExceeded { retry_after } => {
                 return Self::too_many("quota_exceeded", message, retry_after);
             }
-            ErrorKind::Store(store) => return store.into(),
+            ErrorKind::Store(store) => return (*store).into(),
         };
         Self {
             status,

@@ -65,6 +65,7 @@ pub(super) fn parse_request(
     let send_at = fields.optional_str("send_at")?;
     let validity_secs = fields.optional_u64("validity_secs")?;
     let metadata = fields.optional_object("metadata")?;
+    let smart_encoding = fields.optional_bool("smart_encoding")?.unwrap_or(false);
     let message_type = message_type
         .map(|t| {
             MessageType::parse(&t).ok_or_else(|| {
@@ -101,6 +102,7 @@ pub(super) fn parse_request(
         metadata,
         idempotency,
         origin: Origin::Api,
+        smart_encoding,
     })
 }
 

@@ -14,6 +14,7 @@ mod numbers;
 mod policies;
 mod pools;
 mod tools;
+mod twilio_credentials;
 mod webhooks;
 
 use std::net::IpAddr;
@@ -27,6 +28,7 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 
 pub use error::ApiError;
+pub use json::read_body;
 
 use crate::auth::{Accounts, Permission, Principal};
 use crate::carriers::CarrierSet;
@@ -52,6 +54,8 @@ pub struct App {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The operator's retention periods, the most an account may keep.
     pub retention: crate::compliance::retention::RetentionConfig,
+    /// Seals the Twilio auth tokens Pigeon signs Twilio-form webhooks with.
+    pub sealer: crate::auth::Sealer,
 }
 
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
@@ -264,6 +268,15 @@ async fn route(
         }
         (["v1", "account", "webhook-secret", "rotate"], &Method::POST) => {
             accounts::rotate_webhook_secret(app, &authed(ManageKeys)?, body).await
+        }
+        (["v1", "accounts", id, "twilio-credentials"], &Method::GET) => {
+            twilio_credentials::get(app, &authed(ManageKeys)?, id).await
+        }
+        (["v1", "accounts", id, "twilio-credentials"], &Method::POST) => {
+            twilio_credentials::create(app, &authed(ManageKeys)?, id, body).await
+        }
+        (["v1", "accounts", id, "twilio-credentials"], &Method::DELETE) => {
+            twilio_credentials::revoke(app, &authed(ManageKeys)?, id).await
         }
         (["v1", "accounts", id, "keys"], &Method::GET) => {
             accounts::list_keys(app, &authed(ManageKeys)?, id).await
@@ -491,6 +504,10 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/account", &["GET", "PATCH"]),
     ("/v1/account/webhook-secret/rotate", &["POST"]),
     ("/v1/accounts/{id}/keys", &["GET", "POST"]),
+    (
+        "/v1/accounts/{id}/twilio-credentials",
+        &["GET", "POST", "DELETE"],
+    ),
     ("/v1/keys/{id}", &["PATCH", "DELETE"]),
     ("/v1/keys/{id}/rotate", &["POST"]),
     ("/v1/audit", &["GET"]),

@@ -83,6 +83,7 @@ pub async fn create(
         account_id: None,
         pool_id: None,
         inbound_url: None,
+        sms_url: None,
         created_at: crate::time::now_ms(),
     };
     let stored = number.clone();
@@ -250,13 +251,15 @@ pub async fn release(app: &App, principal: &Principal, id: &str) -> Result<Respo
     let released = NumberRecord {
         account_id: None,
         inbound_url: None,
+        sms_url: None,
         pool_id: None,
         ..number
     };
     Ok(json_response(StatusCode::OK, &number_json(&released)))
 }
 
-/// `PATCH /v1/numbers/{id} {inbound_url?, pool_id?}`: the owner's settings.
+/// `PATCH /v1/numbers/{id} {inbound_url?, sms_url?, pool_id?}`: the owner's
+/// settings.
 pub async fn update(
     app: &App,
     principal: &Principal,
@@ -268,13 +271,16 @@ pub async fn update(
     let allow_private = app.submit.rules.allow_private_callbacks;
     let inbound_url = take_url(&mut fields, "inbound_url", allow_private)?
         .unwrap_or_else(|| number.inbound_url.clone());
+    let sms_url =
+        take_url(&mut fields, "sms_url", allow_private)?.unwrap_or_else(|| number.sms_url.clone());
     let pool_id = fields
         .nullable_str("pool_id")?
         .unwrap_or_else(|| number.pool_id.clone());
     fields.finish()?;
-    let (number_id, url, pool, account) = (
+    let (number_id, url, twilio_url, pool, account) = (
         number.id.clone(),
         inbound_url.clone(),
+        sms_url.clone(),
         pool_id.clone(),
         principal.account_id.clone(),
     );
@@ -286,7 +292,13 @@ pub async fn update(
             {
                 return Ok(false);
             }
-            inventory::set_number_settings(c, &number_id, url.as_deref(), pool.as_deref())?;
+            inventory::set_number_settings(
+                c,
+                &number_id,
+                url.as_deref(),
+                twilio_url.as_deref(),
+                pool.as_deref(),
+            )?;
             Ok(true)
         })
         .await?;
@@ -299,6 +311,7 @@ pub async fn update(
     }
     let updated = NumberRecord {
         inbound_url,
+        sms_url,
         pool_id,
         ..number
     };
@@ -317,6 +330,7 @@ fn number_json(n: &NumberRecord) -> Value {
         "account_id": n.account_id,
         "available": n.account_id.is_none(),
         "inbound_url": n.inbound_url,
+        "sms_url": n.sms_url,
         "pool_id": n.pool_id,
         "created_at": to_rfc3339(n.created_at),
     })

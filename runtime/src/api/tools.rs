@@ -12,7 +12,13 @@ use crate::encoding;
 pub async fn analyze(body: Incoming) -> Result<Response, ApiError> {
     let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
     let text = fields.required_str("body")?;
+    let smart_encoding = fields.optional_bool("smart_encoding")?.unwrap_or(false);
     fields.finish()?;
+    let text = if smart_encoding {
+        encoding::smart_encode(&text).into_owned()
+    } else {
+        text
+    };
     let analysis = encoding::analyze(&text);
     let non_gsm: Vec<String> = analysis.non_gsm.iter().map(|c| c.to_string()).collect();
     Ok(json_response(
@@ -23,6 +29,7 @@ pub async fn analyze(body: Incoming) -> Result<Response, ApiError> {
             "units": analysis.units,
             "characters": analysis.characters,
             "non_gsm": non_gsm,
+            "body": text,
         }),
     ))
 }

@@ -84,6 +84,14 @@ impl KeyHasher {
         self.mac(key.as_bytes())
     }
 
+    /// A key for `purpose`, derived from the secret. The NUL in front keeps
+    /// it apart from every key hash: a presented key never holds one.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        let mut input = vec![0u8];
+        input.extend_from_slice(purpose.as_bytes());
+        self.mac(&input)
+    }
+
     /// What the `meta` table keeps to recognise this secret.
     pub(super) fn check_value(&self) -> String {
         self.mac(b"pigeon key hash check")

@@ -9,6 +9,7 @@
 mod hasher;
 pub mod limits;
 pub mod network;
+mod sealed;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +18,7 @@ use std::sync::{Arc, RwLock};
 use ipnet::IpNet;
 
 pub use hasher::{KeyHasher, SECRET_FILE, SecretError};
+pub use sealed::Sealer;
 
 use crate::ids;
 use crate::store::accounts::{self, AccountRecord, KeyRecord};

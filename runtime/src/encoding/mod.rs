@@ -19,6 +19,7 @@
 
 mod gsm7;
 mod segment;
+mod smart;
 mod ucs2;
 
 #[cfg(test)]
@@ -27,6 +28,7 @@ mod tests;
 use std::fmt;
 
 pub use gsm7::{pack_septets, unpack_septets};
+pub use smart::{REPLACEMENTS as SMART_REPLACEMENTS, smart_encode};
 
 /// Septets in a single, unconcatenated GSM-7 message.
 pub const MAX_SINGLE_GSM7: usize = 160;

@@ -78,6 +78,9 @@ pub struct NumberRecord {
     pub pool_id: Option<String>,
     /// Where its inbound messages are posted.
     pub inbound_url: Option<String>,
+    /// Where its inbound messages are posted in Twilio's form, signed as
+    /// Twilio signs; a TwiML `<Message>` answer is sent back from it.
+    pub sms_url: Option<String>,
     pub created_at: i64,
 }
 

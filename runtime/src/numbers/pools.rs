@@ -159,6 +159,7 @@ mod tests {
             account_id: Some("acct".into()),
             pool_id: Some("pool".into()),
             inbound_url: None,
+            sms_url: None,
             created_at: 0,
         }
     }

@@ -76,6 +76,25 @@ impl Default for ServerConfig {
 static REFUSED_LOG: LogLimiter = LogLimiter::new(10_000, 1);
 static ACCEPT_LOG: LogLimiter = LogLimiter::new(10_000, 1);
 
+/// The front door a request is for: the Twilio-compatible API under its
+/// own prefix, Pigeon's API for everything else.
+async fn front_door(
+    app: Arc<App>,
+    request: hyper::Request<hyper::body::Incoming>,
+    peer: std::net::IpAddr,
+) -> api::Response {
+    if request.uri().path().starts_with(crate::twilio::PREFIX) {
+        let forwarded_for = request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let client_ip = crate::auth::network::client_ip(peer, forwarded_for, &app.trusted_proxies);
+        crate::twilio::handle(app, request, client_ip).await
+    } else {
+        api::handle(app, request, peer).await
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` resolves: HTTPS when
 /// `tls` is given, else plain HTTP/1.1.
 pub async fn run(
@@ -143,7 +162,7 @@ pub async fn run(
         let app = app.clone();
         let service = service_fn(move |request| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(api::handle(app, request, peer.ip()).await) }
+            async move { Ok::<_, Infallible>(front_door(app, request, peer.ip()).await) }
         });
         let Some(acceptor) = &acceptor else {
             let io = TokioIo::new(GuardedStream::new(stream, timeouts));

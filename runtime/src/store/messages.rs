@@ -99,7 +99,12 @@ pub enum CancelOutcome {
 pub struct ListFilter {
     pub status: Option<Status>,
     pub to: Option<String>,
+    /// The sender (`from`).
+    pub from: Option<String>,
+    /// Created at or after (Unix ms).
     pub since: Option<i64>,
+    /// Created before (Unix ms).
+    pub until: Option<i64>,
     /// Return messages older than this id (the previous page's last).
     pub before_id: Option<String>,
     pub limit: usize,
@@ -301,8 +306,14 @@ pub fn list_messages(
     if let Some(to) = &filter.to {
         bind("to_number =", Box::new(to.clone()), &mut sql);
     }
+    if let Some(from) = &filter.from {
+        bind("sender =", Box::new(from.clone()), &mut sql);
+    }
     if let Some(since) = filter.since {
         bind("created_at >=", Box::new(since), &mut sql);
+    }
+    if let Some(until) = filter.until {
+        bind("created_at <", Box::new(until), &mut sql);
     }
     if let Some(before) = &filter.before_id {
         bind("id <", Box::new(before.clone()), &mut sql);

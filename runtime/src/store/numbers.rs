@@ -7,7 +7,7 @@ use super::Result;
 use crate::numbers::inventory::{Capability, NumberRecord, SenderKind};
 
 const COLUMNS: &str = "SELECT id, sender, kind, country, carrier, capabilities, account_id, \
-                       inbound_url, created_at, pool_id FROM numbers";
+                       inbound_url, created_at, pool_id, sms_url FROM numbers";
 
 /// Adds a sender; `false` when the same sender of that country exists.
 pub fn insert_number(conn: &Connection, number: &NumberRecord) -> Result<bool> {
@@ -15,7 +15,8 @@ pub fn insert_number(conn: &Connection, number: &NumberRecord) -> Result<bool> {
     let inserted = conn
         .prepare_cached(
             "INSERT INTO numbers (id, sender, kind, country, carrier, capabilities, account_id, \
-             inbound_url, created_at, pool_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             inbound_url, created_at, pool_id, sms_url) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
              ON CONFLICT (sender, country) DO NOTHING",
         )?
         .execute(params![
@@ -29,6 +30,7 @@ pub fn insert_number(conn: &Connection, number: &NumberRecord) -> Result<bool> {
             number.inbound_url,
             number.created_at,
             number.pool_id,
+            number.sms_url,
         ])?;
     Ok(inserted == 1)
 }
@@ -89,7 +91,7 @@ pub fn claim_number(conn: &Connection, id: &str, account_id: &str) -> Result<boo
 pub fn release_number(conn: &Connection, id: &str, account_id: &str) -> Result<bool> {
     let changed = conn
         .prepare_cached(
-            "UPDATE numbers SET account_id = NULL, inbound_url = NULL, pool_id = NULL \
+            "UPDATE numbers SET account_id = NULL, inbound_url = NULL, sms_url = NULL, pool_id = NULL \
              WHERE id = ?1 AND account_id = ?2",
         )?
         .execute(params![id, account_id])?;
@@ -103,10 +105,13 @@ pub fn set_number_settings(
     conn: &Connection,
     id: &str,
     inbound_url: Option<&str>,
+    sms_url: Option<&str>,
     pool_id: Option<&str>,
 ) -> Result<()> {
-    conn.prepare_cached("UPDATE numbers SET inbound_url = ?2, pool_id = ?3 WHERE id = ?1")?
-        .execute(params![id, inbound_url, pool_id])?;
+    conn.prepare_cached(
+        "UPDATE numbers SET inbound_url = ?2, sms_url = ?3, pool_id = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id, inbound_url, sms_url, pool_id])?;
     Ok(())
 }
 
@@ -160,6 +165,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<NumberRecord> {
         inbound_url: row.get(7)?,
         created_at: row.get(8)?,
         pool_id: row.get(9)?,
+        sms_url: row.get(10)?,
     })
 }
 

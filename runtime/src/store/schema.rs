@@ -425,6 +425,36 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE messages ADD COLUMN origin TEXT NOT NULL DEFAULT 'api';
     "#,
+    // 16: the Twilio-compatible API. An account's Twilio credential: its
+    // Account SID, the keyed hash of its auth token (to authenticate) and
+    // the token sealed with a key derived from the server secret (Twilio's
+    // signatures are HMACs keyed with the token itself). A number's
+    // `sms_url` gets Twilio's inbound form. Each outbox row says its form
+    // (`pigeon`, `twilio-status`, `twilio-inbound`). A TwiML `<Message>`
+    // answer to an inbound webhook waits in `twiml_replies` until the
+    // Twilio door has sent it.
+    r#"
+    CREATE TABLE twilio_credentials (
+        account_id    TEXT PRIMARY KEY,
+        account_sid   TEXT NOT NULL UNIQUE,
+        token_hash    BLOB NOT NULL,
+        token_sealed  BLOB NOT NULL,
+        sandbox       INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL,
+        revoked_at    INTEGER
+    ) WITHOUT ROWID;
+    ALTER TABLE numbers ADD COLUMN sms_url TEXT;
+    ALTER TABLE webhook_outbox ADD COLUMN format TEXT NOT NULL DEFAULT 'pigeon';
+    CREATE TABLE twiml_replies (
+        id           TEXT PRIMARY KEY,
+        account_id   TEXT NOT NULL,
+        inbound_id   TEXT NOT NULL,
+        to_number    TEXT NOT NULL,
+        from_number  TEXT NOT NULL,
+        body         TEXT NOT NULL,
+        created_at   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.

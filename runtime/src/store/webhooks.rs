@@ -37,6 +37,37 @@ impl DeliveryState {
     }
 }
 
+/// The form a delivery takes: Pigeon's own (JSON, signed with the
+/// account's webhook secret) or Twilio's (a form, signed with the account's
+/// Twilio auth token as Twilio signs). A Twilio-form row's payload is JSON
+/// too, `{type, status, form: {name: value}}`, so listings read every row
+/// alike; the deliverer sends `form`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    Pigeon,
+    /// A status callback of a message sent through the Twilio door.
+    TwilioStatus,
+    /// An inbound message for a number's `sms_url`; a TwiML answer may
+    /// ask for replies.
+    TwilioInbound,
+}
+
+impl WebhookFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pigeon => "pigeon",
+            Self::TwilioStatus => "twilio-status",
+            Self::TwilioInbound => "twilio-inbound",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pigeon, Self::TwilioStatus, Self::TwilioInbound]
+            .into_iter()
+            .find(|format| format.as_str() == s)
+    }
+}
+
 /// A fresh per-account signing secret.
 pub fn new_secret() -> String {
     format!("whsec_{}", crate::ids::random_secret(40))
@@ -82,15 +113,50 @@ pub(super) fn enqueue_status(conn: &Connection, event: &StatusEvent<'_>) -> Resu
         return Ok(());
     };
     let id = crate::ids::new_id("evt");
-    let payload = status_payload(&id, event).to_string();
+    let (format, payload) = match event.origin {
+        Origin::Twilio => {
+            let account_sid = super::twilio::account_sid(conn, event.account_id)?;
+            let payload = json!({
+                "type": "message.status",
+                "status": event.status.as_str(),
+                "form": twilio_status_form(event, account_sid.as_deref()),
+            });
+            (WebhookFormat::TwilioStatus, payload)
+        }
+        Origin::Api | Origin::Smpp => (WebhookFormat::Pigeon, status_payload(&id, event)),
+    };
     enqueue(
         conn,
-        &id,
-        event.account_id,
-        event.message_id,
-        callback_url,
-        &payload,
+        &Outgoing {
+            id: &id,
+            account_id: event.account_id,
+            message_id: event.message_id,
+            url: callback_url,
+            format,
+            payload: &payload.to_string(),
+        },
     )
+}
+
+/// A status callback's fields as Twilio sends them.
+fn twilio_status_form(event: &StatusEvent<'_>, account_sid: Option<&str>) -> Value {
+    use crate::model::twilio;
+    let sid = twilio::sid("SM", event.message_id);
+    let status = twilio::status(event.status);
+    let mut form = json!({
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "AccountSid": account_sid.unwrap_or_default(),
+        "From": event.from.unwrap_or_default(),
+        "To": event.to,
+        "ApiVersion": twilio::API_VERSION,
+    });
+    if let Some(code) = twilio::error_code(event.status) {
+        form["ErrorCode"] = json!(code.to_string());
+    }
+    form
 }
 
 /// An inbound message, as its webhook tells it.
@@ -131,33 +197,84 @@ pub fn enqueue_inbound(conn: &Connection, event: &InboundEvent<'_>) -> Result<()
     .to_string();
     enqueue(
         conn,
-        &id,
-        event.account_id,
-        event.inbound_id,
-        event.url,
-        &payload,
+        &Outgoing {
+            id: &id,
+            account_id: event.account_id,
+            message_id: event.inbound_id,
+            url: event.url,
+            format: WebhookFormat::Pigeon,
+            payload: &payload,
+        },
     )
 }
 
-fn enqueue(
+/// Puts Twilio's inbound webhook for a number's `sms_url` in the outbox,
+/// in the transaction that stores the message (`event.url` is the
+/// `sms_url`).
+pub fn enqueue_twilio_inbound(
     conn: &Connection,
-    id: &str,
-    account_id: &str,
-    message_id: &str,
-    url: &str,
-    payload: &str,
+    event: &InboundEvent<'_>,
+    segments: usize,
 ) -> Result<()> {
+    use crate::model::twilio;
+    let account_sid = super::twilio::account_sid(conn, event.account_id)?;
+    let sid = twilio::sid("SM", event.inbound_id);
+    let mut form = json!({
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "SmsMessageSid": sid,
+        "AccountSid": account_sid.unwrap_or_default(),
+        "From": event.from,
+        "To": event.to,
+        "Body": event.body,
+        "NumSegments": segments.to_string(),
+        "NumMedia": "0",
+        "SmsStatus": "received",
+        "ApiVersion": twilio::API_VERSION,
+    });
+    if let Some(pool_id) = event.pool_id {
+        form["MessagingServiceSid"] = json!(twilio::sid("MG", pool_id));
+    }
+    let id = crate::ids::new_id("evt");
+    let payload = json!({"type": "message.inbound", "form": form}).to_string();
+    enqueue(
+        conn,
+        &Outgoing {
+            id: &id,
+            account_id: event.account_id,
+            message_id: event.inbound_id,
+            url: event.url,
+            format: WebhookFormat::TwilioInbound,
+            payload: &payload,
+        },
+    )
+}
+
+/// One row for the outbox.
+struct Outgoing<'a> {
+    id: &'a str,
+    account_id: &'a str,
+    /// The message (or inbound message) it tells of.
+    message_id: &'a str,
+    url: &'a str,
+    format: WebhookFormat,
+    payload: &'a str,
+}
+
+fn enqueue(conn: &Connection, row: &Outgoing<'_>) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO webhook_outbox (id, account_id, message_id, url, payload, created_at, \
-         attempts, next_attempt_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6, 'pending')",
+         attempts, next_attempt_at, state, format) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6, 'pending', ?7)",
     )?
     .execute(params![
-        id,
-        account_id,
-        message_id,
-        url,
-        payload,
+        row.id,
+        row.account_id,
+        row.message_id,
+        row.url,
+        row.payload,
         crate::time::now_ms(),
+        row.format.as_str(),
     ])?;
     Ok(())
 }
@@ -196,6 +313,10 @@ pub struct ClaimedWebhook {
     pub secret: Option<String>,
     /// The secret it replaced, while that one's grace period lasts.
     pub previous_secret: Option<String>,
+    pub format: WebhookFormat,
+    /// The account's Twilio auth token, sealed (Twilio forms only, while
+    /// the token is in force).
+    pub twilio_token: Option<Vec<u8>>,
     /// The attempt this is (1 for the first).
     pub attempt: i64,
 }
@@ -251,8 +372,10 @@ pub fn claim_due(
     )?;
     let mut due = conn.prepare_cached(
         "SELECT o.id, o.account_id, o.message_id, o.url, o.payload, o.attempts, a.webhook_secret, \
-                CASE WHEN a.previous_webhook_secret_until > ?2 THEN a.previous_webhook_secret END \
+                CASE WHEN a.previous_webhook_secret_until > ?2 THEN a.previous_webhook_secret END, \
+                o.format, CASE WHEN o.format != 'pigeon' THEN t.token_sealed END \
          FROM webhook_outbox o LEFT JOIN accounts a ON a.id = o.account_id \
+         LEFT JOIN twilio_credentials t ON t.account_id = o.account_id AND t.revoked_at IS NULL \
          WHERE o.account_id = ?1 AND o.state = 'pending' AND o.next_attempt_at <= ?2 \
          AND NOT EXISTS (SELECT 1 FROM webhook_outbox e WHERE e.message_id = o.message_id \
                          AND e.state = 'pending' AND e.id < o.id) \
@@ -285,6 +408,11 @@ pub fn claim_due(
                 attempt: row.get::<_, i64>(5)? + 1,
                 secret: row.get(6)?,
                 previous_secret: row.get(7)?,
+                format: {
+                    let format: String = row.get(8)?;
+                    WebhookFormat::parse(&format).unwrap_or(WebhookFormat::Pigeon)
+                },
+                twilio_token: row.get(9)?,
             })
         })?;
         let mut deferred_here = 0;
@@ -338,11 +466,17 @@ pub enum DeliveryOutcome {
 pub struct DeliveryResult {
     pub id: String,
     pub outcome: DeliveryOutcome,
+    /// Texts a TwiML answer to a Twilio inbound webhook asked to send back.
+    pub replies: Vec<String>,
 }
 
 /// Records attempts' outcomes. Only pending rows change.
 pub fn record_results(conn: &Connection, results: &[DeliveryResult]) -> Result<()> {
+    let now = crate::time::now_ms();
     for result in results {
+        if result.outcome == DeliveryOutcome::Delivered && !result.replies.is_empty() {
+            super::twilio::add_replies(conn, &result.id, &result.replies, now)?;
+        }
         match &result.outcome {
             DeliveryOutcome::Delivered => conn
                 .prepare_cached(

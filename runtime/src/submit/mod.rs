@@ -69,6 +69,9 @@ pub struct Request {
     pub metadata: Option<Map<String, Value>>,
     pub idempotency: Option<Idempotency>,
     pub origin: Origin,
+    /// Replace look-alike characters that force UCS-2 (see
+    /// `encoding::smart_encode`) before the body is priced.
+    pub smart_encoding: bool,
 }
 
 /// What kind of refusal a [`SubmitError`] is: it decides the status a door
@@ -84,8 +87,9 @@ pub enum ErrorKind {
     KeyReused,
     /// Over the account's daily quota; try again after `retry_after` seconds.
     QuotaExceeded { retry_after: u64 },
-    /// The store failed or is shutting down.
-    Store(StoreError),
+    /// The store failed or is shutting down (boxed: it is large, and most
+    /// refusals are not this).
+    Store(Box<StoreError>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +129,7 @@ impl From<StoreError> for SubmitError {
             code: "storage".into(),
             message: err.to_string(),
             field: None,
-            kind: ErrorKind::Store(err),
+            kind: ErrorKind::Store(Box::new(err)),
         }
     }
 }
@@ -222,7 +226,8 @@ impl Submitter {
             .into_iter()
             .map(|request| validate::check(request, principal, now, &self.rules))
             .collect();
-        let valid: Vec<&validate::Checked> = checked.iter().filter_map(|c| c.as_ref().ok()).collect();
+        let valid: Vec<&validate::Checked> =
+            checked.iter().filter_map(|c| c.as_ref().ok()).collect();
         let senders = SenderBook::load(self, principal, &valid).await?;
         // Messages the screen refused are stored too, as `rejected`.
         let mut refused = Vec::new();

@@ -66,7 +66,13 @@ pub(super) fn check(
         metadata,
         idempotency,
         origin,
+        smart_encoding,
     } = request;
+    let body = if smart_encoding {
+        encoding::smart_encode(&body).into_owned()
+    } else {
+        body
+    };
     let recipient = numbers::normalize(&to, country.as_deref()).map_err(|err| match err {
         NumberError::UnknownCountry(_) => {
             SubmitError::invalid("invalid_country", "country", err.to_string())

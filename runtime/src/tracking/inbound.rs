@@ -13,7 +13,7 @@ use crate::compliance::Compliance;
 use crate::numbers::inventory::NumberRecord;
 use crate::plugins::{InboundMessage, InboundPart};
 use crate::store::inbound::{self, NewInbound, PartGroup, StoredPart};
-use crate::store::webhooks::{InboundEvent, enqueue_inbound};
+use crate::store::webhooks::{InboundEvent, enqueue_inbound, enqueue_twilio_inbound};
 use crate::store::{Result, accounts, numbers, pools};
 
 /// Longest inbound text kept, in characters: a 10-part GSM-7 message
@@ -198,23 +198,33 @@ fn store(
         });
     };
     let answered = keywords::answer(conn, compliance, number, &record, &id, now)?;
+    let event = InboundEvent {
+        account_id: account,
+        inbound_id: &id,
+        url: "",
+        from: &record.from,
+        to: &record.to,
+        body: &record.text,
+        received_at: now,
+        number_id: record.number_id.as_deref(),
+        pool_id: record.pool_id.as_deref(),
+        in_reply_to: record.in_reply_to.as_deref(),
+        keyword: answered.as_ref().map(|a| a.keyword.as_str()),
+    };
     if let Some(url) = inbound_url(conn, number, account)? {
         enqueue_inbound(
             conn,
             &InboundEvent {
-                account_id: account,
-                inbound_id: &id,
                 url: &url,
-                from: &record.from,
-                to: &record.to,
-                body: &record.text,
-                received_at: now,
-                number_id: record.number_id.as_deref(),
-                pool_id: record.pool_id.as_deref(),
-                in_reply_to: record.in_reply_to.as_deref(),
-                keyword: answered.as_ref().map(|a| a.keyword.as_str()),
+                ..event.clone()
             },
         )?;
+    }
+    // Twilio's form goes to the number's `sms_url` as well, for
+    // applications moved from Twilio.
+    if let Some(url) = &number.sms_url {
+        let segments = crate::encoding::analyze(&record.text).segments;
+        enqueue_twilio_inbound(conn, &InboundEvent { url, ..event }, segments)?;
     }
     Ok(Filed {
         stored: true,

@@ -12,6 +12,7 @@
 
 mod guard;
 mod signature;
+pub mod twilio;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,11 +31,13 @@ pub use signature::{
     HEADER as SIGNATURE_HEADER, header_value, header_value_rotating, sign, verify,
 };
 
+use crate::auth::Sealer;
 use crate::config::WebhooksConfig;
 use crate::dispatch::retry_delay;
 use crate::store::Store;
 use crate::store::webhooks::{
     self as outbox, Admission, ClaimWindow, ClaimedWebhook, DeliveryOutcome, DeliveryResult,
+    WebhookFormat,
 };
 use crate::workers::{self, Limits};
 
@@ -48,6 +51,8 @@ const LEASE_MARGIN_MS: u64 = 30_000;
 const BUSY_ENDPOINT_DEFER_MS: i64 = 500;
 /// How much of an endpoint's error answer is kept in `last_error`.
 const MAX_ERROR_BODY: usize = 200;
+/// The most of a TwiML answer read.
+const MAX_TWIML_BODY: usize = 64 * 1024;
 
 pub const USER_AGENT_VALUE: &str = concat!("Pigeon/", env!("CARGO_PKG_VERSION"));
 
@@ -69,14 +74,25 @@ pub struct Deliverer {
     store: Store,
     client: HttpClient,
     config: WebhooksConfig,
+    /// Opens the Twilio auth tokens that sign Twilio-form webhooks.
+    sealer: Sealer,
+    /// Woken when a TwiML answer left replies to send.
+    replies_waker: Arc<Notify>,
 }
 
 impl Deliverer {
-    pub fn new(store: Store, config: WebhooksConfig) -> Result<Self, WebhookError> {
+    pub fn new(
+        store: Store,
+        config: WebhooksConfig,
+        sealer: Sealer,
+        replies_waker: Arc<Notify>,
+    ) -> Result<Self, WebhookError> {
         Ok(Self {
             store,
             client: http_client(config.allow_private_networks)?,
             config,
+            sealer,
+            replies_waker,
         })
     }
 
@@ -122,8 +138,10 @@ impl Deliverer {
         };
         let config = Arc::new(self.config);
         let client = self.client;
+        let (sealer, replies_waker) = (Arc::new(self.sealer), self.replies_waker);
         let work = |claim: ClaimedWebhook| {
             let (client, config) = (client.clone(), config.clone());
+            let (sealer, replies_waker) = (sealer.clone(), replies_waker.clone());
             let slot = Slot::new(in_flight.clone(), &claim);
             let span = tracing::info_span!(
                 "webhook",
@@ -133,9 +151,17 @@ impl Deliverer {
             );
             async move {
                 let id = claim.id.clone();
-                let outcome = deliver(&client, claim, &config).await;
+                let (outcome, replies) = deliver(&client, claim, &config, &sealer).await;
                 drop(slot);
-                vec![DeliveryResult { id, outcome }]
+                if !replies.is_empty() {
+                    // Recorded with the result; the Twilio door sends them.
+                    replies_waker.notify_one();
+                }
+                vec![DeliveryResult {
+                    id,
+                    outcome,
+                    replies,
+                }]
             }
             .instrument(span)
         };
@@ -270,21 +296,27 @@ enum AttemptError {
     Transient(String),
 }
 
-/// Makes one attempt and decides what comes next.
+/// Makes one attempt and decides what comes next; with the replies a
+/// TwiML answer asked for.
 async fn deliver(
     client: &HttpClient,
     claim: ClaimedWebhook,
     config: &WebhooksConfig,
-) -> DeliveryOutcome {
+    sealer: &Sealer,
+) -> (DeliveryOutcome, Vec<String>) {
     let attempt = claim.attempt;
-    let outcome = decide(attempt_once(client, claim, config).await, attempt, config);
+    let (attempted, replies) = match attempt_once(client, claim, config, sealer).await {
+        Ok((status, replies)) => (Ok(status), replies),
+        Err(err) => (Err(err), Vec::new()),
+    };
+    let outcome = decide(attempted, attempt, config);
     let label = match &outcome {
         DeliveryOutcome::Delivered => "delivered",
         DeliveryOutcome::Retry { .. } => "retry",
         DeliveryOutcome::Failed { .. } => "failed",
     };
     ::metrics::counter!("pigeon_webhook_deliveries_total", "outcome" => label).increment(1);
-    outcome
+    (outcome, replies)
 }
 
 fn decide(
@@ -322,16 +354,70 @@ fn decide(
     }
 }
 
+/// A request ready to send: its body, content type and signature header.
+struct Signed {
+    body: Bytes,
+    content_type: &'static str,
+    signature: (&'static str, String),
+}
+
+/// The request body and signature in the row's form.
+fn sign_claim(claim: &ClaimedWebhook, sealer: &Sealer) -> Result<Signed, AttemptError> {
+    if claim.format == WebhookFormat::Pigeon {
+        let Some(secret) = &claim.secret else {
+            return Err(AttemptError::Permanent(
+                "the message's account has no webhook secret".into(),
+            ));
+        };
+        let timestamp = crate::time::now_ms().div_euclid(1000);
+        let signature = header_value_rotating(
+            secret,
+            claim.previous_secret.as_deref(),
+            timestamp,
+            claim.payload.as_bytes(),
+        );
+        return Ok(Signed {
+            body: Bytes::from(claim.payload.clone()),
+            content_type: "application/json",
+            signature: (SIGNATURE_HEADER, signature),
+        });
+    }
+    let token = claim
+        .twilio_token
+        .as_deref()
+        .and_then(|sealed| sealer.open(sealed))
+        .ok_or_else(|| {
+            AttemptError::Permanent(
+                "the account has no Twilio credential in force to sign with".into(),
+            )
+        })?;
+    let params: Vec<(String, String)> = serde_json::from_str::<serde_json::Value>(&claim.payload)
+        .ok()
+        .and_then(|payload| payload.get("form").and_then(|f| f.as_object()).cloned())
+        .map(|form| {
+            form.into_iter()
+                .map(|(name, value)| (name, value.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .ok_or_else(|| AttemptError::Permanent("the stored webhook has no form".into()))?;
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    let signature = twilio::signature(&token, &claim.url, &params);
+    Ok(Signed {
+        body: Bytes::from(body),
+        content_type: "application/x-www-form-urlencoded",
+        signature: (twilio::SIGNATURE_HEADER, signature),
+    })
+}
+
 async fn attempt_once(
     client: &HttpClient,
     claim: ClaimedWebhook,
     config: &WebhooksConfig,
-) -> Result<hyper::StatusCode, AttemptError> {
-    let Some(secret) = claim.secret else {
-        return Err(AttemptError::Permanent(
-            "the message's account has no webhook secret".into(),
-        ));
-    };
+    sealer: &Sealer,
+) -> Result<(hyper::StatusCode, Vec<String>), AttemptError> {
+    let signed = sign_claim(&claim, sealer)?;
     let uri: Uri = claim
         .url
         .parse()
@@ -341,19 +427,13 @@ async fn attempt_once(
     {
         check_host(host).map_err(|refused| AttemptError::Permanent(refused.to_string()))?;
     }
-    let timestamp = crate::time::now_ms().div_euclid(1000);
-    let signature = header_value_rotating(
-        &secret,
-        claim.previous_secret.as_deref(),
-        timestamp,
-        claim.payload.as_bytes(),
-    );
     let request = Request::post(uri)
-        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(CONTENT_TYPE, HeaderValue::from_static(signed.content_type))
         .header(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE))
-        .header(SIGNATURE_HEADER, signature)
-        .body(Full::new(Bytes::from(claim.payload)))
+        .header(signed.signature.0, signed.signature.1)
+        .body(Full::new(signed.body))
         .map_err(|err| AttemptError::Permanent(format!("invalid request: {err}")))?;
+    let wants_replies = claim.format == WebhookFormat::TwilioInbound;
     let timeout = Duration::from_millis(config.timeout_ms);
     let exchange = async {
         let response = client.request(request).await.map_err(|err| {
@@ -365,7 +445,12 @@ async fn attempt_once(
         })?;
         let status = response.status();
         if status.is_success() {
-            return Ok(status);
+            let replies = if wants_replies {
+                twiml_replies(response.into_body()).await
+            } else {
+                Vec::new()
+            };
+            return Ok((status, replies));
         }
         let excerpt = read_excerpt(response.into_body()).await;
         Err(AttemptError::Transient(if excerpt.is_empty() {
@@ -381,6 +466,21 @@ async fn attempt_once(
             config.timeout_ms
         ))),
     }
+}
+
+/// What a TwiML answer asks to send back. An answer that is not TwiML
+/// asks for nothing: the webhook was still delivered.
+async fn twiml_replies(body: hyper::body::Incoming) -> Vec<String> {
+    let limited = http_body_util::Limited::new(body, MAX_TWIML_BODY);
+    let Ok(collected) = limited.collect().await else {
+        tracing::warn!("the TwiML answer could not be read; no reply sent");
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
+    twilio::replies(&text).unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "the inbound webhook's answer is not TwiML; no reply sent");
+        Vec::new()
+    })
 }
 
 /// The start of an error answer's body, for `last_error`.
