@@ -1243,17 +1243,17 @@ async fn encoding_analysis_prices_a_body() {
     let price = analyze("Price: 5€".into()).await;
     assert_eq!(
         price,
-        json!({"encoding": "gsm7", "segments": 1, "units": 10, "characters": 9, "non_gsm": []})
+        json!({"encoding": "gsm7", "segments": 1, "units": 10, "characters": 9, "non_gsm": [], "body": "Price: 5€"})
     );
     let chinese = analyze("验证码 123456，验证".into()).await;
     assert_eq!(
         chinese,
-        json!({"encoding": "ucs2", "segments": 1, "units": 13, "characters": 13, "non_gsm": ["验", "证", "码", "，"]})
+        json!({"encoding": "ucs2", "segments": 1, "units": 13, "characters": 13, "non_gsm": ["验", "证", "码", "，"], "body": "验证码 123456，验证"})
     );
     let emoji = analyze("Hi 😀".into()).await;
     assert_eq!(
         emoji,
-        json!({"encoding": "ucs2", "segments": 1, "units": 5, "characters": 4, "non_gsm": ["😀"]})
+        json!({"encoding": "ucs2", "segments": 1, "units": 5, "characters": 4, "non_gsm": ["😀"], "body": "Hi 😀"})
     );
     for (body, segments, units, characters) in [
         ("a".repeat(160), 1, 160, 160),

@@ -24,53 +24,80 @@ use serde_json::json;
 const NUMBER: &str = "+84912340700";
 const HANDSET: &str = "+84987650700";
 
-/// A Twilio credential: (account SID, auth token).
-async fn twilio_credential(tenant: &Tenant) -> (String, String) {
-    let (status, created) = tenant
-        .admin
-        .post(
-            &format!("/v1/accounts/{}/twilio-credentials", tenant.account_id),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    (
-        created["account_sid"].as_str().unwrap().to_owned(),
-        created["auth_token"].as_str().unwrap().to_owned(),
-    )
+/// An application's Twilio client: an account's credentials, against
+/// Pigeon. `issue` makes them as the account's admin.
+#[derive(Clone)]
+struct Door {
+    client: Client,
+    sid: String,
+    token: String,
 }
 
-/// A request to the Twilio door, form-encoded, with Basic credentials.
-async fn twilio(
-    client: &Client,
-    method: Method,
-    path: &str,
-    (sid, token): (&str, &str),
-    form: &[(&str, &str)],
-) -> Reply {
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{sid}:{token}"));
-    let body = (!form.is_empty()).then(|| {
-        form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish()
-            .into_bytes()
-    });
-    client
-        .without_key()
-        .send(
-            method,
-            path,
-            body,
-            &[
-                ("authorization", &format!("Basic {basic}")),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ],
-        )
-        .await
-}
+impl Door {
+    async fn issue(tenant: &Tenant) -> Self {
+        let (status, created) = tenant
+            .admin
+            .post(
+                &format!("/v1/accounts/{}/twilio-credentials", tenant.account_id),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        Self {
+            client: tenant.developer.without_key(),
+            sid: created["account_sid"].as_str().unwrap().to_owned(),
+            token: created["auth_token"].as_str().unwrap().to_owned(),
+        }
+    }
 
-fn messages_path(sid: &str) -> String {
-    format!("/2010-04-01/Accounts/{sid}/Messages.json")
+    fn with_token(&self, token: &str) -> Self {
+        Self {
+            token: token.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    fn messages(&self) -> String {
+        format!("/2010-04-01/Accounts/{}/Messages.json", self.sid)
+    }
+
+    fn message(&self, message_sid: &str) -> String {
+        format!(
+            "/2010-04-01/Accounts/{}/Messages/{message_sid}.json",
+            self.sid
+        )
+    }
+
+    /// A request, form-encoded, with HTTP Basic `sid:token`.
+    async fn request(&self, method: Method, path: &str, form: &[(&str, &str)]) -> Reply {
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", self.sid, self.token));
+        let body = (!form.is_empty()).then(|| {
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form)
+                .finish()
+                .into_bytes()
+        });
+        let headers = [
+            ("authorization", format!("Basic {basic}")),
+            ("content-type", "application/x-www-form-urlencoded".into()),
+        ];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        self.client.send(method, path, body, &headers).await
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.request(Method::GET, path, &[]).await
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Reply {
+        self.request(Method::POST, path, form).await
+    }
+
+    /// `POST Messages.json`.
+    async fn send(&self, form: &[(&str, &str)]) -> Reply {
+        self.post(&self.messages(), form).await
+    }
 }
 
 fn assert_twilio_error(reply: &Reply, status: StatusCode, code: u64) {
@@ -226,55 +253,44 @@ async fn credentials_are_shown_once_rotated_revoked_and_kept_to_their_account() 
     let (status, _) = acme.admin.get(&path).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "none yet");
 
-    let (sid, token) = twilio_credential(&acme).await;
-    assert!(sid.starts_with("AC") && sid.len() == 34, "{sid}");
-    assert!(sid[2..].bytes().all(|b| b.is_ascii_hexdigit()));
-    assert_eq!(token.len(), 32);
+    let door = Door::issue(&acme).await;
+    assert!(
+        door.sid.starts_with("AC") && door.sid.len() == 34,
+        "{}",
+        door.sid
+    );
+    assert!(door.sid[2..].bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(door.token.len(), 32);
     let (status, shown) = acme.admin.get(&path).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(shown["account_sid"], sid.as_str());
+    assert_eq!(shown["account_sid"], door.sid.as_str());
     assert!(
-        !shown.to_string().contains(&token),
+        !shown.to_string().contains(&door.token),
         "the token is shown once"
     );
 
-    let list = |token: String| {
-        let (client, sid) = (acme.developer.clone(), sid.clone());
-        async move {
-            twilio(
-                &client,
-                Method::GET,
-                &messages_path(&sid),
-                (&sid, &token),
-                &[],
-            )
-            .await
-        }
-    };
-    assert_eq!(list(token.clone()).await.status, StatusCode::OK);
-    assert_twilio_error(&list("0".repeat(32)).await, StatusCode::UNAUTHORIZED, 20003);
+    let unauthenticated = StatusCode::UNAUTHORIZED;
+    assert_eq!(door.get(&door.messages()).await.status, StatusCode::OK);
+    let wrong = door.with_token(&"0".repeat(32));
+    assert_twilio_error(&wrong.get(&door.messages()).await, unauthenticated, 20003);
     // Another account's SID in the path, with this account's credentials.
-    let (other_sid, _) = twilio_credential(&other).await;
-    let wrong_path = twilio(
-        &acme.developer,
-        Method::GET,
-        &messages_path(&other_sid),
-        (&sid, &token),
-        &[],
-    )
-    .await;
-    assert_twilio_error(&wrong_path, StatusCode::UNAUTHORIZED, 20003);
+    let other_door = Door::issue(&other).await;
+    assert_twilio_error(
+        &door.get(&other_door.messages()).await,
+        unauthenticated,
+        20003,
+    );
 
     // A new token: the same SID, the old token refused.
-    let (same_sid, new_token) = twilio_credential(&acme).await;
-    assert_eq!(same_sid, sid);
-    assert_twilio_error(&list(token).await, StatusCode::UNAUTHORIZED, 20003);
-    assert_eq!(list(new_token.clone()).await.status, StatusCode::OK);
+    let rotated = Door::issue(&acme).await;
+    assert_eq!(rotated.sid, door.sid);
+    assert_twilio_error(&door.get(&door.messages()).await, unauthenticated, 20003);
+    assert_eq!(rotated.get(&door.messages()).await.status, StatusCode::OK);
 
     let (status, revoked) = acme.admin.delete(&path).await;
     assert_eq!(status, StatusCode::OK, "{revoked}");
     assert!(revoked["revoked_at"].is_string());
-    assert_twilio_error(&list(new_token).await, StatusCode::UNAUTHORIZED, 20003);
+    assert_twilio_error(&rotated.get(&door.messages()).await, unauthenticated, 20003);
     let (status, _) = acme.admin.delete(&path).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing left to revoke");
 
@@ -291,22 +307,15 @@ async fn credentials_are_shown_once_rotated_revoked_and_kept_to_their_account() 
 async fn messages_are_sent_fetched_and_refused_as_twilio_does() {
     let server = start().await;
     let (acme, _) = acme(&server).await;
-    let (sid, token) = twilio_credential(&acme).await;
-    let creds = (sid.as_str(), token.as_str());
-    let client = &acme.developer;
+    let door = Door::issue(&acme).await;
 
-    let created = twilio(
-        client,
-        Method::POST,
-        &messages_path(&sid),
-        creds,
-        &[
+    let created = door
+        .send(&[
             ("To", HANDSET),
             ("From", NUMBER),
             ("Body", "Your code is 123456"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let message = &created.body;
     let message_sid = message["sid"].as_str().unwrap().to_owned();
@@ -314,7 +323,7 @@ async fn messages_are_sent_fetched_and_refused_as_twilio_does() {
         message_sid.starts_with("SM") && message_sid.len() == 34,
         "{message}"
     );
-    assert_eq!(message["account_sid"], sid.as_str());
+    assert_eq!(message["account_sid"], door.sid.as_str());
     assert_eq!(message["to"], HANDSET);
     assert_eq!(message["from"], NUMBER);
     assert_eq!(message["body"], "Your code is 123456");
@@ -323,10 +332,7 @@ async fn messages_are_sent_fetched_and_refused_as_twilio_does() {
     assert_eq!(message["direction"], "outbound-api");
     assert_eq!(message["api_version"], "2010-04-01");
     assert!(message["error_code"].is_null() && message["price"].is_null());
-    assert_eq!(
-        message["uri"],
-        format!("/2010-04-01/Accounts/{sid}/Messages/{message_sid}.json")
-    );
+    assert_eq!(message["uri"], door.message(&message_sid));
     assert!(
         message["date_created"]
             .as_str()
@@ -335,22 +341,15 @@ async fn messages_are_sent_fetched_and_refused_as_twilio_does() {
         "RFC 2822: {message}"
     );
 
-    // The same message through the JSON API, and delivered.
+    // Delivered, and the same message through the JSON API.
     let fetched = wait_until("the message delivered", || async {
-        let fetched = twilio(
-            client,
-            Method::GET,
-            &format!("/2010-04-01/Accounts/{sid}/Messages/{message_sid}.json"),
-            creds,
-            &[],
-        )
-        .await;
+        let fetched = door.get(&door.message(&message_sid)).await;
         assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.body);
         (fetched.body["status"] == "delivered").then_some(fetched.body)
     })
     .await;
     assert!(fetched["date_sent"].is_string());
-    let (status, listed) = client.get("/v1/messages").await;
+    let (status, listed) = acme.developer.get("/v1/messages").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         pigeon::model::twilio::sid("SM", listed["data"][0]["id"].as_str().unwrap()),
@@ -358,61 +357,40 @@ async fn messages_are_sent_fetched_and_refused_as_twilio_does() {
     );
 
     // Twilio's codes for the accept path's refusals.
-    let send = |form: Vec<(&'static str, String)>| {
-        let (client, sid, token) = (client.clone(), sid.clone(), token.clone());
-        async move {
-            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            twilio(
-                &client,
-                Method::POST,
-                &messages_path(&sid),
-                (&sid, &token),
-                &form,
-            )
-            .await
-        }
-    };
     let bad = StatusCode::BAD_REQUEST;
-    let to_from = |to: &str, body: &str| {
-        vec![
-            ("To", to.to_owned()),
-            ("From", NUMBER.to_owned()),
-            ("Body", body.to_owned()),
-        ]
-    };
-    assert_twilio_error(&send(to_from("not a number", "hi")).await, bad, 21211);
-    assert_twilio_error(&send(to_from(HANDSET, "")).await, bad, 21602);
-    assert_twilio_error(&send(to_from(HANDSET, &"x".repeat(2000))).await, bad, 21617);
-    assert_twilio_error(
-        &send(vec![("To", HANDSET.into()), ("Body", "hi".into())]).await,
-        bad,
-        21603,
-    );
-    let unowned = vec![
-        ("To", HANDSET.to_owned()),
-        ("From", "+84912349999".to_owned()),
-        ("Body", "hi".to_owned()),
-    ];
-    assert_twilio_error(&send(unowned).await, bad, 21606);
+    let long = "x".repeat(2000);
+    for (form, code) in [
+        (
+            vec![("To", "not a number"), ("From", NUMBER), ("Body", "hi")],
+            21211,
+        ),
+        (vec![("To", HANDSET), ("From", NUMBER), ("Body", "")], 21602),
+        (
+            vec![("To", HANDSET), ("From", NUMBER), ("Body", long.as_str())],
+            21617,
+        ),
+        (vec![("To", HANDSET), ("Body", "hi")], 21603),
+        (
+            vec![("To", HANDSET), ("From", "+84912349999"), ("Body", "hi")],
+            21606,
+        ),
+    ] {
+        assert_twilio_error(&door.send(&form).await, bad, code);
+    }
     // An opt-out recorded through the JSON API holds here.
     let (status, _) = acme
         .compliance
         .post("/v1/suppressions", json!({"number": HANDSET}))
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    assert_twilio_error(&send(to_from(HANDSET, "hi")).await, bad, 21610);
+    let opted_out = door
+        .send(&[("To", HANDSET), ("From", NUMBER), ("Body", "hi")])
+        .await;
+    assert_twilio_error(&opted_out, bad, 21610);
 
     // Another account's message is not found.
-    let other = new_tenant(&server.admin(), "other").await;
-    let (other_sid, other_token) = twilio_credential(&other).await;
-    let not_found = twilio(
-        &other.developer,
-        Method::GET,
-        &format!("/2010-04-01/Accounts/{other_sid}/Messages/{message_sid}.json"),
-        (&other_sid, &other_token),
-        &[],
-    )
-    .await;
+    let other = Door::issue(&new_tenant(&server.admin(), "other").await).await;
+    let not_found = other.get(&other.message(&message_sid)).await;
     assert_twilio_error(&not_found, StatusCode::NOT_FOUND, 20404);
     server.stop().await;
 }
@@ -421,34 +399,25 @@ async fn messages_are_sent_fetched_and_refused_as_twilio_does() {
 async fn smart_encoding_keeps_a_pasted_body_in_gsm7_on_both_doors() {
     let server = start().await;
     let (acme, _) = acme(&server).await;
-    let (sid, token) = twilio_credential(&acme).await;
+    let door = Door::issue(&acme).await;
     let pasted = "Don\u{2019}t share it \u{2014} code\u{00A0}123456 \u{201C}now\u{201D}";
-    // Without it: UCS-2, as pasted.
-    let plain = twilio(
-        &acme.developer,
-        Method::POST,
-        &messages_path(&sid),
-        (&sid, &token),
-        &[("To", HANDSET), ("From", NUMBER), ("Body", pasted)],
-    )
-    .await;
+    let replaced = "Don't share it - code 123456 \"now\"";
+    // Without it: as pasted (UCS-2).
+    let plain = door
+        .send(&[("To", HANDSET), ("From", NUMBER), ("Body", pasted)])
+        .await;
     assert_eq!(plain.status, StatusCode::CREATED, "{}", plain.body);
     assert_eq!(plain.body["body"], pasted);
-    let smart = twilio(
-        &acme.developer,
-        Method::POST,
-        &messages_path(&sid),
-        (&sid, &token),
-        &[
+    let smart = door
+        .send(&[
             ("To", HANDSET),
             ("From", NUMBER),
             ("Body", pasted),
             ("SmartEncoded", "true"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(smart.status, StatusCode::CREATED, "{}", smart.body);
-    assert_eq!(smart.body["body"], "Don't share it - code 123456 \"now\"");
+    assert_eq!(smart.body["body"], replaced);
 
     let (status, sent) = acme
         .developer
@@ -468,7 +437,7 @@ async fn smart_encoding_keeps_a_pasted_body_in_gsm7_on_both_doors() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(analysis["encoding"], "gsm7");
-    assert_eq!(analysis["body"], "Don't share it - code 123456 \"now\"");
+    assert_eq!(analysis["body"], replaced);
     server.stop().await;
 }
 
@@ -476,22 +445,17 @@ async fn smart_encoding_keeps_a_pasted_body_in_gsm7_on_both_doors() {
 async fn status_callbacks_take_twilios_form_and_signature() {
     let server = start().await;
     let (acme, _) = acme(&server).await;
-    let (sid, token) = twilio_credential(&acme).await;
+    let door = Door::issue(&acme).await;
     let app = App::start("").await;
     let callback = app.url("/status");
-    let created = twilio(
-        &acme.developer,
-        Method::POST,
-        &messages_path(&sid),
-        (&sid, &token),
-        &[
+    let created = door
+        .send(&[
             ("To", HANDSET),
             ("From", NUMBER),
             ("Body", "Your order shipped"),
             ("StatusCallback", &callback),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let message_sid = created.body["sid"].as_str().unwrap().to_owned();
     let delivered = app
@@ -501,18 +465,22 @@ async fn status_callbacks_take_twilios_form_and_signature() {
         .await;
     assert_eq!(delivered.path, "/status");
     assert_eq!(delivered.content_type, "application/x-www-form-urlencoded");
-    assert_eq!(delivered.get("MessageSid"), Some(message_sid.as_str()));
-    assert_eq!(delivered.get("SmsSid"), Some(message_sid.as_str()));
-    assert_eq!(delivered.get("SmsStatus"), Some("delivered"));
-    assert_eq!(delivered.get("AccountSid"), Some(sid.as_str()));
-    assert_eq!(delivered.get("From"), Some(NUMBER));
-    assert_eq!(delivered.get("To"), Some(HANDSET));
-    assert_eq!(delivered.get("ApiVersion"), Some("2010-04-01"));
+    for (name, value) in [
+        ("MessageSid", message_sid.as_str()),
+        ("SmsSid", &message_sid),
+        ("SmsStatus", "delivered"),
+        ("AccountSid", &door.sid),
+        ("From", NUMBER),
+        ("To", HANDSET),
+        ("ApiVersion", "2010-04-01"),
+    ] {
+        assert_eq!(delivered.get(name), Some(value), "{name}");
+    }
     assert_eq!(
         delivered.signature,
-        twilio_signature(&token, &callback, &delivered.form)
+        twilio_signature(&door.token, &callback, &delivered.form)
     );
-    // Every status on the way, in Twilio's words, none in Pigeon's JSON.
+    // Every status on the way, in Twilio's words.
     let statuses: Vec<String> = app
         .received
         .lock()
@@ -528,7 +496,7 @@ async fn status_callbacks_take_twilios_form_and_signature() {
 async fn inbound_messages_reach_sms_url_and_twiml_answers_are_sent_back() {
     let server = start().await;
     let (acme, number) = acme(&server).await;
-    let (sid, token) = twilio_credential(&acme).await;
+    let door = Door::issue(&acme).await;
     let app = App::start(
         r#"<?xml version="1.0" encoding="UTF-8"?><Response><Message>Thanks, we got it &amp; will call.</Message></Response>"#,
     )
@@ -557,21 +525,20 @@ async fn inbound_messages_reach_sms_url_and_twiml_answers_are_sent_back() {
     let hook = app
         .wait_for("the inbound webhook", |r| r.path == "/sms")
         .await;
-    assert_eq!(hook.get("Body"), Some("Where is my order?"));
-    assert_eq!(hook.get("From"), Some(HANDSET));
-    assert_eq!(hook.get("To"), Some(NUMBER));
-    assert_eq!(hook.get("AccountSid"), Some(sid.as_str()));
-    assert_eq!(hook.get("NumSegments"), Some("1"));
-    assert_eq!(
-        hook.get("MessageSid").map(str::to_owned),
-        Some(pigeon::model::twilio::sid(
-            "SM",
-            inbound["id"].as_str().unwrap()
-        ))
-    );
+    let inbound_sid = pigeon::model::twilio::sid("SM", inbound["id"].as_str().unwrap());
+    for (name, value) in [
+        ("Body", "Where is my order?"),
+        ("From", HANDSET),
+        ("To", NUMBER),
+        ("AccountSid", &door.sid),
+        ("NumSegments", "1"),
+        ("MessageSid", &inbound_sid),
+    ] {
+        assert_eq!(hook.get(name), Some(value), "{name}");
+    }
     assert_eq!(
         hook.signature,
-        twilio_signature(&token, &sms_url, &hook.form)
+        twilio_signature(&door.token, &sms_url, &hook.form)
     );
 
     // The TwiML answer went out from the number to the handset.
@@ -594,28 +561,21 @@ async fn inbound_messages_reach_sms_url_and_twiml_answers_are_sent_back() {
 async fn lists_page_and_filter_and_scheduled_messages_cancel() {
     let server = start().await;
     let (acme, _) = acme(&server).await;
-    let (sid, token) = twilio_credential(&acme).await;
-    let creds = (sid.as_str(), token.as_str());
-    let client = &acme.developer;
+    let door = Door::issue(&acme).await;
     let mut sids = Vec::new();
     for i in 0..5 {
         let to = format!("+8498765100{i}");
-        let created = twilio(
-            client,
-            Method::POST,
-            &messages_path(&sid),
-            creds,
-            &[("To", &to), ("From", NUMBER), ("Body", "hello")],
-        )
-        .await;
+        let created = door
+            .send(&[("To", &to), ("From", NUMBER), ("Body", "hello")])
+            .await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
         sids.push(created.body["sid"].as_str().unwrap().to_owned());
     }
     // Newest first, two a page, following next_page_uri.
     let mut seen = Vec::new();
-    let mut uri = format!("{}?PageSize=2", messages_path(&sid));
+    let mut uri = format!("{}?PageSize=2", door.messages());
     loop {
-        let page = twilio(client, Method::GET, &uri, creds, &[]).await;
+        let page = door.get(&uri).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         assert_eq!(page.body["page_size"], 2);
         seen.extend(
@@ -633,99 +593,59 @@ async fn lists_page_and_filter_and_scheduled_messages_cancel() {
     sids.reverse();
     assert_eq!(seen, sids);
 
-    let filtered = twilio(
-        client,
-        Method::GET,
-        &format!("{}?To=%2B84987651003", messages_path(&sid)),
-        creds,
-        &[],
-    )
-    .await;
-    assert_eq!(filtered.body["messages"].as_array().unwrap().len(), 1);
-    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let by_day = |query: String| {
-        let (client, sid, token) = (client.clone(), sid.clone(), token.clone());
+    let count = |query: String| {
+        let door = door.clone();
         async move {
-            let page = twilio(
-                &client,
-                Method::GET,
-                &format!("{}?{query}", messages_path(&sid)),
-                (&sid, &token),
-                &[],
-            )
-            .await;
+            let page = door.get(&format!("{}?{query}", door.messages())).await;
             assert_eq!(page.status, StatusCode::OK, "{}", page.body);
             page.body["messages"].as_array().unwrap().len()
         }
     };
-    assert_eq!(by_day(format!("DateSent={today}")).await, 5);
-    assert_eq!(by_day(format!("DateSent%3E={today}")).await, 5);
-    assert_eq!(by_day("DateSent%3C=2020-01-01".into()).await, 0);
+    assert_eq!(count("To=%2B84987651003".into()).await, 1);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert_eq!(count(format!("DateSent={today}")).await, 5);
+    assert_eq!(count(format!("DateSent%3E={today}")).await, 5);
+    assert_eq!(count("DateSent%3C=2020-01-01".into()).await, 0);
 
     // A scheduled message is canceled; a delivered one cannot be.
     let send_at = (chrono::Utc::now() + chrono::Duration::hours(2))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
-    let scheduled = twilio(
-        client,
-        Method::POST,
-        &messages_path(&sid),
-        creds,
-        &[
+    let scheduled = door
+        .send(&[
             ("To", HANDSET),
             ("From", NUMBER),
             ("Body", "Reminder"),
             ("SendAt", &send_at),
             ("ScheduleType", "fixed"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(scheduled.status, StatusCode::CREATED, "{}", scheduled.body);
     assert_eq!(scheduled.body["status"], "scheduled");
     let scheduled_uri = scheduled.body["uri"].as_str().unwrap().to_owned();
-    let canceled = twilio(
-        client,
-        Method::POST,
-        &scheduled_uri,
-        creds,
-        &[("Status", "canceled")],
-    )
-    .await;
+    let canceled = door.post(&scheduled_uri, &[("Status", "canceled")]).await;
     assert_eq!(canceled.status, StatusCode::OK, "{}", canceled.body);
     assert_eq!(canceled.body["status"], "canceled");
-    let without_type = twilio(
-        client,
-        Method::POST,
-        &messages_path(&sid),
-        creds,
-        &[
+    let without_type = door
+        .send(&[
             ("To", HANDSET),
             ("From", NUMBER),
             ("Body", "x"),
             ("SendAt", &send_at),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_twilio_error(&without_type, StatusCode::BAD_REQUEST, 35111);
 
     // Redacting: Body= on a finished message empties it.
-    let first_uri = format!("/2010-04-01/Accounts/{sid}/Messages/{}.json", sids[4]);
+    let first = door.message(&sids[4]);
     wait_until("the first message delivered", || async {
-        let fetched = twilio(client, Method::GET, &first_uri, creds, &[]).await;
-        (fetched.body["status"] == "delivered").then_some(())
+        (door.get(&first).await.body["status"] == "delivered").then_some(())
     })
     .await;
-    let redacted = twilio(client, Method::POST, &first_uri, creds, &[("Body", "")]).await;
+    let redacted = door.post(&first, &[("Body", "")]).await;
     assert_eq!(redacted.status, StatusCode::OK, "{}", redacted.body);
     assert_eq!(redacted.body["body"], "");
-    let not_cancelable = twilio(
-        client,
-        Method::POST,
-        &first_uri,
-        creds,
-        &[("Status", "canceled")],
-    )
-    .await;
+    let not_cancelable = door.post(&first, &[("Status", "canceled")]).await;
     assert_twilio_error(&not_cancelable, StatusCode::BAD_REQUEST, 30409);
     server.stop().await;
 }
