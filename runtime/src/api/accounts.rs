@@ -1,7 +1,7 @@
 //! `/v1/accounts` and `/v1/keys`: accounts and their API keys.
 
+use super::json::Body;
 use hyper::StatusCode;
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::audit;
@@ -24,12 +24,12 @@ const MAX_NAME_LEN: usize = 100;
 pub async fn create_account(
     app: &App,
     principal: &Principal,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
     if !principal.operator {
         return Err(ApiError::forbidden());
     }
-    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+    let mut fields = Fields::new(parse_object(&read_body(body)?)?);
     let name = fields.required_str("name")?;
     fields.finish()?;
     let name = name.trim().to_owned();
@@ -92,7 +92,7 @@ pub async fn update_account(
     app: &App,
     principal: &Principal,
     id: &str,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
     if !principal.operator {
         return Err(ApiError::not_found("account"));
@@ -100,7 +100,7 @@ pub async fn update_account(
     if app.accounts.get_account(id.to_owned()).await?.is_none() {
         return Err(ApiError::not_found("account"));
     }
-    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+    let mut fields = Fields::new(parse_object(&read_body(body)?)?);
     let limits = fields.optional_object("limits")?;
     fields.finish()?;
     let mut new = app.accounts.limits().get(id);
@@ -197,13 +197,13 @@ pub async fn create_key(
     app: &App,
     principal: &Principal,
     account_id: &str,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
     // Another account's keys are not found, not forbidden: ids don't leak.
     if !principal.may_manage(account_id) {
         return Err(ApiError::not_found("account"));
     }
-    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+    let mut fields = Fields::new(parse_object(&read_body(body)?)?);
     let role = fields.required_str("role")?;
     let sandbox = fields.optional_bool("sandbox")?.unwrap_or(false);
     let access = parse_access(&mut fields, KeyAccess::default())?;
@@ -321,10 +321,10 @@ pub async fn update_key(
     app: &App,
     principal: &Principal,
     id: &str,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let key = manageable_key(app, principal, id).await?;
-    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+    let mut fields = Fields::new(parse_object(&read_body(body)?)?);
     let current = KeyAccess {
         allowed_ips: key.allowed_ips.clone(),
         expires_at: key.expires_at,
@@ -354,10 +354,10 @@ pub async fn rotate_key(
     app: &App,
     principal: &Principal,
     id: &str,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let key = manageable_key(app, principal, id).await?;
-    let bytes = read_body(body).await?;
+    let bytes = read_body(body)?;
     let grace_secs = if bytes.iter().all(u8::is_ascii_whitespace) {
         0
     } else {
@@ -436,9 +436,9 @@ const DEFAULT_WEBHOOK_SECRET_GRACE_SECS: u64 = 24 * 3600;
 pub async fn rotate_webhook_secret(
     app: &App,
     principal: &Principal,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+    let mut fields = Fields::new(parse_object(&read_body(body)?)?);
     let grace_secs = fields
         .optional_u64("grace_secs")?
         .unwrap_or(DEFAULT_WEBHOOK_SECRET_GRACE_SECS);

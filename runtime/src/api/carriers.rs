@@ -4,8 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
+use super::json::Body;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{StatusCode, http};
 use serde_json::{Value, json};
@@ -107,7 +107,7 @@ pub async fn callback(
     secret: &str,
     path: &str,
     parts: &http::request::Parts,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let carrier = app
         .carriers
@@ -123,7 +123,7 @@ pub async fn callback(
                 ),
             )
         })?;
-    let body = read_body(body).await?;
+    let body = read_body(body)?;
     let request = CallbackRequest {
         method: parts.method.clone(),
         path: format!("/{path}"),

@@ -5,8 +5,8 @@
 //! staff write; every role reads. Each change is also made to the
 //! in-memory sets the accept path checks (`compliance::Compliance`).
 
+use super::json::Body;
 use hyper::StatusCode;
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::json::{Fields, parse_limit, parse_object, query_params, read_body, unknown_parameter};
@@ -86,10 +86,10 @@ pub async fn put_keywords(
     app: &App,
     principal: &Principal,
     pool: Option<&str>,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let (mut keywords, _) = load_keywords(app, principal, pool).await?;
-    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+    let mut fields = Fields::new(parse_object(&read_body(body)?)?);
     for (name, list) in [
         ("opt_out", &mut keywords.opt_out),
         ("opt_in", &mut keywords.opt_in),
@@ -302,9 +302,9 @@ fn bounded_text(fields: &mut Fields, name: &str, max: usize) -> Result<Option<St
 pub async fn add_suppression(
     app: &App,
     principal: &Principal,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+    let mut fields = Fields::new(parse_object(&read_body(body)?)?);
     let number = e164(&fields.required_str("number")?, "number")?;
     let reason = bounded_text(&mut fields, "reason", MAX_REASON_CHARS)?;
     fields.finish()?;
@@ -369,9 +369,9 @@ pub async fn delete_suppression(
 pub async fn import_suppressions(
     app: &App,
     principal: &Principal,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body).await?;
+    let bytes = read_body(body)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -457,9 +457,9 @@ fn purpose_of(value: &str, field: &str) -> Result<Purpose, ApiError> {
 pub async fn add_consent(
     app: &App,
     principal: &Principal,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+    let mut fields = Fields::new(parse_object(&read_body(body)?)?);
     let number = e164(&fields.required_str("number")?, "number")?;
     let purpose = purpose_of(&fields.required_str("purpose")?, "purpose")?;
     let source = fields.required_str("source")?;

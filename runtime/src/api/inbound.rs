@@ -2,8 +2,8 @@
 //! `POST /v1/sandbox/inbound`, which has the sandbox's fake carrier send
 //! one, so an application can test replies without a handset.
 
+use super::json::Body;
 use hyper::StatusCode;
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::json::{Fields, parse_limit, parse_object, query_params, read_body, unknown_parameter};
@@ -106,12 +106,8 @@ pub async fn webhooks(app: &App, principal: &Principal, id: &str) -> Result<Resp
 /// through the simulator plugin and the carrier callback route, as a real
 /// carrier would — in parts, last part first, when it is longer than one
 /// SMS. Answers with the message as filed.
-pub async fn sandbox(
-    app: &App,
-    principal: &Principal,
-    body: Incoming,
-) -> Result<Response, ApiError> {
-    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+pub async fn sandbox(app: &App, principal: &Principal, body: Body) -> Result<Response, ApiError> {
+    let mut fields = Fields::new(parse_object(&read_body(body)?)?);
     let from = fields.required_str("from")?;
     let to = fields.required_str("to")?;
     let text = fields.required_str("body")?;

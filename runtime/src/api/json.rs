@@ -18,7 +18,27 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// hold its connection for ever.
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-pub async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+/// A request's body, read in full before the request is routed. hyper
+/// closes a kept-alive connection whose request body was left unread when
+/// the answer went out, without saying so in the answer, and a client that
+/// sends its next request on it sees the connection drop. So every body is
+/// read first (within [`MAX_BODY`] and [`BODY_READ_TIMEOUT`]), whether or
+/// not the request gets as far as needing it; what went wrong reading it
+/// is told only to a handler that asks for it.
+pub struct Body(Result<Bytes, ApiError>);
+
+impl Body {
+    pub async fn read(incoming: Incoming) -> Self {
+        Self(read_incoming(incoming).await)
+    }
+}
+
+/// The body's bytes, or why it could not be read.
+pub fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    body.0
+}
+
+async fn read_incoming(body: Incoming) -> Result<Bytes, ApiError> {
     let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, MAX_BODY).collect());
     let Ok(read) = read.await else {
         return Err(ApiError::new(

@@ -1,7 +1,7 @@
 //! `/v1/messages`: send, send in batches, read, list, cancel.
 
+use super::json::Body;
 use hyper::StatusCode;
-use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -110,7 +110,7 @@ pub async fn create(
     app: &App,
     principal: &Principal,
     idempotency_key: Option<String>,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let request = read_request(body, idempotency_key)
         .await
@@ -130,11 +130,8 @@ pub async fn create(
     Ok(response)
 }
 
-async fn read_request(
-    body: Incoming,
-    idempotency_key: Option<String>,
-) -> Result<Request, ApiError> {
-    let bytes = read_body(body).await?;
+async fn read_request(body: Body, idempotency_key: Option<String>) -> Result<Request, ApiError> {
+    let bytes = read_body(body)?;
     let map = parse_object(&bytes)?;
     let idempotency = idempotency_key.map(|key| idempotency(key, &map));
     parse_request(Fields::new(map), idempotency)
@@ -156,9 +153,9 @@ pub async fn create_batch(
     app: &App,
     principal: &Principal,
     idempotency_key: Option<String>,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body).await?;
+    let bytes = read_body(body)?;
     let mut fields = Fields::new(parse_object(&bytes)?);
     let items = fields.required_array("messages")?;
     fields.finish()?;

@@ -28,7 +28,7 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 
 pub use error::ApiError;
-pub use json::read_body;
+pub use json::{Body, read_body};
 
 use crate::auth::{Accounts, Permission, Principal};
 use crate::carriers::CarrierSet;
@@ -220,6 +220,7 @@ async fn route(
     {
         return Err(json::too_large());
     }
+    let body = json::Body::read(body).await;
     let segments: Vec<&str> = parts.uri.path().trim_matches('/').split('/').collect();
     let method = &parts.method;
     let authed = |permission| authorize(app, &parts.headers, client_ip, permission);

@@ -3,8 +3,8 @@
 //! their own account's numbers, and with `available=true` the ones they
 //! could claim. Another account's number is a 404.
 
+use super::json::Body;
 use hyper::StatusCode;
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
@@ -18,15 +18,11 @@ use crate::store::numbers::{self as inventory, NumberFilter};
 use crate::time::to_rfc3339;
 
 /// `POST /v1/numbers`: operator admins add a sender to the inventory.
-pub async fn create(
-    app: &App,
-    principal: &Principal,
-    body: Incoming,
-) -> Result<Response, ApiError> {
+pub async fn create(app: &App, principal: &Principal, body: Body) -> Result<Response, ApiError> {
     if !principal.operator {
         return Err(ApiError::forbidden());
     }
-    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+    let mut fields = Fields::new(parse_object(&read_body(body)?)?);
     let sender = fields.required_str("sender")?;
     let kind = fields.required_str("kind")?;
     let country = fields.required_str("country")?;
@@ -264,10 +260,10 @@ pub async fn update(
     app: &App,
     principal: &Principal,
     id: &str,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let number = owned(app, principal, id).await?;
-    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+    let mut fields = Fields::new(parse_object(&read_body(body)?)?);
     let allow_private = app.submit.rules.allow_private_callbacks;
     let inbound_url = take_url(&mut fields, "inbound_url", allow_private)?
         .unwrap_or_else(|| number.inbound_url.clone());

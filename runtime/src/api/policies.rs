@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
+use super::json::Body;
 use hyper::StatusCode;
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::json::{Fields, parse_object, read_body};
@@ -81,13 +81,9 @@ pub async fn history(app: &App) -> Result<Response, ApiError> {
 }
 
 /// `POST /v1/policies/simulate {message, carriers?, sources?}`
-pub async fn simulate(
-    app: &App,
-    principal: &Principal,
-    body: Incoming,
-) -> Result<Response, ApiError> {
+pub async fn simulate(app: &App, principal: &Principal, body: Body) -> Result<Response, ApiError> {
     let policies = active(app)?;
-    let bytes = read_body(body).await?;
+    let bytes = read_body(body)?;
     let mut fields = Fields::new(parse_object(&bytes)?);
     let message = fields
         .optional_object("message")?

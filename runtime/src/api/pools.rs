@@ -2,8 +2,8 @@
 //! Pigeon picks each message's sender (see `numbers::pools`), and
 //! `PATCH /v1/account` for the account's default pool and inbound URL.
 
+use super::json::Body;
 use hyper::StatusCode;
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::json::{Fields, parse_object, read_body};
@@ -23,11 +23,7 @@ const MAX_NAME_LEN: usize = 100;
 const MAX_SENDERS: usize = 1000;
 
 /// `POST /v1/sender-pools`.
-pub async fn create(
-    app: &App,
-    principal: &Principal,
-    body: Incoming,
-) -> Result<Response, ApiError> {
+pub async fn create(app: &App, principal: &Principal, body: Body) -> Result<Response, ApiError> {
     let now = crate::time::now_ms();
     let pool = SenderPool {
         id: crate::ids::new_id("pool"),
@@ -49,7 +45,7 @@ pub async fn update(
     app: &App,
     principal: &Principal,
     id: &str,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let (pool, members) = find(app, principal, id).await?;
     let pool = SenderPool {
@@ -64,10 +60,10 @@ async fn save(
     app: &App,
     mut pool: SenderPool,
     members: Vec<String>,
-    body: Incoming,
+    body: Body,
     creating: bool,
 ) -> Result<Response, ApiError> {
-    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+    let mut fields = Fields::new(parse_object(&read_body(body)?)?);
     let name = if creating {
         Some(fields.required_str("name")?)
     } else {
@@ -346,9 +342,9 @@ impl RetentionChange {
 pub async fn update_account(
     app: &App,
     principal: &Principal,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+    let mut fields = Fields::new(parse_object(&read_body(body)?)?);
     let default_pool = fields.nullable_str("default_pool")?;
     let require_consent = fields.optional_bool("require_marketing_consent")?;
     let opt_out_scope = fields

@@ -1,7 +1,7 @@
 //! `/v1/encoding/analyze`: what a body costs before it is sent.
 
+use super::json::Body;
 use hyper::StatusCode;
-use hyper::body::Incoming;
 use serde_json::json;
 
 use super::error::ApiError;
@@ -9,8 +9,8 @@ use super::json::{Fields, parse_object, read_body};
 use super::{Response, json_response};
 use crate::encoding;
 
-pub async fn analyze(body: Incoming) -> Result<Response, ApiError> {
-    let mut fields = Fields::new(parse_object(&read_body(body).await?)?);
+pub async fn analyze(body: Body) -> Result<Response, ApiError> {
+    let mut fields = Fields::new(parse_object(&read_body(body)?)?);
     let text = fields.required_str("body")?;
     let smart_encoding = fields.optional_bool("smart_encoding")?.unwrap_or(false);
     fields.finish()?;

@@ -6,8 +6,8 @@
 //! stored hashed (to authenticate) and sealed (to sign Twilio-form
 //! webhooks with it).
 
+use super::json::Body;
 use hyper::StatusCode;
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::audit;
@@ -23,10 +23,10 @@ pub async fn create(
     app: &App,
     principal: &Principal,
     account_id: &str,
-    body: Incoming,
+    body: Body,
 ) -> Result<Response, ApiError> {
     managed_account(app, principal, account_id).await?;
-    let bytes = read_body(body).await?;
+    let bytes = read_body(body)?;
     let sandbox = if bytes.iter().all(u8::is_ascii_whitespace) {
         false
     } else {

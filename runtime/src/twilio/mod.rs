@@ -67,6 +67,8 @@ async fn serve(
     client_ip: IpAddr,
 ) -> Result<Response, TwilioError> {
     let (parts, body) = request.into_parts();
+    // Read whatever happens next (see `api::Body`).
+    let body = crate::api::Body::read(body).await;
     let method = &parts.method;
     let [API_VERSION, "Accounts", account_sid, rest @ ..] = segments else {
         return Err(TwilioError::not_found(parts.uri.path()));
@@ -94,23 +96,21 @@ async fn serve(
     };
     match (sid, method) {
         (None, &Method::POST) => {
-            let params = read_params(body).await?;
+            let params = read_params(body)?;
             door.create(params, &parts.headers).await
         }
         (None, &Method::GET) => door.list(parts.uri.query()).await,
         (Some(sid), &Method::GET) => door.fetch(sid).await,
         (Some(sid), &Method::POST) => {
-            let params = read_params(body).await?;
+            let params = read_params(body)?;
             door.update(sid, params).await
         }
         _ => Err(not_allowed()),
     }
 }
 
-async fn read_params(body: Incoming) -> Result<form::Params, TwilioError> {
-    let bytes = crate::api::read_body(body)
-        .await
-        .map_err(TwilioError::from_api)?;
+fn read_params(body: crate::api::Body) -> Result<form::Params, TwilioError> {
+    let bytes = crate::api::read_body(body).map_err(TwilioError::from_api)?;
     Ok(form::Params::parse(&bytes))
 }
 
