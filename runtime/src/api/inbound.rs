@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 
 use super::json::{Fields, parse_limit, parse_object, query_params, read_body, unknown_parameter};
 use super::messages::delivery_json;
-use crate::submit::MAX_SEGMENTS;
 use super::{ApiError, App, Response, json_response};
 use crate::auth::{Principal, Role};
 use crate::config::SANDBOX_CARRIER;
 use crate::store::inbound::{self, InboundRecord};
+use crate::submit::MAX_SEGMENTS;
 use crate::time::to_rfc3339;
 
 /// Operator admins see every account's inbound messages, and those to

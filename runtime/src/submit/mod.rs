@@ -222,7 +222,8 @@ impl Submitter {
             .into_iter()
             .map(|request| validate::check(request, principal, now, &self.rules))
             .collect();
-        let valid: Vec<&validate::Checked> = checked.iter().filter_map(|c| c.as_ref().ok()).collect();
+        let valid: Vec<&validate::Checked> =
+            checked.iter().filter_map(|c| c.as_ref().ok()).collect();
         let senders = SenderBook::load(self, principal, &valid).await?;
         // Messages the screen refused are stored too, as `rejected`.
         let mut refused = Vec::new();

@@ -21,7 +21,9 @@ pub enum Screened {
 /// and records its digest.
 pub(super) fn screen(submitter: &Submitter, mut message: MessageRecord) -> Screened {
     let pool = message.sender.as_ref().and_then(|s| s.pool_id.as_deref());
-    let consent = submitter.compliance.view(&message.account_id, &message.to, pool);
+    let consent = submitter
+        .compliance
+        .view(&message.account_id, &message.to, pool);
     if consent.opted_out {
         let error = SubmitError::invalid(
             "recipient_opted_out",
@@ -75,4 +77,3 @@ pub(super) fn screen(submitter: &Submitter, mut message: MessageRecord) -> Scree
         }
     }
 }
-

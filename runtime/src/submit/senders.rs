@@ -180,4 +180,3 @@ impl SenderBook {
         Ok(message)
     }
 }
-

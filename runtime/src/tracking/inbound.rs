@@ -198,6 +198,17 @@ fn store(
         });
     };
     let answered = keywords::answer(conn, compliance, number, &record, &id, now)?;
+    crate::store::smpp::enqueue_mo(
+        conn,
+        &crate::store::smpp::MoEvent {
+            account_id: account,
+            inbound_id: &id,
+            from: &record.from,
+            to: &record.to,
+            text: &record.text,
+            received_at: now,
+        },
+    )?;
     if let Some(url) = inbound_url(conn, number, account)? {
         enqueue_inbound(
             conn,
