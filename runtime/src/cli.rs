@@ -140,8 +140,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             .unwrap_or_default();
         tracing::info!(data_dir = %config.data_dir.display(), "pigeon started");
         eprintln!("pigeon: listening on http://{address}");
-        if let Some(smpp) = pigeon.smpp_addr() {
-            eprintln!("pigeon: SMPP listening on {smpp}");
+        match pigeon.smpp_addr() {
+            Some(smpp) => eprintln!("pigeon: SMPP listening on {smpp}"),
+            None => eprintln!("pigeon: SMPP disabled"),
         }
         pigeon.serve(listener, shutdown_signal()).await;
         tracing::info!("pigeon stopped");

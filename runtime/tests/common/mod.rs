@@ -44,6 +44,8 @@ pub fn test_config(data_dir: &Path) -> Config {
     // Tests from before the number inventory send from any sender; the
     // ones about ownership turn this back on.
     config.senders.require_owned = false;
+    // Many servers run at once: none may take SMPP's 2775.
+    config.smpp.listen = "127.0.0.1:0".parse().unwrap();
     config
 }
 
@@ -357,6 +359,8 @@ impl BinaryServer {
             .args(extra_args)
             .env("PIGEON_ADMIN_KEY", ADMIN_KEY)
             .env("PIGEON_LOG", level)
+            // Many servers run at once: none may take SMPP's 2775.
+            .env("PIGEON_SMPP_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
