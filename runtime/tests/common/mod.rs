@@ -52,6 +52,8 @@ pub fn test_config(data_dir: &Path) -> Config {
 /// Pigeon running in this process.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where its SMPP server listens, when enabled.
+    pub smpp_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -80,12 +82,14 @@ impl TestServer {
         let pigeon = Pigeon::start(&config, Some(ADMIN_KEY.into()))
             .await
             .unwrap();
+        let smpp_addr = pigeon.smpp_addr();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(pigeon.serve(listener, async {
             let _ = stopped.await;
         }));
         Self {
             addr,
+            smpp_addr,
             data_dir: data_dir.to_owned(),
             shutdown: Some(shutdown),
             task: Some(task),
