@@ -114,6 +114,23 @@ pub async fn bind(config: &SmppConfig) -> Result<TcpListener, SmppError> {
         })
 }
 
+/// How often parts of long messages that never completed are looked for,
+/// and how long they are kept.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+const PART_KEEP_MS: i64 = 24 * 3600 * 1000;
+
+async fn prune_parts(store: &Store) {
+    let cutoff = crate::time::now_ms() - PART_KEEP_MS;
+    match store
+        .write(move |conn| crate::store::smpp::prune_parts(conn, cutoff))
+        .await
+    {
+        Ok(0) => {}
+        Ok(dropped) => tracing::info!(dropped, "SMPP parts of messages never completed dropped"),
+        Err(err) => tracing::warn!(error = %err, "SMPP parts not pruned"),
+    }
+}
+
 /// Longest wait at shutdown for binds to unbind.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -122,6 +139,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn run(listener: TcpListener, smpp: Arc<Smpp>, mut shutdown: watch::Receiver<bool>) {
     let acceptor = smpp.tls.as_ref().map(ServerTls::acceptor);
     let mut sessions = JoinSet::new();
+    let mut prune = tokio::time::interval(PRUNE_INTERVAL);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -133,6 +151,10 @@ pub async fn run(listener: TcpListener, smpp: Arc<Smpp>, mut shutdown: watch::Re
                 }
             },
             () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
+            _ = prune.tick() => {
+                prune_parts(&smpp.store).await;
+                continue;
+            }
         };
         while sessions.try_join_next().is_some() {}
         if sessions.len() >= smpp.config.max_connections {

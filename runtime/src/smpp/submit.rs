@@ -57,6 +57,16 @@ pub(super) async fn submit_sm(smpp: &Smpp, who: &Submitter, body: &[u8]) -> Answ
 }
 
 async fn accept(smpp: &Smpp, who: &Submitter, sm: ShortMessage) -> Result<String, u32> {
+    // The account's request rate counts submit_sms as the API counts requests.
+    if smpp
+        .submit
+        .accounts
+        .limits()
+        .request(&who.principal.account_id)
+        .is_err()
+    {
+        return Err(status::RTHROTTLED);
+    }
     let payload = match sm.tlvs.get(&tag::MESSAGE_PAYLOAD) {
         Some(payload) if sm.short_message.is_empty() => payload.clone(),
         _ => sm.short_message.clone(),
