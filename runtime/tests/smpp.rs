@@ -547,3 +547,71 @@ async fn an_idle_bind_is_unbound() {
     assert!(esme.read().await.is_none(), "closed");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn with_a_certificate_smpp_is_tls_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.senders.require_owned = true).await;
+    let (_tenant, system_id, password) = tenant_with_credential(&server).await;
+    server.stop().await;
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    let server = TestServer::start_in(dir.path(), |config| {
+        config.server.tls_cert = Some(cert);
+        config.server.tls_key = Some(key);
+    })
+    .await;
+    let addr = server.smpp_addr.unwrap();
+    let bind = Pdu::new(
+        command::BIND_TRANSCEIVER,
+        0,
+        1,
+        Bind {
+            system_id: system_id.clone(),
+            password: password.clone(),
+            system_type: String::new(),
+            interface_version: 0x34,
+        }
+        .encode(),
+    )
+    .to_bytes();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(made.cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("TLS handshake");
+    tls.write_all(&bind).await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), pdu::read_pdu(&mut tls))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.command_id, command::BIND_TRANSCEIVER | command::RESP);
+    assert_eq!(resp.status, status::ROK);
+
+    // In the clear, the password is never read as a bind.
+    let mut plain = TcpStream::connect(addr).await.unwrap();
+    plain.write_all(&bind).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(15), pdu::read_pdu(&mut plain))
+        .await
+        .expect("closed");
+    assert!(
+        !matches!(&answer, Ok(Some(p)) if p.command_id == command::BIND_TRANSCEIVER | command::RESP),
+        "{answer:?}"
+    );
+    server.stop().await;
+}
