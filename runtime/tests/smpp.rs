@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Tenant, TestServer, new_tenant, own_number};
+use common::{BinaryServer, Client, Tenant, TestServer, new_tenant, own_number, wait_until};
 use hyper::StatusCode;
 use pigeon::smpp::pdu::{self, Bind, Pdu, ShortMessage, command, status, tag};
 use serde_json::json;
@@ -137,9 +137,13 @@ async fn start(adjust: impl FnOnce(&mut pigeon::config::Config)) -> TestServer {
 
 /// A tenant owning [`NUMBER`], with an SMPP credential: (tenant, system_id, password).
 async fn tenant_with_credential(server: &TestServer) -> (Tenant, String, String) {
-    let tenant = new_tenant(&server.admin(), "acme").await;
+    tenant_with_credential_via(&server.admin()).await
+}
+
+async fn tenant_with_credential_via(operator: &Client) -> (Tenant, String, String) {
+    let tenant = new_tenant(operator, "acme").await;
     own_number(
-        &server.admin(),
+        operator,
         &tenant.admin,
         json!({"sender": NUMBER, "kind": "long_code", "country": "VN"}),
     )
@@ -614,4 +618,51 @@ async fn with_a_certificate_smpp_is_tls_only() {
         "{answer:?}"
     );
     server.stop().await;
+}
+
+/// The SMPP address a `pigeon serve` printed.
+async fn smpp_addr_of(server: &BinaryServer) -> SocketAddr {
+    wait_until("the SMPP address in the log", || async {
+        server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|l| l.strip_prefix("pigeon: SMPP listening on "))
+            .and_then(|a| a.parse().ok())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_acknowledged_part_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::spawn(dir.path(), &[]).await;
+    let (tenant, system_id, password) = tenant_with_credential_via(&server.admin()).await;
+    let text: String = (0..200)
+        .map(|i| char::from(b'A' + (i % 26) as u8))
+        .collect();
+    let parts = split(&text, false, &[2, 1]);
+    let mut esme = Esme::connect(smpp_addr_of(&server).await).await;
+    let bind = esme
+        .bind(command::BIND_TRANSMITTER, &system_id, &password)
+        .await;
+    assert_eq!(bind.status, status::ROK);
+    let part_id = message_id(&esme.submit(&parts[0]).await);
+    assert!(part_id.starts_with("smp_"), "{part_id}");
+    server.kill9().await;
+
+    let server = BinaryServer::spawn(dir.path(), &[]).await;
+    let mut esme = Esme::connect(smpp_addr_of(&server).await).await;
+    let bind = esme
+        .bind(command::BIND_TRANSMITTER, &system_id, &password)
+        .await;
+    assert_eq!(bind.status, status::ROK);
+    let id = message_id(&esme.submit(&parts[1]).await);
+    assert!(id.starts_with("msg_"), "{id}");
+    let developer = tenant.developer.with_addr(server.addr);
+    let (status, message) = developer.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!(message["body"], text.as_str());
+    server.terminate().await;
 }
