@@ -114,20 +114,26 @@ pub async fn bind(config: &SmppConfig) -> Result<TcpListener, SmppError> {
         })
 }
 
-/// How often parts of long messages that never completed are looked for,
-/// and how long they are kept.
+/// How often what no ESME will take is looked for: parts of long messages
+/// that never completed (kept a day) and receipts and inbound messages no
+/// receiver bind took (kept a week).
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 const PART_KEEP_MS: i64 = 24 * 3600 * 1000;
+const OUTBOX_KEEP_MS: i64 = 7 * 24 * 3600 * 1000;
 
-async fn prune_parts(store: &Store) {
-    let cutoff = crate::time::now_ms() - PART_KEEP_MS;
+async fn prune(store: &Store) {
+    let now = crate::time::now_ms();
+    let (parts, outbox) = (now - PART_KEEP_MS, now - OUTBOX_KEEP_MS);
     match store
-        .write(move |conn| crate::store::smpp::prune_parts(conn, cutoff))
+        .write(move |conn| crate::store::smpp::prune(conn, parts, outbox))
         .await
     {
         Ok(0) => {}
-        Ok(dropped) => tracing::info!(dropped, "SMPP parts of messages never completed dropped"),
-        Err(err) => tracing::warn!(error = %err, "SMPP parts not pruned"),
+        Ok(dropped) => tracing::info!(
+            dropped,
+            "SMPP parts and outbox rows past their time dropped"
+        ),
+        Err(err) => tracing::warn!(error = %err, "SMPP parts and outbox not pruned"),
     }
 }
 
@@ -139,7 +145,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn run(listener: TcpListener, smpp: Arc<Smpp>, mut shutdown: watch::Receiver<bool>) {
     let acceptor = smpp.tls.as_ref().map(ServerTls::acceptor);
     let mut sessions = JoinSet::new();
-    let mut prune = tokio::time::interval(PRUNE_INTERVAL);
+    let mut prune_timer = tokio::time::interval(PRUNE_INTERVAL);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -151,8 +157,8 @@ pub async fn run(listener: TcpListener, smpp: Arc<Smpp>, mut shutdown: watch::Re
                 }
             },
             () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
-            _ = prune.tick() => {
-                prune_parts(&smpp.store).await;
+            _ = prune_timer.tick() => {
+                prune(&smpp.store).await;
                 continue;
             }
         };

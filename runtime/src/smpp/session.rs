@@ -303,6 +303,7 @@ impl Session {
                 credential
             }
             Ok(_) => {
+                ::metrics::counter!("pigeon_smpp_binds_total", "outcome" => "refused").increment(1);
                 self.failed_binds += 1;
                 tracing::warn!(system_id = %bind.system_id, "SMPP bind refused: unknown system_id or wrong password");
                 self.respond(&pdu, status::RBINDFAIL, Vec::new()).await;
@@ -318,6 +319,7 @@ impl Session {
                 return Flow::Continue;
             }
         };
+        ::metrics::counter!("pigeon_smpp_binds_total", "outcome" => "bound").increment(1);
         tracing::Span::current().record("system_id", credential.system_id.as_str());
         tracing::info!(mode = mode.as_str(), account_id = %credential.account_id, "SMPP bound");
         let principal = Principal {
@@ -383,6 +385,9 @@ impl Session {
                     )
                 }
             };
+            ::metrics::counter!("pigeon_smpp_submit_sm_total",
+                "status" => format!("{:#04x}", reply.status))
+            .increment(1);
             let _ = out.send(reply.to_bytes()).await;
             drop(permit);
         };
@@ -503,6 +508,9 @@ impl Session {
             let sequence = self.sequence();
             let body = receipts::deliver_sm(&item).encode();
             tracing::debug!(outbox_id = %item.id, attempt = item.attempts, "deliver_sm sent");
+            ::metrics::counter!("pigeon_smpp_deliver_sm_total",
+                "kind" => if item.kind == stored::OutboxKind::Mo { "mo" } else { "receipt" })
+            .increment(1);
             self.in_flight.insert(
                 sequence,
                 InFlight {

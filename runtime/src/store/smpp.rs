@@ -104,14 +104,20 @@ pub fn credential_active(conn: &Connection, id: &str) -> Result<bool> {
         .is_some())
 }
 
-/// Revokes a credential and drops what waits for it alone; `false` if it
-/// was not in force.
+/// Revokes a credential and drops what waits for it alone (its receipts,
+/// the parts of its long messages); `false` if it was not in force.
 pub fn revoke_credential(conn: &Connection, id: &str, now: i64) -> Result<bool> {
     let revoked = conn
         .prepare_cached(
             "UPDATE smpp_credentials SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
         )?
         .execute(params![id, now])?;
+    if revoked == 1 {
+        conn.prepare_cached("DELETE FROM smpp_outbox WHERE credential_id = ?1")?
+            .execute([id])?;
+        conn.prepare_cached("DELETE FROM smpp_parts WHERE credential_id = ?1")?
+            .execute([id])?;
+    }
     Ok(revoked == 1)
 }
 
@@ -468,9 +474,14 @@ pub fn forget_parts(conn: &Connection, credential_id: &str, group: &str) -> Resu
     Ok(())
 }
 
-/// Parts whose message never completed, older than `cutoff`, are dropped.
-pub fn prune_parts(conn: &Connection, cutoff: i64) -> Result<usize> {
-    Ok(conn
+/// Parts whose message never completed, older than `parts_cutoff`, and
+/// outbox rows no bind took before `outbox_cutoff` are dropped; how many.
+pub fn prune(conn: &Connection, parts_cutoff: i64, outbox_cutoff: i64) -> Result<usize> {
+    let parts = conn
         .prepare_cached("DELETE FROM smpp_parts WHERE received_at < ?1")?
-        .execute([cutoff])?)
+        .execute([parts_cutoff])?;
+    let rows = conn
+        .prepare_cached("DELETE FROM smpp_outbox WHERE created_at < ?1")?
+        .execute([outbox_cutoff])?;
+    Ok(parts + rows)
 }

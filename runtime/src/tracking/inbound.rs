@@ -2,7 +2,8 @@
 //! that owns the number it was sent to, found in the inventory (never
 //! guessed from who wrote to the handset last), with the message it
 //! answers and, when the number, its pool or the account names one, a
-//! `message.inbound` webhook in the same transaction. Parts of a long
+//! `message.inbound` webhook in the same transaction (and, for an account
+//! with SMPP credentials, a `deliver_sm` in the SMPP outbox). Parts of a long
 //! message wait until all have come (or until a timeout) and are filed as
 //! one.
 
