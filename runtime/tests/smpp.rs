@@ -666,3 +666,41 @@ async fn an_acknowledged_part_survives_kill_9() {
     assert_eq!(message["body"], text.as_str());
     server.terminate().await;
 }
+
+#[tokio::test]
+async fn a_bind_has_at_most_window_deliver_sm_unacknowledged() {
+    let server = start(|config| {
+        config.smpp.window = 2;
+        config.smpp.response_timeout_secs = 30;
+    })
+    .await;
+    let (tenant, system_id, password) = tenant_with_credential(&server).await;
+    // Three inbound messages wait while no receiver is bound.
+    for body in ["one", "two", "three"] {
+        let (status, reply) = tenant
+            .developer
+            .post(
+                "/v1/sandbox/inbound",
+                json!({"from": "+84987654407", "to": NUMBER, "body": body}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{reply}");
+    }
+    let mut esme = bound(&server, command::BIND_RECEIVER, &system_id, &password).await;
+    // The bind sends what its window allows at once; the enquire_link's
+    // answer comes after them, so by then any more would have come too.
+    let sequence = esme.send(command::ENQUIRE_LINK, Vec::new()).await;
+    esme.response(sequence).await;
+    assert_eq!(esme.delivered.len(), 2, "a window of 2");
+    let (first, _) = esme.deliver_sm().await;
+    esme.ack(&first).await;
+    let (_, second) = esme.deliver_sm().await;
+    // Only now is there room for the third.
+    let (_, third) = esme.deliver_sm().await;
+    let texts: Vec<String> = [second, third]
+        .iter()
+        .map(|mo| pigeon::encoding::text_of_septets(&mo.short_message))
+        .collect();
+    assert_eq!(texts, ["two", "three"]);
+    server.stop().await;
+}
