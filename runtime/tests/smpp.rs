@@ -324,6 +324,46 @@ async fn submit_sm_goes_through_the_accept_path() {
     let mut receiver = bound(&server, command::BIND_RECEIVER, &system_id, &password).await;
     let refused = receiver.submit(&gsm(NUMBER, HANDSET, "hi")).await;
     assert_eq!(refused.status, status::RINVBNDSTS);
+
+    // A sandbox credential sends from any sender, as a sandbox key does.
+    let (status, sandbox) = tenant
+        .admin
+        .post(
+            &format!("/v1/accounts/{}/smpp-credentials", tenant.account_id),
+            json!({"system_id": "acme-test", "sandbox": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sandbox}");
+    let mut test = bound(
+        &server,
+        command::BIND_TRANSMITTER,
+        "acme-test",
+        sandbox["password"].as_str().unwrap(),
+    )
+    .await;
+    message_id(
+        &test
+            .submit(&gsm("+84912340399", "84987654402", "test"))
+            .await,
+    );
+
+    // Over the account's daily quota: throttled.
+    let reply = server
+        .admin()
+        .send(
+            hyper::Method::PATCH,
+            &format!("/v1/accounts/{}", tenant.account_id),
+            Some(
+                json!({"limits": {"messages_per_day": 1}})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let throttled = esme.submit(&gsm(NUMBER, "84987654402", "more")).await;
+    assert_eq!(throttled.status, status::RTHROTTLED);
     server.stop().await;
 }
 
