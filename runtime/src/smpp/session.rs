@@ -22,8 +22,10 @@ use crate::auth::{Principal, Role};
 use crate::store::smpp::{self as stored, CredentialRecord};
 use crate::time::now_ms;
 
-/// How often a bind looks for due outbox rows and checks its credential.
-const TICK: Duration = Duration::from_millis(200);
+/// How often a bind checks its timers; it looks for due outbox rows every
+/// `OUTBOX_POLL`, and at once after a `deliver_sm_resp` made room.
+const TICK: Duration = Duration::from_millis(100);
+const OUTBOX_POLL: Duration = Duration::from_millis(500);
 const CREDENTIAL_CHECK: Duration = Duration::from_secs(1);
 /// `submit_sm`s of one bind being stored at once; past it, reading waits.
 const MAX_SUBMITS_IN_FLIGHT: usize = 32;
@@ -97,6 +99,9 @@ struct Session {
     in_flight: HashMap<u32, InFlight>,
     submits: Arc<Semaphore>,
     credential_checked: Instant,
+    outbox_polled: Instant,
+    /// An acknowledgement made room in the window: look again now.
+    room_made: bool,
 }
 
 type Incoming = mpsc::Receiver<Result<Option<Pdu>, PduError>>;
@@ -140,6 +145,8 @@ pub(super) async fn serve<S>(
         in_flight: HashMap::new(),
         submits: Arc::new(Semaphore::new(MAX_SUBMITS_IN_FLIGHT)),
         credential_checked: Instant::now(),
+        outbox_polled: Instant::now(),
+        room_made: false,
     };
     let span = tracing::info_span!("smpp", %peer, system_id = tracing::field::Empty);
     async {
@@ -403,6 +410,7 @@ impl Session {
         let Some(sent) = self.in_flight.remove(&pdu.sequence) else {
             return;
         };
+        self.room_made = true;
         let id = sent.outbox_id;
         let now = now_ms();
         let written = if is_deliver && pdu.status == status::ROK {
@@ -451,7 +459,9 @@ impl Session {
         // Unanswered for too long: the row is due again (see claim_outbox).
         self.in_flight
             .retain(|_, sent| sent.sent.elapsed() < timeout);
-        self.deliver_due().await;
+        if self.room_made || self.outbox_polled.elapsed() >= OUTBOX_POLL {
+            self.deliver_due().await;
+        }
         Flow::Continue
     }
 
@@ -463,6 +473,8 @@ impl Session {
         if !bound.mode.receives() {
             return;
         }
+        self.outbox_polled = Instant::now();
+        self.room_made = false;
         let room = self.smpp.config.window.saturating_sub(self.in_flight.len());
         if room == 0 {
             return;
