@@ -51,6 +51,9 @@ struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "PIGEON_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Address the SMPP server listens on [default: 127.0.0.1:2775].
+    #[arg(long, env = "PIGEON_SMPP_LISTEN")]
+    smpp_listen: Option<SocketAddr>,
     /// Directory for the database [default: ./data].
     #[arg(long, env = "PIGEON_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -86,6 +89,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     if let Some(listen) = args.listen {
         config.listen = listen;
+    }
+    if let Some(listen) = args.smpp_listen {
+        config.smpp.listen = listen;
     }
     if let Some(data_dir) = args.data_dir {
         config.data_dir = data_dir;
@@ -134,6 +140,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             .unwrap_or_default();
         tracing::info!(data_dir = %config.data_dir.display(), "pigeon started");
         eprintln!("pigeon: listening on http://{address}");
+        match pigeon.smpp_addr() {
+            Some(smpp) => eprintln!("pigeon: SMPP listening on {smpp}"),
+            None => eprintln!("pigeon: SMPP disabled"),
+        }
         pigeon.serve(listener, shutdown_signal()).await;
         tracing::info!("pigeon stopped");
         ExitCode::SUCCESS

@@ -54,6 +54,8 @@ pub struct Config {
     /// How long bodies, webhook rows and events are kept (see
     /// `compliance::retention`).
     pub retention: crate::compliance::retention::RetentionConfig,
+    /// The SMPP 3.4 server for customers' ESMEs (see docs/smpp.md).
+    pub smpp: crate::smpp::SmppConfig,
 }
 
 /// `GET /metrics`: who may scrape it.
@@ -83,6 +85,7 @@ impl Default for Config {
             policies: crate::policies::PoliciesConfig::default(),
             metrics: MetricsConfig::default(),
             retention: crate::compliance::retention::RetentionConfig::default(),
+            smpp: crate::smpp::SmppConfig::default(),
         }
     }
 }
@@ -489,6 +492,9 @@ impl Config {
             }
         };
         positive("server.max_connections", self.server.max_connections as u64)?;
+        self.smpp
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         positive("inbound.part_timeout_ms", self.inbound.part_timeout_ms)?;
         positive("server.idle_timeout_ms", self.server.idle_timeout_ms)?;
         positive(

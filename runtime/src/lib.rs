@@ -24,6 +24,7 @@ pub mod plugins;
 pub mod policies;
 pub mod runtime;
 pub mod server;
+pub mod smpp;
 pub mod store;
 pub mod submit;
 pub mod time;

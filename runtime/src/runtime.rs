@@ -33,6 +33,8 @@ pub enum StartError {
     Policies(#[from] PolicyError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Smpp(#[from] crate::smpp::SmppError),
 }
 
 /// A running Pigeon, minus its HTTP listener.
@@ -48,6 +50,8 @@ pub struct Pigeon {
     retention_sweep: JoinHandle<()>,
     /// Sends the replies TwiML answers asked for.
     twiml_replies: JoinHandle<()>,
+    /// The SMPP server, when `[smpp] enabled`, and the address it listens on.
+    smpp: Option<(JoinHandle<()>, std::net::SocketAddr)>,
     plugin_reloader: Option<JoinHandle<()>>,
     /// Reloads the policies when their files change; stops when dropped.
     _policy_watcher: Option<PolicyWatcher>,
@@ -197,6 +201,22 @@ impl Pigeon {
             replies_waker,
             shutdown_rx.clone(),
         ));
+        let smpp = match config.smpp.enabled {
+            false => None,
+            true => {
+                let listener = crate::smpp::bind(&config.smpp).await?;
+                let addr = listener.local_addr().unwrap_or(config.smpp.listen);
+                let server = Arc::new(crate::smpp::Smpp {
+                    store: store.clone(),
+                    submit: app.submit.clone(),
+                    hasher: app.accounts.hasher().clone(),
+                    config: config.smpp.clone(),
+                    tls: tls.clone(),
+                });
+                let task = tokio::spawn(crate::smpp::run(listener, server, shutdown_rx.clone()));
+                Some((task, addr))
+            }
+        };
         let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx));
         Ok(Self {
             app,
@@ -207,6 +227,7 @@ impl Pigeon {
             inbound_parts,
             retention_sweep,
             twiml_replies,
+            smpp,
             plugin_reloader,
             _policy_watcher: policy_watcher,
             server: config.server.clone(),
@@ -217,6 +238,11 @@ impl Pigeon {
 
     pub fn app(&self) -> Arc<App> {
         self.app.clone()
+    }
+
+    /// Where the SMPP server listens (the real port when configured with 0).
+    pub fn smpp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.smpp.as_ref().map(|(_, addr)| *addr)
     }
 
     /// Serves the API on `listener` until `shutdown` resolves, then stops.
@@ -230,6 +256,10 @@ impl Pigeon {
     /// the sandbox still owes are sent after the next start.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
+        // Binds are unbound first: no submit_sm is accepted after this.
+        if let Some((smpp, _)) = self.smpp {
+            let _ = smpp.await;
+        }
         let _ = self.dispatcher.await;
         if let Some(reloader) = self.plugin_reloader {
             reloader.abort();

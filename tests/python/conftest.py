@@ -70,7 +70,9 @@ def start_pigeon(extra_env=None) -> Pigeon:
         raise RuntimeError(f"{binary} is missing: run `cargo build -p pigeon-runtime` first (scripts/test does)")
     data_dir = tempfile.mkdtemp(prefix="pigeon-pytest-")
     log = open(Path(data_dir) / "server.log", "w+")
-    env = dict(os.environ, PIGEON_ADMIN_KEY=ADMIN_KEY, PIGEON_LOG="warn", **(extra_env or {}))
+    # SMPP on a free port too; its address is read from the startup log.
+    env = dict(os.environ, PIGEON_ADMIN_KEY=ADMIN_KEY, PIGEON_LOG="warn", PIGEON_SMPP_LISTEN="127.0.0.1:0",
+               **(extra_env or {}))
     process = subprocess.Popen(
         [str(binary), "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
         cwd=ROOT,
@@ -80,6 +82,7 @@ def start_pigeon(extra_env=None) -> Pigeon:
         text=True,
     )
     address = None
+    smpp = None
     deadline = time.monotonic() + 60
     for line in process.stderr:
         log.write(line)
@@ -89,6 +92,13 @@ def start_pigeon(extra_env=None) -> Pigeon:
             break
         if time.monotonic() > deadline:
             break
+    if address is not None:
+        # cli.rs prints the SMPP address on the line after the HTTP one.
+        line = process.stderr.readline()
+        log.write(line)
+        match = re.search(r"SMPP listening on (\S+):(\d+)", line)
+        if match:
+            smpp = (match.group(1), int(match.group(2)))
     if address is None:
         process.kill()
         log.seek(0)
@@ -101,7 +111,9 @@ def start_pigeon(extra_env=None) -> Pigeon:
             log.flush()
 
     threading.Thread(target=drain, daemon=True).start()
-    return Pigeon(process, address, data_dir, log)
+    server = Pigeon(process, address, data_dir, log)
+    server.smpp = smpp
+    return server
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,7 @@ def seed(pigeon):
     created(pigeon, "/v1/suppressions", {"number": "+84911112222", "reason": "asked"})
     account = created(pigeon, "/v1/accounts", {"name": "Fuzzed"})["id"]
     key = created(pigeon, f"/v1/accounts/{account}/keys", {"role": "viewer"})["id"]
+    smpp = created(pigeon, f"/v1/accounts/{account}/smpp-credentials", {})["id"]
     return {
         "GET /v1/messages/{id}": {"id": message},
         "GET /v1/messages/{id}/webhooks": {"id": message},
@@ -71,6 +72,9 @@ def seed(pigeon):
         "PATCH /v1/keys/{id}": {"id": key},
         "POST /v1/keys/{id}/rotate": {"id": key},
         "PATCH /v1/accounts/{id}": {"id": account},
+        "GET /v1/accounts/{id}/smpp-credentials": {"id": account},
+        "POST /v1/accounts/{id}/smpp-credentials": {"id": account},
+        "DELETE /v1/smpp-credentials/{id}": {"id": smpp},
     }
 
 

@@ -13,6 +13,7 @@ mod messages;
 mod numbers;
 mod policies;
 mod pools;
+mod smpp;
 mod tools;
 mod twilio_credentials;
 mod webhooks;
@@ -158,6 +159,16 @@ const AUDITED: &[(Method, &str, &str)] = &[
         "/v1/webhooks/{id}/redeliver",
         "webhook.redeliver",
     ),
+    (
+        Method::POST,
+        "/v1/accounts/{id}/smpp-credentials",
+        "smpp_credential.create",
+    ),
+    (
+        Method::DELETE,
+        "/v1/smpp-credentials/{id}",
+        "smpp_credential.revoke",
+    ),
 ];
 
 fn audited_action(method: &Method, route: &str) -> Option<&'static str> {
@@ -287,6 +298,15 @@ async fn route(
         }
         (["v1", "accounts", id], &Method::PATCH) => {
             accounts::update_account(app, &authed(ManageAccounts)?, id, body).await
+        }
+        (["v1", "accounts", id, "smpp-credentials"], &Method::GET) => {
+            smpp::list(app, &authed(ManageKeys)?, id).await
+        }
+        (["v1", "accounts", id, "smpp-credentials"], &Method::POST) => {
+            smpp::create(app, &authed(ManageKeys)?, id, body).await
+        }
+        (["v1", "smpp-credentials", id], &Method::DELETE) => {
+            smpp::revoke(app, &authed(ManageKeys)?, id).await
         }
         (["v1", "keys", id], &Method::DELETE) => {
             accounts::revoke_key(app, &authed(ManageKeys)?, id).await
@@ -511,6 +531,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ),
     ("/v1/keys/{id}", &["PATCH", "DELETE"]),
     ("/v1/keys/{id}/rotate", &["POST"]),
+    ("/v1/accounts/{id}/smpp-credentials", &["GET", "POST"]),
+    ("/v1/smpp-credentials/{id}", &["DELETE"]),
     ("/v1/audit", &["GET"]),
     ("/v1/messages", &["GET", "POST"]),
     ("/v1/messages/batch", &["POST"]),

@@ -394,3 +394,32 @@ fn non_gsm(text: &str) -> Vec<char> {
     }
     found
 }
+
+/// The text of unpacked GSM 7-bit septets, one per octet, as SMPP carries
+/// them with `data_coding` 0. An unknown extension code reads as its
+/// default-alphabet character (23.038's fallback); a trailing escape is dropped.
+pub fn text_of_septets(septets: &[u8]) -> String {
+    let mut text = String::with_capacity(septets.len());
+    let mut bytes = septets.iter().map(|b| b & 0x7F);
+    while let Some(septet) = bytes.next() {
+        if septet == gsm7::ESC {
+            let Some(code) = bytes.next() else { break };
+            if let Some(c) = gsm7::extended_char(code).or_else(|| gsm7::basic_char(code)) {
+                text.push(c);
+            }
+        } else if let Some(c) = gsm7::basic_char(septet) {
+            text.push(c);
+        }
+    }
+    text
+}
+
+/// `text` as unpacked GSM 7-bit septets, if every character has one.
+pub fn septets_of_text(text: &str) -> Option<Vec<u8>> {
+    if !text.chars().all(|c| gsm7::lookup(c).is_some()) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len());
+    gsm7::push_septets(text, &mut out);
+    Some(out)
+}

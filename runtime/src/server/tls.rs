@@ -81,7 +81,8 @@ impl ServerTls {
         })
     }
 
-    pub(super) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+    /// The acceptor for a listener using this certificate (the API's, and SMPP's).
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         tokio_rustls::TlsAcceptor::from(self.config.clone())
     }
 

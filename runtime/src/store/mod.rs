@@ -16,6 +16,7 @@ pub mod reports;
 pub mod retention;
 pub mod rollups;
 mod schema;
+pub mod smpp;
 pub mod twilio;
 pub mod webhooks;
 mod writer;

@@ -455,6 +455,45 @@ const MIGRATIONS: &[&str] = &[
         created_at   INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 17: the SMPP server (see smpp.rs): accounts' credentials, the parts
+    // of client-split long messages, and the outbox of receipts and
+    // inbound messages for bound ESMEs.
+    r#"
+    CREATE TABLE smpp_credentials (
+        id            TEXT PRIMARY KEY,
+        account_id    TEXT NOT NULL REFERENCES accounts (id),
+        system_id     TEXT NOT NULL UNIQUE,
+        password_hash BLOB NOT NULL,
+        sandbox       INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL,
+        revoked_at    INTEGER
+    );
+    CREATE INDEX smpp_credentials_by_account ON smpp_credentials (account_id);
+    CREATE TABLE smpp_parts (
+        credential_id TEXT NOT NULL,
+        grp           TEXT NOT NULL,
+        seq           INTEGER NOT NULL,
+        total         INTEGER NOT NULL,
+        id            TEXT NOT NULL,
+        body          TEXT NOT NULL,
+        received_at   INTEGER NOT NULL,
+        PRIMARY KEY (credential_id, grp, seq)
+    );
+    CREATE INDEX smpp_parts_by_time ON smpp_parts (received_at);
+    CREATE TABLE smpp_outbox (
+        id              TEXT PRIMARY KEY,
+        account_id      TEXT NOT NULL,
+        credential_id   TEXT,
+        kind            TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        claimed_by      TEXT
+    );
+    CREATE INDEX smpp_outbox_due ON smpp_outbox (account_id, next_attempt_at);
+    CREATE INDEX smpp_outbox_claims ON smpp_outbox (claimed_by) WHERE claimed_by IS NOT NULL;
+    "#,
 ];
 
 /// The migration that adds `accounts.webhook_secret`.

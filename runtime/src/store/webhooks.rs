@@ -107,8 +107,13 @@ pub(super) struct StatusEvent<'a> {
 }
 
 /// Puts the report of `event` in the outbox, due at once, if the message
-/// asked for one. Runs inside the transaction that made the change.
+/// asked for one (a webhook, or an SMPP receipt). Runs inside the
+/// transaction that made the change.
 pub(super) fn enqueue_status(conn: &Connection, event: &StatusEvent<'_>) -> Result<()> {
+    // An SMPP message's report is a deliver_sm receipt to the ESME's bind.
+    if event.origin == Origin::Smpp {
+        super::smpp::enqueue_receipt(conn, event)?;
+    }
     let Some(callback_url) = event.callback_url else {
         return Ok(());
     };

@@ -2,7 +2,8 @@
 //! that owns the number it was sent to, found in the inventory (never
 //! guessed from who wrote to the handset last), with the message it
 //! answers and, when the number, its pool or the account names one, a
-//! `message.inbound` webhook in the same transaction. Parts of a long
+//! `message.inbound` webhook in the same transaction (and, for an account
+//! with SMPP credentials, a `deliver_sm` in the SMPP outbox). Parts of a long
 //! message wait until all have come (or until a timeout) and are filed as
 //! one.
 
@@ -211,6 +212,17 @@ fn store(
         in_reply_to: record.in_reply_to.as_deref(),
         keyword: answered.as_ref().map(|a| a.keyword.as_str()),
     };
+    crate::store::smpp::enqueue_mo(
+        conn,
+        &crate::store::smpp::MoEvent {
+            account_id: account,
+            inbound_id: &id,
+            from: &record.from,
+            to: &record.to,
+            text: &record.text,
+            received_at: now,
+        },
+    )?;
     if let Some(url) = inbound_url(conn, number, account)? {
         enqueue_inbound(
             conn,

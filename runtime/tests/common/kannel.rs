@@ -32,6 +32,23 @@ const INSTALL_HINT: &str = "the Kannel adapter tests need a real Kannel: \
                             `apt-get install -y kannel kannel-extras` (bearerbox and smsbox from \
                             kannel, fakesmsc from kannel-extras)";
 
+/// The SMSC connection bearerbox has.
+#[derive(Debug, Clone)]
+pub enum Smsc {
+    /// `smsc = fake`, served by fakesmsc (see above).
+    Fake,
+    /// `smsc = smpp`: bearerbox binds as a transceiver ESME to this SMPP
+    /// server (Pigeon's own, in its SMPP server tests); no fakesmsc.
+    Smpp {
+        port: u16,
+        system_id: String,
+        password: String,
+    },
+}
+
+/// The `smsc-id` of the SMPP connection.
+pub const SMPP_SMSC_ID: &str = "pigeon";
+
 /// A message the fake SMSC received from bearerbox, as fakesmsc prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmscMessage {
@@ -222,10 +239,16 @@ impl Kannel {
     ///
     /// Panics (with the install command) if a binary is missing.
     pub fn start(ports: KannelPorts, mo_url: Option<&str>) -> Self {
+        Self::start_with(ports, mo_url, Smsc::Fake)
+    }
+
+    /// As [`Kannel::start`], with the given SMSC connection; for
+    /// [`Smsc::Smpp`], ready once bearerbox's SMPP bind is online.
+    pub fn start_with(ports: KannelPorts, mo_url: Option<&str>, smsc: Smsc) -> Self {
         let bin = Binaries::find();
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("kannel.conf");
-        std::fs::write(&conf, config(&ports, dir.path(), mo_url)).unwrap();
+        std::fs::write(&conf, config(&ports, dir.path(), mo_url, &smsc)).unwrap();
         let output = Arc::new((Mutex::new(FakeSmscOutput::default()), Condvar::new()));
         let mut kannel = Self {
             ports,
@@ -256,6 +279,18 @@ impl Kannel {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.smsbox.display()));
         kannel.children.push(("smsbox", smsbox));
+        if matches!(smsc, Smsc::Smpp { .. }) {
+            kannel.wait_until("smsbox and the SMPP bind", |k| {
+                let status = k.status().unwrap_or_default();
+                smsbox_online(&status)
+                    && status.lines().any(|l| {
+                        l.trim_start().starts_with(&format!("{SMPP_SMSC_ID}["))
+                            && l.contains("(online")
+                    })
+                    && TcpStream::connect(("127.0.0.1", k.ports.sendsms)).is_ok()
+            });
+            return kannel;
+        }
         // fakesmsc in interactive mode: no messages on the command line,
         // each line on stdin is sent as an MO; its log goes to stderr.
         let mut fakesmsc = Command::new(&bin.fakesmsc)
@@ -458,6 +493,25 @@ fn read_fakesmsc(stream: Box<dyn Read + Send>, output: &(Mutex<FakeSmscOutput>, 
     }
 }
 
+fn smsc_group(ports: &KannelPorts, smsc: &Smsc) -> String {
+    match smsc {
+        Smsc::Fake => format!(
+            "group = smsc\nsmsc = fake\nsmsc-id = {SMSC_ID}\nport = {}\nconnect-allow-ip = 127.0.0.1\n",
+            ports.smsc
+        ),
+        Smsc::Smpp {
+            port,
+            system_id,
+            password,
+        } => format!(
+            "group = smsc\nsmsc = smpp\nsmsc-id = {SMPP_SMSC_ID}\nhost = 127.0.0.1\nport = {port}\n\
+             transceiver-mode = true\nsmsc-username = {system_id}\nsmsc-password = {password}\n\
+             system-type = \"\"\ninterface-version = 34\nreconnect-delay = 1\n\
+             enquire-link-interval = 30\n"
+        ),
+    }
+}
+
 /// A minimal HTTP/1.0 GET on loopback: status and body.
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -475,7 +529,7 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body.to_owned()))
 }
 
-fn config(ports: &KannelPorts, dir: &Path, mo_url: Option<&str>) -> String {
+fn config(ports: &KannelPorts, dir: &Path, mo_url: Option<&str>, smsc: &Smsc) -> String {
     let dir = dir.display();
     let mut conf = format!(
         r#"group = core
@@ -492,12 +546,7 @@ log-level = 0
 access-log = "{dir}/access.log"
 dlr-storage = internal
 
-group = smsc
-smsc = fake
-smsc-id = {SMSC_ID}
-port = {smsc}
-connect-allow-ip = 127.0.0.1
-
+{smsc_group}
 group = smsbox
 bearerbox-host = 127.0.0.1
 bearerbox-port = {smsbox}
@@ -514,8 +563,8 @@ concatenation = false
 "#,
         admin = ports.admin,
         smsbox = ports.smsbox,
-        smsc = ports.smsc,
         sendsms = ports.sendsms,
+        smsc_group = smsc_group(ports, smsc),
     );
     if let Some(url) = mo_url {
         conf.push_str(&format!(

@@ -44,12 +44,16 @@ pub fn test_config(data_dir: &Path) -> Config {
     // Tests from before the number inventory send from any sender; the
     // ones about ownership turn this back on.
     config.senders.require_owned = false;
+    // Many servers run at once: none may take SMPP's 2775.
+    config.smpp.listen = "127.0.0.1:0".parse().unwrap();
     config
 }
 
 /// Pigeon running in this process.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where its SMPP server listens, when enabled.
+    pub smpp_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -78,12 +82,14 @@ impl TestServer {
         let pigeon = Pigeon::start(&config, Some(ADMIN_KEY.into()))
             .await
             .unwrap();
+        let smpp_addr = pigeon.smpp_addr();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(pigeon.serve(listener, async {
             let _ = stopped.await;
         }));
         Self {
             addr,
+            smpp_addr,
             data_dir: data_dir.to_owned(),
             shutdown: Some(shutdown),
             task: Some(task),
@@ -357,6 +363,8 @@ impl BinaryServer {
             .args(extra_args)
             .env("PIGEON_ADMIN_KEY", ADMIN_KEY)
             .env("PIGEON_LOG", level)
+            // Many servers run at once: none may take SMPP's 2775.
+            .env("PIGEON_SMPP_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
