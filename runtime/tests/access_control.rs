@@ -2,7 +2,7 @@
 //! networks and in time, rotation with a grace period, the request rate and
 //! the daily quota (across a restart).
 
-mod common;
+use crate::common;
 
 use common::{Client, TestServer, new_tenant, wait_until};
 use hyper::{Method, StatusCode};

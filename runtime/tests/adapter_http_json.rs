@@ -5,7 +5,7 @@
 //! status webhooks to the `webhook_url` it was given and an inbound message
 //! to `…/inbound`, as the carrier would.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -14,9 +14,7 @@
 //! These tests need `apt-get install kannel kannel-extras`; without the
 //! binaries they fail and say so.
 
-mod common;
-#[path = "common/kannel.rs"]
-mod kannel;
+use crate::common::{self, kannel};
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! `status`), and then calls Pigeon's callback URL as Vonage would, with
 //! delivery receipts (`…/dlr`) and an inbound SMS (`…/inbound`).
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

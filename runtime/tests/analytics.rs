@@ -2,7 +2,7 @@
 //! figures agree with the message records, survive a restart, stay within
 //! their account, and the metrics endpoint is scrapeable and guarded.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, new_tenant, wait_until};
 use hyper::StatusCode;

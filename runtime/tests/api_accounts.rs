@@ -1,7 +1,7 @@
 //! Accounts, API keys and roles over HTTP: authentication, what each role
 //! may do, isolation between accounts, and keys shown once and stored hashed.
 
-mod common;
+use crate::common;
 
 use common::{
     ADMIN_KEY, Client, Tenant, TestServer, assert_422, assert_error, new_tenant, raw_request,

@@ -2,7 +2,7 @@
 //! idempotency, scheduling, cancelation, validity, batches, reading,
 //! listing and encoding analysis.
 
-mod common;
+use crate::common;
 
 use common::{
     ADMIN_KEY, Client, Reply, Tenant, TestServer, assert_422, assert_error, event_statuses,

@@ -6,7 +6,7 @@
 //! which is the carrier's callback URL that `GET /v1/carriers` shows, and
 //! the messages reach `delivered`.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! inbound messages), `GET /v1/carriers`, misbehaving plugins contained, and
 //! a plugin reloaded under load.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, new_tenant, wait_until};
 use hyper::{Method, StatusCode};

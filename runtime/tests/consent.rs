@@ -4,7 +4,7 @@
 //! with CSV import; consent records, required for marketing, with their
 //! history; all of it kept across a restart.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! `/dashboard`, each asset with its content type and caching, a `404` for
 //! any other name, and nothing that makes the browser reach past this server.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

@@ -2,7 +2,7 @@
 //! by number suffix (`…0001` undeliverable, `…0002` rejected, `…0003` fails
 //! once), plus the queue's priority order and restarts.
 
-mod common;
+use crate::common;
 
 use common::{
     Client, TestServer, event_statuses, insert_stored, new_tenant, open_store, stored_message,

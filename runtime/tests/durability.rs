@@ -2,7 +2,7 @@
 //! every accepted message is there and carries on to delivery; the only
 //! parts sent twice are those whose carrier hand-off was never acknowledged.
 
-mod common;
+use crate::common;
 
 use common::{BinaryServer, Client, wait_until};
 use serde_json::{Value, json};

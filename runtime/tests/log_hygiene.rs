@@ -2,7 +2,7 @@
 //! message's text. Runs the real binary with debug logging and reads its
 //! whole log.
 
-mod common;
+use crate::common;
 
 use common::BinaryServer;
 use hyper::{Method, StatusCode};

@@ -1,7 +1,7 @@
 //! The number inventory over HTTP: operators add senders, accounts claim,
 //! release and configure them, and no account sees another's.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, assert_422, assert_error, new_tenant};
 use hyper::{Method, StatusCode};

@@ -2,7 +2,7 @@
 //! router's table of routes and the document list the same operations, and
 //! each documented operation reaches a handler with a documented status.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -3,7 +3,7 @@
 //! set, routing failover across two carriers, pacing deferral, and the
 //! compliance endpoints.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! on broken copies; the watcher picks up edits and keeps the last good set
 //! when an edit is broken.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

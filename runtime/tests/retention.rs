@@ -2,7 +2,7 @@
 //! (and on request), per-account periods, webhook rows and events deleted,
 //! and OTP bodies masked for viewers.
 
-mod common;
+use crate::common;
 
 use common::{Client, Tenant, TestServer, new_tenant, own_number, wait_until};
 use hyper::{Method, StatusCode};

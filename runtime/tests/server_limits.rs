@@ -1,6 +1,6 @@
 //! What one client may hold of the server: connections, time and memory.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! here binds with an account's credential, submits, and reads the
 //! receipts and inbound messages Pigeon sends it.
 
-mod common;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -8,9 +8,7 @@
 //! Needs `apt-get install kannel` (bearerbox and smsbox); without the
 //! binaries it fails and says so.
 
-mod common;
-#[path = "common/kannel.rs"]
-mod kannel;
+use crate::common::{self, kannel};
 
 use common::receiver::Receiver;
 use common::{TestServer, new_tenant, own_number, wait_until};

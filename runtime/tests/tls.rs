@@ -2,7 +2,7 @@
 //! HTTP/1.1 by ALPN, plain HTTP refused, bad files named at start, and the
 //! sandbox's delivery reports still reaching Pigeon's own HTTPS listener.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

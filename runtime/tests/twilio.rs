@@ -7,7 +7,7 @@
 //! `tests/python/test_twilio.py` drives the same door with Twilio's own
 //! Python SDK.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

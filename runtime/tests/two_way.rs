@@ -4,7 +4,7 @@
 //! replies in its own inbox and on its own signed webhook — never another
 //! account's.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

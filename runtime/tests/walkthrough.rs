@@ -1,7 +1,7 @@
 //! The README's walk-through, against the real binary: create an account and
 //! a key, send a message, and watch it go queued → sending → sent → delivered.
 
-mod common;
+use crate::common;
 
 use common::BinaryServer;
 use serde_json::json;

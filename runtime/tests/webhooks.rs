@@ -3,7 +3,7 @@
 //! status. Covers order, signatures, payloads, retries, giving up, cancels,
 //! the SSRF guard, the per-message listing and restarts.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

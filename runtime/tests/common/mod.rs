@@ -2,6 +2,7 @@
 //! `pigeon` binary, and a small JSON-over-HTTP client.
 #![allow(dead_code)]
 
+pub mod kannel;
 pub mod receiver;
 
 use std::future::Future;
