@@ -6,7 +6,12 @@
 //! production), then times the query `GET /v1/analytics/messages` makes
 //! for one account: the last 24 hours, hourly, by carrier (and by country).
 //!
-//! cargo run --release -p pigeon-runtime --example analytics_bench -- [--messages N]
+//! With `--data-dir DIR` the store is filled in DIR and kept, and with
+//! `--fill-only` nothing is timed: `scripts/bench-vs-kannel --history N`
+//! uses both to give Pigeon a store with history.
+//!
+//! cargo run --release -p pigeon-runtime --example analytics_bench -- \
+//!     [--messages N] [--data-dir DIR] [--fill-only]
 
 use std::time::Instant;
 
@@ -63,6 +68,8 @@ fn message(n: usize, created_at: i64, now: i64) -> MessageRecord {
 #[tokio::main]
 async fn main() {
     let mut total = 1_000_000usize;
+    let mut kept_dir = None;
+    let mut fill_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -72,15 +79,18 @@ async fn main() {
                     .and_then(|v| v.parse().ok())
                     .expect("--messages N")
             }
+            "--data-dir" => kept_dir = Some(args.next().expect("--data-dir DIR")),
+            "--fill-only" => fill_only = true,
             other => panic!("unknown argument {other}"),
         }
     }
-    let dir = tempfile::tempdir().unwrap();
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = kept_dir.map_or_else(|| temporary.path().to_owned(), std::path::PathBuf::from);
     let config = StoreConfig {
         synchronous: Synchronous::Normal,
         ..Default::default()
     };
-    let store = Store::open(dir.path(), &config).unwrap();
+    let store = Store::open(&dir, &config).unwrap();
     let now = pigeon::time::now_ms();
     let started = Instant::now();
     for chunk in 0..total.div_ceil(CHUNK) {
@@ -140,7 +150,12 @@ async fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    for group_by in [GroupBy::Carrier, GroupBy::Country] {
+    let groupings = if fill_only {
+        Vec::new()
+    } else {
+        vec![GroupBy::Carrier, GroupBy::Country]
+    };
+    for group_by in groupings {
         let query = RollupQuery {
             account_id: Some("acc_bench_3".into()),
             from: now - DAY_MS,
