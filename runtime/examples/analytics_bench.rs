@@ -150,12 +150,11 @@ async fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    let groupings = if fill_only {
-        Vec::new()
-    } else {
-        vec![GroupBy::Carrier, GroupBy::Country]
-    };
-    for group_by in groupings {
+    if fill_only {
+        store.close().await;
+        return;
+    }
+    for group_by in [GroupBy::Carrier, GroupBy::Country] {
         let query = RollupQuery {
             account_id: Some("acc_bench_3".into()),
             from: now - DAY_MS,

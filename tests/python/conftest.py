@@ -67,7 +67,7 @@ class Pigeon:
 def start_pigeon(extra_env=None) -> Pigeon:
     binary = pigeon_binary()
     if not binary.exists():
-        raise RuntimeError(f"{binary} is missing: run `cargo build -p pigeon-runtime` first (scripts/test builds it with `cargo test --workspace`)")
+        raise RuntimeError(f"{binary} is missing: run `cargo build -p pigeon-runtime` first, or use scripts/test")
     data_dir = tempfile.mkdtemp(prefix="pigeon-pytest-")
     log = open(Path(data_dir) / "server.log", "w+")
     # SMPP on a free port too; its address is read from the startup log.
