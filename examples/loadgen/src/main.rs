@@ -882,7 +882,8 @@ impl Kind {
 }
 
 /// Mobile number prefixes (with the number of random digits that follow) that
-/// libphonenumber (phonenumber 0.3.10) considers valid mobile (for the US,
+/// libphonenumber's metadata (checked with phonenumber 0.3.10; Pigeon now uses
+/// rlibphonenumber, which follows the same metadata) considers valid mobile (for the US,
 /// fixed-line-or-mobile) numbers of that country; each was checked on random samples.
 /// Not all of +852 5/6/9 is mobile (e.g. 515x, 900x are not), and the UK drama range
 /// +44 7700 900xxx is *not* valid for libphonenumber (nor is most of +44 7700), while

@@ -1,13 +1,12 @@
 //! Phone numbers: parsing E.164 or national numbers with a country hint,
-//! validating them against libphonenumber's metadata, and naming the country.
+//! validating them against libphonenumber's metadata (the `rlibphonenumber`
+//! crate), and naming the country.
 
 pub mod inventory;
 pub mod pools;
 pub mod rules;
 
-use std::str::FromStr;
-
-use phonenumber::{Mode, country};
+use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneNumberFormat, Region};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NumberError {
@@ -29,10 +28,17 @@ pub struct Recipient {
     pub country: Option<String>,
 }
 
-/// Parses a country hint (`"VN"`, `"hk"`).
-pub fn parse_country(hint: &str) -> Result<country::Id, NumberError> {
-    country::Id::from_str(&hint.to_ascii_uppercase())
-        .map_err(|_| NumberError::UnknownCountry(hint.to_owned()))
+/// Parses a country hint (`"VN"`, `"hk"`): a region libphonenumber has
+/// numbering rules for.
+pub fn parse_country(hint: &str) -> Result<Region, NumberError> {
+    Region::from_code(hint)
+        .ok()
+        .filter(|region| {
+            PHONE_NUMBER_UTIL
+                .get_country_code_for_region(*region)
+                .is_some()
+        })
+        .ok_or_else(|| NumberError::UnknownCountry(hint.to_owned()))
 }
 
 /// Normalises `raw` to E.164. A number starting with `+` stands alone;
@@ -53,13 +59,20 @@ pub fn normalize(raw: &str, country: Option<&str>) -> Result<Recipient, NumberEr
     if !trimmed.starts_with('+') && hint.is_none() {
         return Err(NumberError::NeedsCountry);
     }
-    let number = phonenumber::parse(hint, trimmed).map_err(|_| NumberError::Unparseable)?;
-    if !phonenumber::is_valid(&number) {
+    let number = PHONE_NUMBER_UTIL
+        .parse(trimmed, hint)
+        .map_err(|_| NumberError::Unparseable)?;
+    if !PHONE_NUMBER_UTIL.is_valid_number(&number) {
         return Err(NumberError::Invalid);
     }
     Ok(Recipient {
-        e164: number.format().mode(Mode::E164).to_string(),
-        country: number.country().id().map(|id| id.as_ref().to_owned()),
+        e164: PHONE_NUMBER_UTIL
+            .format(&number, PhoneNumberFormat::E164)
+            .into_owned(),
+        country: PHONE_NUMBER_UTIL
+            .get_region_for_number(&number)
+            .filter(|region| *region != Region::World)
+            .map(|region| region.to_string()),
     })
 }
 
