@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, params};
 
 use super::Result;
-use super::messages::{MessageRecord, PartChange, change_part, get_message_by_id};
+use super::messages::{MessageRecord, PartChange, change_part, get_message_by_id, parse_status};
 use super::reports::apply_early_reports;
 use crate::model::{MessageType, Status};
 
@@ -47,7 +47,7 @@ pub struct SubmitResult {
 }
 
 /// Due parts of one priority, oldest first (served by the `parts_due` index).
-pub(super) const DUE_PARTS: &str = "SELECT message_id, idx, attempts FROM parts \
+pub(super) const DUE_PARTS: &str = "SELECT message_id, idx, attempts, status FROM parts \
      WHERE status IN ('queued', 'scheduled') AND priority = ?1 AND due_at <= ?2 ORDER BY due_at";
 
 /// Claims up to `limit` due parts, most urgent type first, oldest first
@@ -62,7 +62,7 @@ pub fn claim_due(
     limit: usize,
     opted_out: impl Fn(&MessageRecord) -> bool,
 ) -> Result<Vec<ClaimedPart>> {
-    let mut due: Vec<(String, i64, i64)> = Vec::new();
+    let mut due: Vec<(String, i64, i64, Status)> = Vec::new();
     for message_type in MessageType::ALL {
         let remaining = limit.saturating_sub(due.len());
         if remaining == 0 {
@@ -71,17 +71,23 @@ pub fn claim_due(
         // Rows are read lazily, so stopping after `remaining` is as cheap as a LIMIT.
         let mut stmt = conn.prepare_cached(DUE_PARTS)?;
         let rows = stmt.query_map(params![message_type.priority(), now], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get::<_, String>(3)?,
+            ))
         })?;
         for row in rows.take(remaining) {
-            due.push(row?);
+            let (message_id, index, attempts, status) = row?;
+            due.push((message_id, index, attempts, parse_status(&status)?));
         }
     }
 
     let mut claimed: Vec<ClaimedPart> = Vec::new();
     // Per message: its slot, and whether its recipient opted out since.
     let mut by_message: HashMap<String, (usize, bool)> = HashMap::new();
-    for (message_id, index, attempts) in due {
+    for (message_id, index, attempts, status) in due {
         let (slot, opted_out) = match by_message.get(&message_id) {
             Some(&known) => known,
             None => {
@@ -109,6 +115,7 @@ pub fn claim_due(
             let mut change = PartChange::new(&message_id, index, Status::Expired, now);
             change.error_code = Some("expired");
             change.detail = Some("validity period passed before it could be sent");
+            change.previous = Some(status);
             change_part(conn, &change, segments)?;
             continue;
         }
@@ -116,11 +123,13 @@ pub fn claim_due(
             let mut change = PartChange::new(&message_id, index, Status::Rejected, now);
             change.error_code = Some("recipient_opted_out");
             change.detail = Some("the recipient opted out after the message was accepted");
+            change.previous = Some(status);
             change_part(conn, &change, segments)?;
             continue;
         }
         let mut change = PartChange::new(&message_id, index, Status::Sending, now);
         change.attempts_delta = 1;
+        change.previous = Some(status);
         if change_part(conn, &change, segments)? {
             entry.attempt = entry.attempt.max(attempts + 1);
             entry.parts.push(index);
@@ -145,6 +154,8 @@ pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> 
         let segments = Some(result.segments);
         let mut change = PartChange::new(&result.message_id, result.index, Status::Sent, now);
         change.carrier = Some(&result.carrier);
+        // Claimed by this node; anything else (a cancel) is read and handled.
+        change.previous = Some(Status::Sending);
         match &result.outcome {
             SubmitOutcome::Accepted { carrier_message_id } => {
                 change.carrier_message_id = Some(carrier_message_id);
@@ -193,6 +204,7 @@ pub fn requeue_interrupted(conn: &Connection, now: i64) -> Result<usize> {
         let mut change = PartChange::new(message_id, *index, Status::Queued, now);
         change.due_at = Some(now);
         change.detail = Some("requeued: interrupted before the carrier acknowledged it");
+        change.previous = Some(Status::Sending);
         change_part(conn, &change, None)?;
     }
     Ok(interrupted.len())
@@ -207,4 +219,101 @@ pub fn awaiting_reports(conn: &Connection, carrier: &str) -> Result<Vec<String>>
     )?;
     let rows = stmt.query_map([carrier], |row| row.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::Encoding;
+    use crate::model::Origin;
+    use crate::store::messages::{get_message_by_id, get_parts, insert_message};
+
+    fn two_part_message(now: i64) -> MessageRecord {
+        MessageRecord {
+            id: crate::ids::new_id("msg"),
+            account_id: "acct_test".into(),
+            status: Status::Queued,
+            to: "+84912345678".into(),
+            from: None,
+            country: Some("VN".into()),
+            body: "x".repeat(200),
+            message_type: MessageType::Transactional,
+            encoding: Encoding::Gsm7,
+            segments: 2,
+            concat_ref: 7,
+            callback_url: Some("http://127.0.0.1:9/hook".into()),
+            send_at: None,
+            expires_at: now + 3_600_000,
+            metadata: None,
+            sandbox: false,
+            policy_digest: None,
+            sender: None,
+            auto_reply: None,
+            redacted_at: None,
+            origin: Origin::default(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn webhooks(conn: &Connection, message_id: &str) -> Vec<String> {
+        conn.prepare("SELECT payload FROM webhook_outbox WHERE message_id = ?1 ORDER BY id")
+            .unwrap()
+            .query_map([message_id], |row| row.get::<_, String>(0))
+            .unwrap()
+            .map(|payload| {
+                let payload: serde_json::Value = serde_json::from_str(&payload.unwrap()).unwrap();
+                payload["status"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_change_from_a_stale_state_applies_from_the_real_one() {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&conn).unwrap();
+        let now = 1_000_000_000;
+        let message = two_part_message(now);
+        insert_message(&conn, &message, None).unwrap();
+        let claimed = claim_due(&conn, now, 10, |_| false).unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].parts, [0, 1]);
+
+        // The caller believes part 1 is still queued; it is sending.
+        let mut change = PartChange::new(&message.id, 1, Status::Sent, now + 1);
+        change.carrier = Some("sim");
+        change.carrier_message_id = Some("c-1");
+        change.previous = Some(Status::Queued);
+        assert!(change_part(&conn, &change, Some(2)).unwrap());
+        // Part 0 goes the usual way, from the state its claim left it in.
+        let result = SubmitResult {
+            message_id: message.id.clone(),
+            index: 0,
+            segments: 2,
+            carrier: "sim".into(),
+            outcome: SubmitOutcome::Accepted {
+                carrier_message_id: "c-0".into(),
+            },
+            bookings: Vec::new(),
+        };
+        record_results(&conn, &[result], now + 2).unwrap();
+
+        let parts = get_parts(&conn, &message.id).unwrap();
+        assert!(parts.iter().all(|part| part.status == Status::Sent));
+        let stored = get_message_by_id(&conn, &message.id).unwrap().unwrap();
+        assert_eq!(stored.status, Status::Sent);
+        // One webhook per change of the message's status, none for a part
+        // that did not change it.
+        assert_eq!(webhooks(&conn, &message.id), ["sending", "sent"]);
+        // A final message stays final.
+        let mut late = PartChange::new(&message.id, 0, Status::Delivered, now + 3);
+        late.previous = Some(Status::Sent);
+        assert!(change_part(&conn, &late, Some(2)).unwrap());
+        let mut failed = PartChange::new(&message.id, 1, Status::Undelivered, now + 4);
+        failed.previous = Some(Status::Sent);
+        assert!(change_part(&conn, &failed, Some(2)).unwrap());
+        let stored = get_message_by_id(&conn, &message.id).unwrap().unwrap();
+        assert!(stored.status.is_final());
+        assert_eq!(webhooks(&conn, &message.id).len(), 3);
+    }
 }

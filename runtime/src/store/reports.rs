@@ -6,7 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Result;
-use super::messages::{PartChange, change_part};
+use super::messages::{PartChange, change_part, parse_status};
 use super::rollups::{self, Dimensions};
 use crate::model::Status;
 
@@ -82,7 +82,7 @@ pub enum ReportOutcome {
 
 /// The part a carrier id names (served by the `parts_by_carrier_id` index).
 pub(super) const PART_BY_CARRIER_ID: &str = "SELECT p.message_id, p.idx, m.segments, p.sent_at, \
-     m.account_id, m.created_at, m.country, m.type, m.sender \
+     m.account_id, m.created_at, m.country, m.type, m.sender, p.status \
      FROM parts p JOIN messages m ON m.id = p.message_id \
      WHERE p.carrier = ?1 AND p.carrier_message_id = ?2";
 
@@ -104,10 +104,11 @@ pub fn apply_report(conn: &Connection, report: &DeliveryReport, now: i64) -> Res
                 row.get::<_, i64>(2)?,
                 row.get::<_, Option<i64>>(3)?,
                 dims,
+                row.get::<_, String>(9)?,
             ))
         })
         .optional()?;
-    let Some((message_id, index, segments, sent_at, dims)) = part else {
+    let Some((message_id, index, segments, sent_at, dims, previous)) = part else {
         conn.prepare_cached(
             "INSERT INTO early_reports (carrier, carrier_message_id, state, error_code, raw_status, at, received_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -134,6 +135,7 @@ pub fn apply_report(conn: &Connection, report: &DeliveryReport, now: i64) -> Res
     change.carrier = Some(&report.carrier);
     change.error_code = report.error_code.as_deref();
     change.detail = detail.as_deref();
+    change.previous = Some(parse_status(&previous)?);
     Ok(if change_part(conn, &change, Some(segments))? {
         let latency_ms = sent_at.map(|sent| (now - sent).max(0));
         if let (Some(latency_ms), true) = (latency_ms, status.is_final()) {
