@@ -154,7 +154,7 @@ pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> 
         let segments = Some(result.segments);
         let mut change = PartChange::new(&result.message_id, result.index, Status::Sent, now);
         change.carrier = Some(&result.carrier);
-        // Claimed by this node; anything else (a cancel) is read and handled.
+        // The claim left it `sending`; had it moved since, it would be read.
         change.previous = Some(Status::Sending);
         match &result.outcome {
             SubmitOutcome::Accepted { carrier_message_id } => {
