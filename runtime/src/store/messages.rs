@@ -646,36 +646,23 @@ pub(super) fn change_part(
     // for every change, which cost the writer about a quarter of its time.
     let current = conn
         .prepare_cached(
-            "SELECT status, carrier, callback_url, to_number, metadata, origin, account_id, \
-             created_at, country, type, sender, segments FROM messages WHERE id = ?1",
+            "SELECT callback_url, to_number, metadata, origin, account_id, created_at, carrier, \
+             country, type, sender, segments, status, carrier FROM messages WHERE id = ?1",
         )?
         .query_row([change.message_id], |row| {
             Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, Option<String>>(1)?,
-                (
-                    row.get::<_, Option<String>>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, Option<String>>(4)?,
-                    row.get::<_, String>(5)?,
-                ),
-                (
-                    row.get::<_, String>(6)?,
-                    row.get::<_, i64>(7)?,
-                    row.get::<_, Option<String>>(8)?,
-                    row.get::<_, String>(9)?,
-                    row.get::<_, Option<String>>(10)?,
-                    row.get::<_, i64>(11)?,
-                ),
+                row.get::<_, Option<String>>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, String>(3)?,
+                MovedMessage::from_row(row, 4)?,
             ))
         })
         .optional()?;
-    let Some((status, previous_carrier, (callback_url, to, metadata, origin), counted)) = current
-    else {
+    let Some((callback_url, to, metadata, origin, mut moved)) = current else {
         return Ok(true);
     };
-    let previous_status = parse_status(&status)?;
-    if previous_status == aggregate || previous_status.is_final() {
+    if moved.previous_status == aggregate || moved.previous_status.is_final() {
         return Ok(true);
     }
     conn.prepare_cached(
@@ -688,21 +675,9 @@ pub(super) fn change_part(
         change.at,
         carrier
     ])?;
-    let (account_id, created_at, country, message_type, sender, segments) = counted;
-    let moved = MovedMessage {
-        dims: rollups::Dimensions::new(
-            &account_id,
-            created_at,
-            carrier.or(previous_carrier.as_deref()),
-            country.as_deref(),
-            &message_type,
-            sender.as_deref(),
-        ),
-        previous_carrier,
-        previous_status,
-        sender,
-        segments,
-    };
+    if let Some(carrier) = carrier {
+        moved.dims.carrier = carrier.to_owned();
+    }
     moved.record(aggregate);
     let error_code = change
         .error_code
