@@ -142,7 +142,7 @@ async fn main() {
             .unwrap();
     }
     let rows: i64 = store
-        .read(|c| Ok(c.query_row("SELECT count(*) FROM message_rollups", [], |r| r.get(0))?))
+        .read(|c| c.query_row("SELECT count(*) FROM message_rollups", [], |r| r.get(0)))
         .await
         .unwrap();
     println!(

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use crate::store::Connection;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use crate::store::{self, Store, StoreError};

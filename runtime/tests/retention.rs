@@ -462,7 +462,7 @@ async fn the_sweep_redacts_only_what_is_no_longer_needed_in_batches() {
                 // would have reached by now is set directly.
                 c.execute(
                     "UPDATE messages SET status = ?2 WHERE id = ?1",
-                    rusqlite::params![message.id, message.status.as_str()],
+                    pigeon::store::db::params![message.id, message.status.as_str()],
                 )?;
             }
             Ok(())

@@ -129,7 +129,7 @@ impl Dispatcher {
             }
             .instrument(span)
         };
-        let record = |c: &rusqlite::Connection, results: &[SubmitResult]| {
+        let record = |c: &crate::store::Connection, results: &[SubmitResult]| {
             queue::record_results(c, results, crate::time::now_ms())
         };
         workers::run(self.store, limits, self.wake, shutdown, claim, work, record).await;

@@ -1,8 +1,8 @@
 //! Accounts and API keys. Only a key's hash is stored.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
-use super::Result;
+use super::{Result, StoreError};
 use crate::compliance::OptOutScope;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,21 +72,20 @@ pub fn rotate_webhook_secret(
 }
 
 pub fn get_account(conn: &Connection, id: &str) -> Result<Option<AccountRecord>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id, name, operator, created_at, COALESCE(webhook_secret, '') \
+    conn.prepare_cached(
+        "SELECT id, name, operator, created_at, COALESCE(webhook_secret, '') \
              FROM accounts WHERE id = ?1",
-        )?
-        .query_row([id], |row| {
-            Ok(AccountRecord {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                operator: row.get(2)?,
-                created_at: row.get(3)?,
-                webhook_secret: row.get(4)?,
-            })
+    )?
+    .query_row([id], |row| {
+        Ok(AccountRecord {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            operator: row.get(2)?,
+            created_at: row.get(3)?,
+            webhook_secret: row.get(4)?,
         })
-        .optional()?)
+    })
+    .optional()
 }
 
 /// What an account sets for its messaging: the pool used when a message
@@ -137,7 +136,7 @@ pub fn default_pools(conn: &Connection) -> Result<Vec<(String, String)>> {
     let mut stmt =
         conn.prepare("SELECT id, default_pool FROM accounts WHERE default_pool IS NOT NULL")?;
     let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 pub fn set_account_settings(conn: &Connection, id: &str, settings: &AccountSettings) -> Result<()> {
@@ -156,7 +155,7 @@ pub fn set_account_settings(conn: &Connection, id: &str, settings: &AccountSetti
 }
 
 pub fn count_accounts(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))?)
+    conn.query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))
 }
 
 pub fn insert_key(conn: &Connection, key: &KeyRecord) -> Result<()> {
@@ -183,14 +182,13 @@ pub fn keys_of_account(conn: &Connection, account_id: &str) -> Result<Vec<KeyRec
     let mut stmt =
         conn.prepare_cached(&format!("{KEY_COLUMNS} WHERE account_id = ?1 ORDER BY id"))?;
     let rows = stmt.query_map([account_id], key_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 pub fn get_key(conn: &Connection, id: &str) -> Result<Option<KeyRecord>> {
-    Ok(conn
-        .prepare_cached(&format!("{KEY_COLUMNS} WHERE id = ?1"))?
+    conn.prepare_cached(&format!("{KEY_COLUMNS} WHERE id = ?1"))?
         .query_row([id], key_from_row)
-        .optional()?)
+        .optional()
 }
 
 /// Marks a key revoked; returns false when it already was.
@@ -228,20 +226,19 @@ pub fn rehash_key(conn: &Connection, id: &str, key_hash: &[u8; 32]) -> Result<()
 
 /// Admin keys of an account that are not revoked.
 pub fn active_admins(conn: &Connection, account_id: &str) -> Result<i64> {
-    Ok(conn.query_row(
+    conn.query_row(
         "SELECT COUNT(*) FROM api_keys WHERE account_id = ?1 AND role = 'admin' AND revoked_at IS NULL",
         [account_id],
         |row| row.get(0),
-    )?)
+    )
 }
 
 /// A value kept in the `meta` table.
 pub fn meta_value(conn: &Connection, key: &str) -> Result<Option<String>> {
-    Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
-            row.get(0)
-        })
-        .optional()?)
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+        row.get(0)
+    })
+    .optional()
 }
 
 pub fn set_meta_value(conn: &Connection, key: &str, value: &str) -> Result<()> {
@@ -255,15 +252,11 @@ pub fn set_meta_value(conn: &Connection, key: &str, value: &str) -> Result<()> {
 const KEY_COLUMNS: &str = "SELECT id, account_id, key_hash, role, sandbox, created_at, revoked_at, \
      legacy_hash, allowed_ips, expires_at FROM api_keys";
 
-fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
+fn key_from_row(row: &super::db::Row<'_>) -> Result<KeyRecord> {
     let hash: Vec<u8> = row.get(2)?;
-    let key_hash = hash.try_into().map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            2,
-            rusqlite::types::Type::Blob,
-            "key hash is not 32 bytes".into(),
-        )
-    })?;
+    let key_hash = hash
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("an API key's hash is not 32 bytes".into()))?;
     Ok(KeyRecord {
         id: row.get(0)?,
         account_id: row.get(1)?,
@@ -289,7 +282,7 @@ pub fn active_keys(conn: &Connection) -> Result<Vec<(KeyRecord, bool)>> {
          FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.revoked_at IS NULL",
     )?;
     let rows = stmt.query_map([], |row| Ok((key_from_row(row)?, row.get::<_, bool>(10)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// An account's stored caps: `(id, requests_per_second, messages_per_day)`.
@@ -302,7 +295,7 @@ pub fn account_limits(conn: &Connection) -> Result<Vec<StoredLimits>> {
          WHERE requests_per_second IS NOT NULL OR messages_per_day IS NOT NULL",
     )?;
     let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 pub fn set_account_limits(
@@ -322,12 +315,11 @@ pub fn set_account_limits(
 /// Messages the account stored from `since` (ms, on an hour) on, whatever
 /// became of them, from the rollups.
 pub fn messages_stored_since(conn: &Connection, account_id: &str, since: i64) -> Result<i64> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT COALESCE(SUM(messages), 0) FROM message_rollups \
+    conn.prepare_cached(
+        "SELECT COALESCE(SUM(messages), 0) FROM message_rollups \
              WHERE account_id = ?1 AND hour >= ?2",
-        )?
-        .query_row(params![account_id, since / 3_600_000], |row| row.get(0))?)
+    )?
+    .query_row(params![account_id, since / 3_600_000], |row| row.get(0))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The audit trail's table (see `compliance::audit`).
 
-use rusqlite::{Connection, params};
+use super::db::{Connection, params};
 
 use super::Result;
 use crate::compliance::audit::{AuditEntry, AuditQuery};
@@ -58,15 +58,14 @@ pub fn list(conn: &Connection, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
             })
         },
     )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// Deletes entries older than `before` (ms), at most `limit` of them.
 pub fn delete_older_than(conn: &Connection, before: i64, limit: usize) -> Result<usize> {
-    Ok(conn
-        .prepare_cached(
-            "DELETE FROM audit_log WHERE id IN \
+    conn.prepare_cached(
+        "DELETE FROM audit_log WHERE id IN \
              (SELECT id FROM audit_log WHERE at < ?1 ORDER BY at LIMIT ?2)",
-        )?
-        .execute(params![before, limit as i64])?)
+    )?
+    .execute(params![before, limit as i64])
 }

@@ -1,7 +1,7 @@
 //! Consent and opt-out rows: keyword settings, suppressions, consents and
 //! their history (the domain types are in `compliance`).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::{Result, StoreError};
 use crate::compliance::keywords::Keywords;
@@ -118,12 +118,11 @@ pub fn delete_suppressions(
     number: &str,
     scope: Option<&str>,
 ) -> Result<usize> {
-    Ok(conn
-        .prepare_cached(
-            "DELETE FROM suppressions WHERE account_id = ?1 AND number = ?2 \
+    conn.prepare_cached(
+        "DELETE FROM suppressions WHERE account_id = ?1 AND number = ?2 \
              AND (?3 IS NULL OR scope = ?3)",
-        )?
-        .execute(params![account_id, number, scope])?)
+    )?
+    .execute(params![account_id, number, scope])
 }
 
 const SUPPRESSION_COLUMNS: &str =
@@ -146,7 +145,7 @@ pub fn list_suppressions(
         params![account_id, number, scope, limit as i64],
         suppression_row,
     )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 pub fn suppressions_of(
@@ -158,17 +157,17 @@ pub fn suppressions_of(
         "{SUPPRESSION_COLUMNS} WHERE account_id = ?1 AND number = ?2 ORDER BY scope"
     ))?;
     let rows = stmt.query_map(params![account_id, number], suppression_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// Every suppression: (account, number, scope), for the in-memory set.
 pub fn all_suppressions(conn: &Connection) -> Result<Vec<(String, String, String)>> {
     let mut stmt = conn.prepare("SELECT account_id, number, scope FROM suppressions")?;
     let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
-fn suppression_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Suppression> {
+fn suppression_row(row: &super::db::Row<'_>) -> Result<Suppression> {
     Ok(Suppression {
         account_id: row.get(0)?,
         number: row.get(1)?,
@@ -249,12 +248,11 @@ pub fn marketing_consent_at(
     account_id: &str,
     number: &str,
 ) -> Result<Option<i64>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT MAX(collected_at) FROM consents WHERE account_id = ?1 AND number = ?2 \
+    conn.prepare_cached(
+        "SELECT MAX(collected_at) FROM consents WHERE account_id = ?1 AND number = ?2 \
              AND purpose = 'marketing' AND withdrawn_at IS NULL",
-        )?
-        .query_row(params![account_id, number], |row| row.get(0))?)
+    )?
+    .query_row(params![account_id, number], |row| row.get(0))
 }
 
 /// Every marketing consent in force: (account, number, collected at).
@@ -264,10 +262,10 @@ pub fn all_marketing_consents(conn: &Connection) -> Result<Vec<(String, String, 
          WHERE purpose = 'marketing' AND withdrawn_at IS NULL GROUP BY account_id, number",
     )?;
     let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
-fn consent_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Consent>> {
+fn consent_row(row: &super::db::Row<'_>) -> Result<Result<Consent>> {
     let purpose: String = row.get(3)?;
     let Some(purpose) = Purpose::parse(&purpose) else {
         return Ok(Err(StoreError::Corrupt(format!(
@@ -329,14 +327,14 @@ pub fn history(conn: &Connection, account_id: &str, number: &str) -> Result<Vec<
             at: row.get(9)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// Accounts that require a marketing consent.
 pub fn consent_required_accounts(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT id FROM accounts WHERE require_marketing_consent = 1")?;
     let rows = stmt.query_map([], |row| row.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! the operator sees those), and the parts of long ones waiting for the
 //! rest.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::Result;
 
@@ -83,13 +83,12 @@ pub fn replied_message(
     recipient: &str,
     account_id: &str,
 ) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT l.message_id FROM last_sent l JOIN messages m ON m.id = l.message_id \
+    conn.prepare_cached(
+        "SELECT l.message_id FROM last_sent l JOIN messages m ON m.id = l.message_id \
              WHERE l.number_id = ?1 AND l.recipient = ?2 AND m.account_id = ?3",
-        )?
-        .query_row(params![number_id, recipient, account_id], |row| row.get(0))
-        .optional()?)
+    )?
+    .query_row(params![number_id, recipient, account_id], |row| row.get(0))
+    .optional()
 }
 
 /// Newest first. `account_id: None` lists every account's (the operator's view).
@@ -104,7 +103,7 @@ pub fn list_inbound(
          ORDER BY id DESC LIMIT ?3"
     ))?;
     let rows = stmt.query_map(params![account_id, before_id, limit as i64], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// One inbound message; `account_id: None` finds any account's.
@@ -113,12 +112,11 @@ pub fn get_inbound(
     account_id: Option<&str>,
     id: &str,
 ) -> Result<Option<InboundRecord>> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "{COLUMNS} WHERE id = ?1 AND (?2 IS NULL OR account_id = ?2)"
-        ))?
-        .query_row(params![id, account_id], from_row)
-        .optional()?)
+    conn.prepare_cached(&format!(
+        "{COLUMNS} WHERE id = ?1 AND (?2 IS NULL OR account_id = ?2)"
+    ))?
+    .query_row(params![id, account_id], from_row)
+    .optional()
 }
 
 /// The inbound message a carrier reported under `carrier_message_id`.
@@ -127,15 +125,14 @@ pub fn inbound_by_carrier_id(
     carrier: &str,
     carrier_message_id: &str,
 ) -> Result<Option<InboundRecord>> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "{COLUMNS} WHERE carrier = ?1 AND carrier_message_id = ?2"
-        ))?
-        .query_row(params![carrier, carrier_message_id], from_row)
-        .optional()?)
+    conn.prepare_cached(&format!(
+        "{COLUMNS} WHERE carrier = ?1 AND carrier_message_id = ?2"
+    ))?
+    .query_row(params![carrier, carrier_message_id], from_row)
+    .optional()
 }
 
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<InboundRecord> {
+fn from_row(row: &super::db::Row<'_>) -> Result<InboundRecord> {
     Ok(InboundRecord {
         id: row.get(0)?,
         account_id: row.get(1)?,
@@ -221,7 +218,7 @@ pub fn waiting_parts(conn: &Connection, group: &PartGroup) -> Result<Vec<StoredP
             })
         },
     )?;
-    let mut parts: Vec<StoredPart> = rows.collect::<rusqlite::Result<_>>()?;
+    let mut parts: Vec<StoredPart> = rows.collect::<Result<_>>()?;
     parts.dedup_by_key(|p| p.sequence);
     Ok(parts)
 }
@@ -255,25 +252,23 @@ pub fn stale_part_groups(conn: &Connection, cutoff: i64) -> Result<Vec<PartGroup
             reference: row.get(3)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// Whether a part waits since `cutoff` or before, or a filed one arrived
 /// before `filed_cutoff`.
 pub fn has_stale_parts(conn: &Connection, cutoff: i64, filed_cutoff: i64) -> Result<bool> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM inbound_parts WHERE received_at <= ?1 \
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM inbound_parts WHERE received_at <= ?1 \
              AND (filed = 0 OR received_at < ?2))",
-        )?
-        .query_row([cutoff, filed_cutoff], |row| row.get(0))?)
+    )?
+    .query_row([cutoff, filed_cutoff], |row| row.get(0))
 }
 
 /// Forgets filed parts that arrived before `cutoff`.
 pub fn prune_filed_parts(conn: &Connection, cutoff: i64) -> Result<usize> {
-    Ok(conn
-        .prepare_cached("DELETE FROM inbound_parts WHERE filed = 1 AND received_at < ?1")?
-        .execute([cutoff])?)
+    conn.prepare_cached("DELETE FROM inbound_parts WHERE filed = 1 AND received_at < ?1")?
+        .execute([cutoff])
 }
 
 /// The callback secret of `carrier`, made and kept on first use.

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Connection, OptionalExtension, Row, ToSql, params};
 
 use super::rollups;
 use super::webhooks::{StatusEvent, enqueue_status};
@@ -295,8 +295,8 @@ pub fn list_messages(
     filter: &ListFilter,
 ) -> Result<Vec<MessageRecord>> {
     let mut sql = format!("{MESSAGE_COLUMNS} WHERE account_id = ?1");
-    let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(account_id.to_owned())];
-    let mut bind = |clause: &str, value: Box<dyn rusqlite::ToSql>, sql: &mut String| {
+    let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(account_id.to_owned())];
+    let mut bind = |clause: &str, value: Box<dyn ToSql>, sql: &mut String| {
         args.push(value);
         sql.push_str(&format!(" AND {clause} ?{}", args.len()));
     };
@@ -320,7 +320,8 @@ pub fn list_messages(
     }
     sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.limit));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), message_from_row)?;
+    let args: Vec<&dyn ToSql> = args.iter().map(|arg| arg.as_ref()).collect();
+    let rows = stmt.query_map(args.as_slice(), message_from_row)?;
     rows.map(|row| row?).collect()
 }
 
@@ -716,7 +717,7 @@ struct MovedMessage {
 impl MovedMessage {
     /// Reads `account_id, created_at, carrier, country, type, sender,
     /// segments, previous_status, previous_carrier` from column `first` on.
-    fn from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Self> {
+    fn from_row(row: &Row<'_>, first: usize) -> Result<Self> {
         let sender: Option<String> = row.get(first + 5)?;
         Ok(Self {
             dims: rollups::Dimensions::new(
@@ -729,16 +730,7 @@ impl MovedMessage {
             ),
             sender,
             segments: row.get(first + 6)?,
-            previous_status: {
-                let status: String = row.get(first + 7)?;
-                parse_status(&status).map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        first + 7,
-                        rusqlite::types::Type::Text,
-                        Box::new(e),
-                    )
-                })?
-            },
+            previous_status: parse_status(&row.get::<_, String>(first + 7)?)?,
             previous_carrier: row.get(first + 8)?,
         })
     }
@@ -762,7 +754,7 @@ pub(super) fn parse_status(s: &str) -> Result<Status> {
     Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
 }
 
-fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Result<MessageRecord>> {
+fn message_from_row(row: &Row<'_>) -> Result<Result<MessageRecord>> {
     let status: String = row.get(2)?;
     let message_type: String = row.get(7)?;
     let encoding: String = row.get(8)?;

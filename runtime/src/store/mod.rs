@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod compliance;
+pub mod db;
 pub mod inbound;
 pub mod messages;
 pub mod numbers;
@@ -24,7 +25,9 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
+
+pub use db::Connection;
 
 pub use accounts::{AccountRecord, KeyRecord};
 pub use inbound::{InboundRecord, NewInbound};
@@ -45,6 +48,9 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A query for one row found none ([`db::OptionalExtension`] makes it `None`).
+    #[error("no row")]
+    NoRow,
     #[error("the store is shut down")]
     Closed,
     #[error("stored data is corrupt: {0}")]
@@ -115,8 +121,9 @@ impl Store {
         {
             return Err(StoreError::EmptyDatabase { path });
         }
-        let conn = Connection::open(&path)?;
+        let conn = rusqlite::Connection::open(&path)?;
         configure_writer(&conn, config.synchronous)?;
+        let conn = Connection::sqlite(conn);
         schema::migrate(&conn)?;
         let mut readers = Vec::with_capacity(config.readers);
         for _ in 0..config.readers {
@@ -201,7 +208,7 @@ impl Store {
     }
 }
 
-fn configure_writer(conn: &Connection, synchronous: Synchronous) -> Result<()> {
+fn configure_writer(conn: &rusqlite::Connection, synchronous: Synchronous) -> Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let sync = match synchronous {
         Synchronous::Full => "FULL",
@@ -220,7 +227,7 @@ fn configure_writer(conn: &Connection, synchronous: Synchronous) -> Result<()> {
 /// the store uses, and a stable query plan, since otherwise SQLite re-prepares
 /// a statement whenever some bound values (a LIMIT, a value tested against a
 /// partial index) change.
-fn configure_statements(conn: &Connection) -> Result<()> {
+fn configure_statements(conn: &rusqlite::Connection) -> Result<()> {
     conn.set_prepared_statement_cache_capacity(64);
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
@@ -230,21 +237,21 @@ fn configure_statements(conn: &Connection) -> Result<()> {
 }
 
 fn open_reader(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
+    let conn = rusqlite::Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "cache_size", -16384)?;
     configure_statements(&conn)?;
-    Ok(conn)
+    Ok(Connection::sqlite(conn))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn plan(conn: &Connection, sql: &str) -> String {
+    fn plan(conn: &rusqlite::Connection, sql: &str) -> String {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         // Unbound parameters are fine for a plan.
         let mut rows = stmt.raw_query();
@@ -258,12 +265,13 @@ mod tests {
     /// The hot queries use their indexes rather than scanning a table.
     #[test]
     fn hot_queries_use_their_indexes() {
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = Connection::sqlite(rusqlite::Connection::open_in_memory().unwrap());
         schema::migrate(&conn).unwrap();
-        configure_statements(&conn).unwrap();
-        let due = plan(&conn, queue::DUE_PARTS);
+        let conn = conn.as_sqlite();
+        configure_statements(conn).unwrap();
+        let due = plan(conn, queue::DUE_PARTS);
         assert!(due.contains("parts_due"), "{due}");
-        let by_id = plan(&conn, reports::PART_BY_CARRIER_ID);
+        let by_id = plan(conn, reports::PART_BY_CARRIER_ID);
         assert!(by_id.contains("parts_by_carrier_id"), "{by_id}");
     }
 }
@@ -295,7 +303,7 @@ mod fault_tests {
         store
             .write(|c| {
                 let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-                c.pragma_update(None, "max_page_count", pages)?;
+                c.as_sqlite().pragma_update(None, "max_page_count", pages)?;
                 Ok(())
             })
             .await
@@ -320,7 +328,7 @@ mod fault_tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
         let err = store
-            .read(|c| Ok(c.execute_batch("SELECT * FROM no_such_table")?))
+            .read(|c| c.execute_batch("SELECT * FROM no_such_table"))
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::ReadFailed(_)), "{err:?}");

@@ -1,9 +1,9 @@
 //! The number inventory's rows (the domain types are in
 //! `numbers::inventory`).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
-use super::Result;
+use super::{Result, StoreError};
 use crate::numbers::inventory::{Capability, NumberRecord, SenderKind};
 
 const COLUMNS: &str = "SELECT id, sender, kind, country, carrier, capabilities, account_id, \
@@ -36,10 +36,9 @@ pub fn insert_number(conn: &Connection, number: &NumberRecord) -> Result<bool> {
 }
 
 pub fn get_number(conn: &Connection, id: &str) -> Result<Option<NumberRecord>> {
-    Ok(conn
-        .prepare_cached(&format!("{COLUMNS} WHERE id = ?1"))?
+    conn.prepare_cached(&format!("{COLUMNS} WHERE id = ?1"))?
         .query_row([id], from_row)
-        .optional()?)
+        .optional()
 }
 
 /// What a listing asks for.
@@ -73,7 +72,7 @@ pub fn list_numbers(conn: &Connection, filter: &NumberFilter) -> Result<Vec<Numb
         ],
         from_row,
     )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// Gives an available number to `account_id`; `false` when it is owned
@@ -119,7 +118,7 @@ pub fn set_number_settings(
 pub fn pool_members(conn: &Connection, pool_id: &str) -> Result<Vec<NumberRecord>> {
     let mut stmt = conn.prepare_cached(&format!("{COLUMNS} WHERE pool_id = ?1 ORDER BY id"))?;
     let rows = stmt.query_map([pool_id], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// Makes `members` (numbers of the pool's account) the pool's numbers.
@@ -137,16 +136,12 @@ pub fn set_pool_members(conn: &Connection, pool_id: &str, members: &[String]) ->
 pub fn numbers_with_sender(conn: &Connection, sender: &str) -> Result<Vec<NumberRecord>> {
     let mut stmt = conn.prepare_cached(&format!("{COLUMNS} WHERE sender = ?1 ORDER BY id"))?;
     let rows = stmt.query_map([sender], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<NumberRecord> {
+fn from_row(row: &super::db::Row<'_>) -> Result<NumberRecord> {
     let bad = |column: usize, what: &str| {
-        rusqlite::Error::FromSqlConversionFailure(
-            column,
-            rusqlite::types::Type::Text,
-            format!("unknown {what}").into(),
-        )
+        StoreError::Corrupt(format!("unknown {what} in numbers column {column}"))
     };
     let kind: String = row.get(2)?;
     let capabilities: String = row.get(5)?;
@@ -160,7 +155,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<NumberRecord> {
             .split(',')
             .filter(|c| !c.is_empty())
             .map(|c| Capability::parse(c).ok_or_else(|| bad(5, "capability")))
-            .collect::<rusqlite::Result<_>>()?,
+            .collect::<Result<_>>()?,
         account_id: row.get(6)?,
         inbound_url: row.get(7)?,
         created_at: row.get(8)?,

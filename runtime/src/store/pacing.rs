@@ -8,7 +8,7 @@
 //! so a commit writes the few pages at the log's end rather than one page
 //! per recipient; the latest booking of a key is the one in force.
 
-use rusqlite::{Connection, params};
+use super::db::{Connection, params};
 
 use super::Result;
 
@@ -62,7 +62,7 @@ pub fn saved_bookings(conn: &Connection, now: i64) -> Result<Vec<PacingBooking>>
             booked_until: row.get(3)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Sender pools' rows and the sticky sender of each recipient (the domain
 //! types are in `numbers::pools`).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::{Result, StoreError};
 use crate::numbers::pools::{Fallback, SenderPool};
@@ -68,12 +68,11 @@ pub fn delete_pool(conn: &Connection, account_id: &str, id: &str) -> Result<bool
 
 /// The number `recipient` got from the pool last time.
 pub fn sticky_sender(conn: &Connection, pool_id: &str, recipient: &str) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT number_id FROM sticky_senders WHERE pool_id = ?1 AND recipient = ?2",
-        )?
-        .query_row(params![pool_id, recipient], |row| row.get(0))
-        .optional()?)
+    conn.prepare_cached(
+        "SELECT number_id FROM sticky_senders WHERE pool_id = ?1 AND recipient = ?2",
+    )?
+    .query_row(params![pool_id, recipient], |row| row.get(0))
+    .optional()
 }
 
 pub fn set_sticky_sender(
@@ -93,7 +92,7 @@ pub fn set_sticky_sender(
     Ok(())
 }
 
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SenderPool>> {
+fn from_row(row: &super::db::Row<'_>) -> Result<Result<SenderPool>> {
     let fallback: String = row.get(5)?;
     let Some(fallback) = Fallback::parse(&fallback) else {
         return Ok(Err(StoreError::Corrupt(format!(

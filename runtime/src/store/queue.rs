@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, params};
+use super::db::{Connection, params};
 
 use super::Result;
 use super::messages::{MessageRecord, PartChange, change_part, get_message_by_id, parse_status};
@@ -199,7 +199,7 @@ pub fn requeue_interrupted(conn: &Connection, now: i64) -> Result<usize> {
     let interrupted: Vec<(String, i64)> = conn
         .prepare("SELECT message_id, idx FROM parts WHERE status = 'sending'")?
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     for (message_id, index) in &interrupted {
         let mut change = PartChange::new(message_id, *index, Status::Queued, now);
         change.due_at = Some(now);
@@ -218,7 +218,7 @@ pub fn awaiting_reports(conn: &Connection, carrier: &str) -> Result<Vec<String>>
          WHERE status = 'sent' AND carrier = ?1 AND carrier_message_id IS NOT NULL",
     )?;
     let rows = stmt.query_map([carrier], |row| row.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! applied once that id is recorded. Duplicates and late reports never move
 //! a part backwards.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::Result;
 use super::messages::{PartChange, change_part, parse_status};
@@ -193,7 +193,7 @@ pub(super) fn apply_early_reports(
                 at: row.get(3)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     if waiting.is_empty() {
         return Ok(());
     }

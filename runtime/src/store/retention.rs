@@ -7,7 +7,7 @@
 //! partial index of what is not redacted yet, so a sweep with nothing due
 //! is a few index probes.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::inbound::InboundRecord;
 use super::messages::MessageRecord;
@@ -95,7 +95,7 @@ pub fn account_overrides(conn: &Connection) -> Result<Vec<(String, RetentionOver
             RetentionOverrides::from_stored(retention.as_deref()),
         ))
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// One thing a sweep does: everything of its kind from before a time.
@@ -187,7 +187,7 @@ fn apply(conn: &Connection, rule: &SweepRule, now: i64, limit: usize) -> Result<
                      AND redacted_at IS NULL AND received_at < ?2 LIMIT ?3",
                 )?
                 .query_map(params![account, received_before, limit], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             for id in &ids {
                 redact_inbound_row(conn, id, now)?;
             }
@@ -236,9 +236,8 @@ fn redact_messages(
          AND status IN {DONE_STATES} AND updated_at < ?2 LIMIT ?4)"
     );
     let before_id = crate::ids::first_id_at("msg", final_before);
-    Ok(conn
-        .prepare_cached(&sql)?
-        .execute(params![account, final_before, now, limit, before_id])?)
+    conn.prepare_cached(&sql)?
+        .execute(params![account, final_before, now, limit, before_id])
 }
 
 /// An inbound message's text, gone; its webhook payloads lose it too, so a
@@ -316,7 +315,7 @@ mod tests {
         let rows: Vec<String> = stmt
             .query_map([], |row| row.get::<_, String>(3))
             .unwrap()
-            .collect::<rusqlite::Result<_>>()
+            .collect::<Result<_>>()
             .unwrap();
         rows.join("\n")
     }

@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use rusqlite::{Connection, params};
+use super::db::{Connection, params};
 
 use super::Result;
 use crate::model::Status;
@@ -363,5 +363,5 @@ pub fn latency_counts(conn: &Connection, query: &RollupQuery) -> Result<Vec<Late
             })
         },
     )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }

@@ -1,7 +1,7 @@
 //! The schema and its migrations, applied in order at start-up. A database
 //! written by a newer Pigeon is refused rather than misread.
 
-use rusqlite::Connection;
+use super::Connection;
 
 use super::{Result, StoreError};
 
@@ -501,15 +501,16 @@ const WEBHOOK_SECRETS: i64 = 2;
 
 pub(super) fn migrate(conn: &Connection) -> Result<()> {
     let known = MIGRATIONS.len() as i64;
-    let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let sqlite = conn.as_sqlite();
+    let found: i64 = sqlite.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if found > known {
         return Err(StoreError::NewerSchema { found, known });
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let version = index as i64 + 1;
-        let tx = conn.unchecked_transaction()?;
+        let tx = sqlite.unchecked_transaction()?;
         tx.execute_batch(sql)?;
-        after_migration(&tx, version)?;
+        after_migration(conn, version)?;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         tracing::info!(version, "database schema migrated");
@@ -537,7 +538,7 @@ mod tests {
 
     #[test]
     fn accounts_from_before_webhooks_get_a_secret() {
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.execute_batch(MIGRATIONS[0]).unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
         for id in ["acc_a", "acc_b"] {
@@ -547,7 +548,9 @@ mod tests {
             )
             .unwrap();
         }
+        let conn = Connection::sqlite(conn);
         migrate(&conn).unwrap();
+        let conn = conn.as_sqlite();
         let secrets: Vec<String> = conn
             .prepare("SELECT webhook_secret FROM accounts ORDER BY id")
             .unwrap()

@@ -8,7 +8,7 @@
 //! ever committed without the other. The outbox rows hold facts as JSON;
 //! the SMPP layer makes PDUs of them.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use super::Result;
@@ -35,7 +35,7 @@ pub struct CredentialRecord {
 const CREDENTIAL_COLUMNS: &str = "SELECT id, account_id, system_id, password_hash, sandbox, created_at, revoked_at \
      FROM smpp_credentials";
 
-fn credential_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRecord> {
+fn credential_from_row(row: &super::db::Row<'_>) -> Result<CredentialRecord> {
     Ok(CredentialRecord {
         id: row.get(0)?,
         account_id: row.get(1)?,
@@ -71,15 +71,14 @@ pub fn list_credentials(conn: &Connection, account_id: &str) -> Result<Vec<Crede
     ))?;
     let rows = stmt
         .query_map([account_id], credential_from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     Ok(rows)
 }
 
 pub fn get_credential(conn: &Connection, id: &str) -> Result<Option<CredentialRecord>> {
-    Ok(conn
-        .prepare_cached(&format!("{CREDENTIAL_COLUMNS} WHERE id = ?1"))?
+    conn.prepare_cached(&format!("{CREDENTIAL_COLUMNS} WHERE id = ?1"))?
         .query_row([id], credential_from_row)
-        .optional()?)
+        .optional()
 }
 
 /// The credential an ESME binds with, unless revoked.
@@ -87,12 +86,11 @@ pub fn active_credential_by_system_id(
     conn: &Connection,
     system_id: &str,
 ) -> Result<Option<CredentialRecord>> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "{CREDENTIAL_COLUMNS} WHERE system_id = ?1 AND revoked_at IS NULL"
-        ))?
-        .query_row([system_id], credential_from_row)
-        .optional()?)
+    conn.prepare_cached(&format!(
+        "{CREDENTIAL_COLUMNS} WHERE system_id = ?1 AND revoked_at IS NULL"
+    ))?
+    .query_row([system_id], credential_from_row)
+    .optional()
 }
 
 /// Whether the credential is still in force (open binds check it).
@@ -340,7 +338,7 @@ pub fn claim_outbox(
                 ))
             },
         )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let mut items: Vec<OutboxItem> = rows
         .into_iter()
         .map(|(id, kind, payload, attempts)| {
@@ -399,9 +397,8 @@ pub fn release_claims(conn: &Connection, bind_id: &str, now: i64) -> Result<()> 
 
 /// Rows waiting for an account (for tests and metrics).
 pub fn outbox_len(conn: &Connection, account_id: &str) -> Result<i64> {
-    Ok(conn
-        .prepare_cached("SELECT COUNT(*) FROM smpp_outbox WHERE account_id = ?1")?
-        .query_row([account_id], |row| row.get(0))?)
+    conn.prepare_cached("SELECT COUNT(*) FROM smpp_outbox WHERE account_id = ?1")?
+        .query_row([account_id], |row| row.get(0))
 }
 
 /// One part of a client-split long message.
@@ -461,7 +458,7 @@ pub fn add_part(
                 row.get::<_, String>(2)?,
             ))
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     if parts.len() >= usize::from(part.total) {
         return Ok(PartOutcome::Complete {
             texts: parts.into_iter().map(|(_, _, body)| body).collect(),

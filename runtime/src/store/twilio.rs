@@ -2,7 +2,7 @@
 //! Account SID, its auth token hashed to authenticate and sealed to sign),
 //! and TwiML replies waiting to be sent (see `crate::twilio`).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::Result;
 
@@ -23,7 +23,7 @@ pub struct TwilioCredential {
 const COLUMNS: &str = "SELECT account_id, account_sid, token_hash, sandbox, created_at, \
                        revoked_at FROM twilio_credentials";
 
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TwilioCredential> {
+fn from_row(row: &super::db::Row<'_>) -> Result<TwilioCredential> {
     Ok(TwilioCredential {
         account_id: row.get(0)?,
         account_sid: row.get(1)?,
@@ -64,17 +64,15 @@ pub fn issue_token(
 }
 
 pub fn credential(conn: &Connection, account_id: &str) -> Result<Option<TwilioCredential>> {
-    Ok(conn
-        .prepare_cached(&format!("{COLUMNS} WHERE account_id = ?1"))?
+    conn.prepare_cached(&format!("{COLUMNS} WHERE account_id = ?1"))?
         .query_row([account_id], from_row)
-        .optional()?)
+        .optional()
 }
 
 pub fn credential_by_sid(conn: &Connection, account_sid: &str) -> Result<Option<TwilioCredential>> {
-    Ok(conn
-        .prepare_cached(&format!("{COLUMNS} WHERE account_sid = ?1"))?
+    conn.prepare_cached(&format!("{COLUMNS} WHERE account_sid = ?1"))?
         .query_row([account_sid], from_row)
-        .optional()?)
+        .optional()
 }
 
 /// Stops the account's token working; `false` when it has none in force.
@@ -90,10 +88,9 @@ pub fn revoke(conn: &Connection, account_id: &str, now: i64) -> Result<bool> {
 
 /// The account's SID, for the Twilio-format webhooks it is named in.
 pub fn account_sid(conn: &Connection, account_id: &str) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT account_sid FROM twilio_credentials WHERE account_id = ?1")?
+    conn.prepare_cached("SELECT account_sid FROM twilio_credentials WHERE account_id = ?1")?
         .query_row([account_id], |row| row.get(0))
-        .optional()?)
+        .optional()
 }
 
 /// A TwiML `<Message>` to send in answer to an inbound message.
@@ -143,7 +140,7 @@ pub fn pending_replies(conn: &Connection, limit: usize) -> Result<Vec<TwimlReply
             body: row.get(5)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 pub fn delete_reply(conn: &Connection, id: &str) -> Result<()> {

@@ -4,7 +4,7 @@
 //! webhook nor a webhook without its change. The deliverer
 //! (`crate::webhooks`) claims due rows, POSTs them and records the outcome.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use super::{Result, StoreError};
@@ -79,7 +79,7 @@ pub(super) fn backfill_secrets(conn: &Connection) -> Result<usize> {
     let ids: Vec<String> = conn
         .prepare("SELECT id FROM accounts WHERE webhook_secret IS NULL")?
         .query_map([], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     let mut update = conn.prepare("UPDATE accounts SET webhook_secret = ?2 WHERE id = ?1")?;
     for id in &ids {
         update.execute(params![id, new_secret()])?;
@@ -667,9 +667,8 @@ pub fn redeliver(conn: &Connection, account_id: &str, id: &str, now: i64) -> Res
 
 /// Webhooks waiting to be delivered (served by the pending-only index).
 pub fn pending_count(conn: &Connection) -> Result<i64> {
-    Ok(conn
-        .prepare_cached("SELECT count(*) FROM webhook_outbox WHERE state = 'pending'")?
-        .query_row([], |row| row.get(0))?)
+    conn.prepare_cached("SELECT count(*) FROM webhook_outbox WHERE state = 'pending'")?
+        .query_row([], |row| row.get(0))
 }
 
 #[cfg(test)]

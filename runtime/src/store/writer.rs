@@ -8,11 +8,10 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::rollups::{self, QueueDepth};
-use super::{Result, StoreError};
+use super::{Connection, Result, StoreError};
 
 trait Job: Send {
     /// Runs the job in the open transaction and keeps its result; returns
@@ -152,7 +151,7 @@ fn writer_loop(
     if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %err, "final checkpoint failed");
     }
-    if let Err((_, err)) = conn.close() {
+    if let Err((_, err)) = conn.into_sqlite().close() {
         tracing::warn!(error = %err, "closing the database failed");
     }
     for reply in close_replies {
@@ -171,7 +170,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, depth: &QueueD
             if let Some(failed) = batch.iter_mut().position(|job| !job.run(conn)) {
                 // Some errors (a full disk mid-statement) end the
                 // transaction themselves.
-                if !conn.is_autocommit() {
+                if !conn.as_sqlite().is_autocommit() {
                     conn.prepare_cached("ROLLBACK")?.execute([])?;
                 }
                 return Ok(Some(failed));
@@ -192,7 +191,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, depth: &QueueD
                 if let Some(suppressed) = COMMIT_FAILURE_LOG.allow() {
                     tracing::error!(error = %err, jobs = batch.len(), suppressed, "group commit failed");
                 }
-                if !conn.is_autocommit() {
+                if !conn.as_sqlite().is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
                 let full = matches!(&err, StoreError::Sqlite(e)

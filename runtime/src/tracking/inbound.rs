@@ -7,7 +7,7 @@
 //! message wait until all have come (or until a timeout) and are filed as
 //! one.
 
-use rusqlite::Connection;
+use crate::store::Connection;
 
 use super::keywords::{self, Answered, Lifted};
 use crate::compliance::Compliance;

@@ -3,7 +3,7 @@
 //! message as evidence, START lifts that, and each answers (as HELP does)
 //! with a real outgoing message from the number the handset wrote to.
 
-use rusqlite::Connection;
+use crate::store::Connection;
 
 use crate::compliance::keywords::Keyword;
 use crate::compliance::{Compliance, ConsentEvent, OptOutScope, Suppression, WHOLE_ACCOUNT};
