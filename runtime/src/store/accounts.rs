@@ -62,7 +62,7 @@ pub fn rotate_webhook_secret(
     // In SET, `webhook_secret` still reads the old value.
     let changed = conn.execute(
         "UPDATE accounts SET \
-           previous_webhook_secret = CASE WHEN ?3 IS NULL THEN NULL ELSE webhook_secret END, \
+           previous_webhook_secret = CASE WHEN CAST(?3 AS BIGINT) IS NULL THEN NULL ELSE webhook_secret END, \
            previous_webhook_secret_until = ?3, \
            webhook_secret = ?2 \
          WHERE id = ?1",
@@ -337,24 +337,25 @@ mod tests {
 
     #[test]
     fn a_rotation_keeps_only_the_replaced_secret_and_only_with_a_grace() {
-        let conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&conn).unwrap();
-        let account = AccountRecord {
-            id: "acc_a".into(),
-            name: "A".into(),
-            operator: false,
-            created_at: 0,
-            webhook_secret: "whsec_one".into(),
-        };
-        insert_account(&conn, &account).unwrap();
-        assert!(rotate_webhook_secret(&conn, "acc_a", "whsec_two", Some(5_000)).unwrap());
-        assert_eq!(previous(&conn), (Some("whsec_one".into()), Some(5_000)));
-        assert!(rotate_webhook_secret(&conn, "acc_a", "whsec_three", Some(9_000)).unwrap());
-        assert_eq!(previous(&conn), (Some("whsec_two".into()), Some(9_000)));
-        assert!(rotate_webhook_secret(&conn, "acc_a", "whsec_four", None).unwrap());
-        assert_eq!(previous(&conn), (None, None));
-        let stored = get_account(&conn, "acc_a").unwrap().unwrap();
-        assert_eq!(stored.webhook_secret, "whsec_four");
-        assert!(!rotate_webhook_secret(&conn, "acc_b", "whsec_x", None).unwrap());
+        for db in crate::store::testing::both() {
+            let conn = &*db;
+            let account = AccountRecord {
+                id: "acc_a".into(),
+                name: "A".into(),
+                operator: false,
+                created_at: 0,
+                webhook_secret: "whsec_one".into(),
+            };
+            insert_account(conn, &account).unwrap();
+            assert!(rotate_webhook_secret(conn, "acc_a", "whsec_two", Some(5_000)).unwrap());
+            assert_eq!(previous(conn), (Some("whsec_one".into()), Some(5_000)));
+            assert!(rotate_webhook_secret(conn, "acc_a", "whsec_three", Some(9_000)).unwrap());
+            assert_eq!(previous(conn), (Some("whsec_two".into()), Some(9_000)));
+            assert!(rotate_webhook_secret(conn, "acc_a", "whsec_four", None).unwrap());
+            assert_eq!(previous(conn), (None, None));
+            let stored = get_account(conn, "acc_a").unwrap().unwrap();
+            assert_eq!(stored.webhook_secret, "whsec_four");
+            assert!(!rotate_webhook_secret(conn, "acc_b", "whsec_x", None).unwrap());
+        }
     }
 }

@@ -9,19 +9,21 @@ use crate::compliance::audit::{AuditEntry, AuditQuery};
 pub fn insert(conn: &Connection, entry: &AuditEntry) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO audit_log (at, account_id, key_id, role, client_ip, action, target, summary) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
     )?
-    .execute(params![
-        entry.at,
-        entry.account_id,
-        entry.key_id,
-        entry.role,
-        entry.client_ip,
-        entry.action,
-        entry.target,
-        entry.summary.to_string(),
-    ])?;
-    Ok(conn.last_insert_rowid())
+    .query_row(
+        params![
+            entry.at,
+            entry.account_id,
+            entry.key_id,
+            entry.role,
+            entry.client_ip,
+            entry.action,
+            entry.target,
+            entry.summary.to_string(),
+        ],
+        |row| row.get(0),
+    )
 }
 
 /// Entries matching `query`, newest first.
@@ -29,9 +31,9 @@ pub fn list(conn: &Connection, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, at, account_id, key_id, role, client_ip, action, target, summary \
          FROM audit_log \
-         WHERE (?1 IS NULL OR account_id = ?1) AND (?2 IS NULL OR at >= ?2) \
-         AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR key_id = ?4) \
-         AND (?5 IS NULL OR id < ?5) \
+         WHERE (CAST(?1 AS TEXT) IS NULL OR account_id = ?1) AND (CAST(?2 AS BIGINT) IS NULL OR at >= ?2) \
+         AND (CAST(?3 AS TEXT) IS NULL OR action = ?3) AND (CAST(?4 AS TEXT) IS NULL OR key_id = ?4) \
+         AND (CAST(?5 AS BIGINT) IS NULL OR id < ?5) \
          ORDER BY id DESC LIMIT ?6",
     )?;
     let rows = stmt.query_map(

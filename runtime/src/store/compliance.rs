@@ -120,7 +120,7 @@ pub fn delete_suppressions(
 ) -> Result<usize> {
     conn.prepare_cached(
         "DELETE FROM suppressions WHERE account_id = ?1 AND number = ?2 \
-             AND (?3 IS NULL OR scope = ?3)",
+             AND (CAST(?3 AS TEXT) IS NULL OR scope = ?3)",
     )?
     .execute(params![account_id, number, scope])
 }
@@ -137,7 +137,7 @@ pub fn list_suppressions(
     limit: usize,
 ) -> Result<Vec<Suppression>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "{SUPPRESSION_COLUMNS} WHERE account_id = ?1 AND (?2 IS NULL OR (number, scope) > (?2, ?3)) \
+        "{SUPPRESSION_COLUMNS} WHERE account_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR (number, scope) > (?2, ?3)) \
          ORDER BY number, scope LIMIT ?4"
     ))?;
     let (number, scope) = after.unzip();
@@ -212,8 +212,8 @@ pub fn list_consents(
     purpose: Option<Purpose>,
 ) -> Result<Vec<Consent>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "{CONSENT_COLUMNS} WHERE account_id = ?1 AND (?2 IS NULL OR number = ?2) \
-         AND (?3 IS NULL OR purpose = ?3) ORDER BY id DESC LIMIT 1000"
+        "{CONSENT_COLUMNS} WHERE account_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR number = ?2) \
+         AND (CAST(?3 AS TEXT) IS NULL OR purpose = ?3) ORDER BY id DESC LIMIT 1000"
     ))?;
     let rows = stmt.query_map(
         params![account_id, number, purpose.map(Purpose::as_str)],
@@ -343,34 +343,35 @@ mod tests {
 
     #[test]
     fn pages_of_suppressions_split_one_number_s_scopes_without_losing_any() {
-        let conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&conn).unwrap();
-        for (number, scope) in [("+1", ""), ("+2", ""), ("+2", "pool_a"), ("+3", "")] {
-            let entry = Suppression {
-                account_id: "acc".into(),
-                number: number.into(),
-                scope: scope.into(),
-                source: "api".into(),
-                reason: None,
-                evidence: None,
-                created_at: 0,
-            };
-            assert!(insert_suppression(&conn, &entry).unwrap());
-        }
-        let mut seen = Vec::new();
-        let mut after: Option<(String, String)> = None;
-        loop {
-            let cursor = after.as_ref().map(|(n, s)| (n.as_str(), s.as_str()));
-            let page = list_suppressions(&conn, "acc", cursor, 2).unwrap();
-            seen.extend(page.iter().map(|s| (s.number.clone(), s.scope.clone())));
-            match page.last() {
-                Some(last) if page.len() == 2 => {
-                    after = Some((last.number.clone(), last.scope.clone()))
-                }
-                _ => break,
+        for db in crate::store::testing::both() {
+            let conn = &*db;
+            for (number, scope) in [("+1", ""), ("+2", ""), ("+2", "pool_a"), ("+3", "")] {
+                let entry = Suppression {
+                    account_id: "acc".into(),
+                    number: number.into(),
+                    scope: scope.into(),
+                    source: "api".into(),
+                    reason: None,
+                    evidence: None,
+                    created_at: 0,
+                };
+                assert!(insert_suppression(conn, &entry).unwrap());
             }
+            let mut seen = Vec::new();
+            let mut after: Option<(String, String)> = None;
+            loop {
+                let cursor = after.as_ref().map(|(n, s)| (n.as_str(), s.as_str()));
+                let page = list_suppressions(conn, "acc", cursor, 2).unwrap();
+                seen.extend(page.iter().map(|s| (s.number.clone(), s.scope.clone())));
+                match page.last() {
+                    Some(last) if page.len() == 2 => {
+                        after = Some((last.number.clone(), last.scope.clone()))
+                    }
+                    _ => break,
+                }
+            }
+            assert_eq!(seen.len(), 4, "{seen:?}");
+            assert_eq!(delete_suppressions(conn, "acc", "+2", None).unwrap(), 2);
         }
-        assert_eq!(seen.len(), 4, "{seen:?}");
-        assert_eq!(delete_suppressions(&conn, "acc", "+2", None).unwrap(), 2);
     }
 }

@@ -99,7 +99,7 @@ pub fn list_inbound(
     limit: usize,
 ) -> Result<Vec<InboundRecord>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "{COLUMNS} WHERE (?1 IS NULL OR account_id = ?1) AND (?2 IS NULL OR id < ?2) \
+        "{COLUMNS} WHERE (CAST(?1 AS TEXT) IS NULL OR account_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR id < ?2) \
          ORDER BY id DESC LIMIT ?3"
     ))?;
     let rows = stmt.query_map(params![account_id, before_id, limit as i64], from_row)?;
@@ -113,7 +113,7 @@ pub fn get_inbound(
     id: &str,
 ) -> Result<Option<InboundRecord>> {
     conn.prepare_cached(&format!(
-        "{COLUMNS} WHERE id = ?1 AND (?2 IS NULL OR account_id = ?2)"
+        "{COLUMNS} WHERE id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR account_id = ?2)"
     ))?
     .query_row(params![id, account_id], from_row)
     .optional()

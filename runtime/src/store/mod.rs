@@ -18,6 +18,8 @@ pub mod retention;
 pub mod rollups;
 mod schema;
 pub mod smpp;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod twilio;
 pub mod webhooks;
 mod writer;
@@ -43,6 +45,8 @@ use crate::config::{StoreConfig, Synchronous};
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database error: {}", db::describe_postgres(.0))]
+    Postgres(#[from] tokio_postgres::Error),
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -80,12 +84,23 @@ impl StoreError {
     /// SQLite's error said as what failed: a full disk as such, anything
     /// else as `failed` (a failed write or a failed read).
     fn said_as(self, failed: fn(String) -> Self) -> Self {
+        if self.is_full() {
+            return Self::Full;
+        }
         match self {
-            Self::Sqlite(err) if err.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
-                Self::Full
-            }
             Self::Sqlite(err) => failed(err.to_string()),
+            Self::Postgres(err) => failed(err.to_string()),
             other => other,
+        }
+    }
+
+    /// The engine said its disk is full (SQLITE_FULL; PostgreSQL's 53100).
+    fn is_full(&self) -> bool {
+        match self {
+            Self::Full => true,
+            Self::Sqlite(err) => err.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            Self::Postgres(err) => err.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL),
+            _ => false,
         }
     }
 }
@@ -267,7 +282,7 @@ mod tests {
     fn hot_queries_use_their_indexes() {
         let conn = Connection::sqlite(rusqlite::Connection::open_in_memory().unwrap());
         schema::migrate(&conn).unwrap();
-        let conn = conn.as_sqlite();
+        let conn = conn.as_sqlite().unwrap();
         configure_statements(conn).unwrap();
         let due = plan(conn, queue::DUE_PARTS);
         assert!(due.contains("parts_due"), "{due}");
@@ -303,7 +318,9 @@ mod fault_tests {
         store
             .write(|c| {
                 let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-                c.as_sqlite().pragma_update(None, "max_page_count", pages)?;
+                c.as_sqlite()
+                    .unwrap()
+                    .pragma_update(None, "max_page_count", pages)?;
                 Ok(())
             })
             .await

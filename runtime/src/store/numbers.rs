@@ -60,7 +60,7 @@ pub fn list_numbers(conn: &Connection, filter: &NumberFilter) -> Result<Vec<Numb
         (None, false) => "(?1 IS NULL)",
     };
     let sql = format!(
-        "{COLUMNS} WHERE {owner} AND (?2 IS NULL OR country = ?2) AND (?3 IS NULL OR kind = ?3) \
+        "{COLUMNS} WHERE {owner} AND (CAST(?2 AS TEXT) IS NULL OR country = ?2) AND (CAST(?3 AS TEXT) IS NULL OR kind = ?3) \
          ORDER BY id"
     );
     let mut stmt = conn.prepare_cached(&sql)?;

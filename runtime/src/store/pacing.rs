@@ -49,10 +49,10 @@ pub fn prune_bookings(conn: &Connection, now: i64) -> Result<()> {
 
 /// The bookings still in force at `now`, the latest of each key.
 pub fn saved_bookings(conn: &Connection, now: i64) -> Result<Vec<PacingBooking>> {
-    // SQLite takes the other columns from the row holding the MAX.
     let mut stmt = conn.prepare(
-        "SELECT key, rate, burst, MAX(booked_until) FROM pacing_bookings \
-         WHERE booked_until > ?1 GROUP BY key",
+        "SELECT key, rate, burst, booked_until FROM (SELECT key, rate, burst, booked_until, \
+         ROW_NUMBER() OVER (PARTITION BY key ORDER BY booked_until DESC, seq DESC) AS latest \
+         FROM pacing_bookings WHERE booked_until > ?1) AS bookings WHERE latest = 1",
     )?;
     let rows = stmt.query_map([now], |row| {
         Ok(PacingBooking {
@@ -80,15 +80,16 @@ mod tests {
 
     #[test]
     fn the_latest_booking_of_a_key_is_in_force_and_spent_ones_go() {
-        let conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&conn).unwrap();
-        save_bookings(&conn, &[booking("a", 2_000), booking("b", 500)]).unwrap();
-        save_bookings(&conn, &[booking("a", 3_000)]).unwrap();
-        assert_eq!(saved_bookings(&conn, 1_000).unwrap(), [booking("a", 3_000)]);
-        prune_bookings(&conn, 1_000).unwrap();
-        let left: i64 = conn
-            .query_row("SELECT count(*) FROM pacing_bookings", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(left, 2, "the spent booking of b is gone");
+        for db in crate::store::testing::both() {
+            let conn = &*db;
+            save_bookings(conn, &[booking("a", 2_000), booking("b", 500)]).unwrap();
+            save_bookings(conn, &[booking("a", 3_000)]).unwrap();
+            assert_eq!(saved_bookings(conn, 1_000).unwrap(), [booking("a", 3_000)]);
+            prune_bookings(conn, 1_000).unwrap();
+            let left: i64 = conn
+                .query_row("SELECT count(*) FROM pacing_bookings", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(left, 2, "the spent booking of b is gone");
+        }
     }
 }

@@ -270,50 +270,51 @@ mod tests {
 
     #[test]
     fn a_change_from_a_stale_state_applies_from_the_real_one() {
-        let conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&conn).unwrap();
-        let now = 1_000_000_000;
-        let message = two_part_message(now);
-        insert_message(&conn, &message, None).unwrap();
-        let claimed = claim_due(&conn, now, 10, |_| false).unwrap();
-        assert_eq!(claimed.len(), 1);
-        assert_eq!(claimed[0].parts, [0, 1]);
+        for db in crate::store::testing::both() {
+            let conn = &*db;
+            let now = 1_000_000_000;
+            let message = two_part_message(now);
+            insert_message(conn, &message, None).unwrap();
+            let claimed = claim_due(conn, now, 10, |_| false).unwrap();
+            assert_eq!(claimed.len(), 1);
+            assert_eq!(claimed[0].parts, [0, 1]);
 
-        // The caller believes part 1 is still queued; it is sending.
-        let mut change = PartChange::new(&message.id, 1, Status::Sent, now + 1);
-        change.carrier = Some("sim");
-        change.carrier_message_id = Some("c-1");
-        change.previous = Some(Status::Queued);
-        assert!(change_part(&conn, &change, Some(2)).unwrap());
-        // Part 0 goes the usual way, from the state its claim left it in.
-        let result = SubmitResult {
-            message_id: message.id.clone(),
-            index: 0,
-            segments: 2,
-            carrier: "sim".into(),
-            outcome: SubmitOutcome::Accepted {
-                carrier_message_id: "c-0".into(),
-            },
-            bookings: Vec::new(),
-        };
-        record_results(&conn, &[result], now + 2).unwrap();
+            // The caller believes part 1 is still queued; it is sending.
+            let mut change = PartChange::new(&message.id, 1, Status::Sent, now + 1);
+            change.carrier = Some("sim");
+            change.carrier_message_id = Some("c-1");
+            change.previous = Some(Status::Queued);
+            assert!(change_part(conn, &change, Some(2)).unwrap());
+            // Part 0 goes the usual way, from the state its claim left it in.
+            let result = SubmitResult {
+                message_id: message.id.clone(),
+                index: 0,
+                segments: 2,
+                carrier: "sim".into(),
+                outcome: SubmitOutcome::Accepted {
+                    carrier_message_id: "c-0".into(),
+                },
+                bookings: Vec::new(),
+            };
+            record_results(conn, &[result], now + 2).unwrap();
 
-        let parts = get_parts(&conn, &message.id).unwrap();
-        assert!(parts.iter().all(|part| part.status == Status::Sent));
-        let stored = get_message_by_id(&conn, &message.id).unwrap().unwrap();
-        assert_eq!(stored.status, Status::Sent);
-        // One webhook per change of the message's status, none for a part
-        // that did not change it.
-        assert_eq!(webhooks(&conn, &message.id), ["sending", "sent"]);
-        // A final message stays final.
-        let mut late = PartChange::new(&message.id, 0, Status::Delivered, now + 3);
-        late.previous = Some(Status::Sent);
-        assert!(change_part(&conn, &late, Some(2)).unwrap());
-        let mut failed = PartChange::new(&message.id, 1, Status::Undelivered, now + 4);
-        failed.previous = Some(Status::Sent);
-        assert!(change_part(&conn, &failed, Some(2)).unwrap());
-        let stored = get_message_by_id(&conn, &message.id).unwrap().unwrap();
-        assert!(stored.status.is_final());
-        assert_eq!(webhooks(&conn, &message.id).len(), 3);
+            let parts = get_parts(conn, &message.id).unwrap();
+            assert!(parts.iter().all(|part| part.status == Status::Sent));
+            let stored = get_message_by_id(conn, &message.id).unwrap().unwrap();
+            assert_eq!(stored.status, Status::Sent);
+            // One webhook per change of the message's status, none for a part
+            // that did not change it.
+            assert_eq!(webhooks(conn, &message.id), ["sending", "sent"]);
+            // A final message stays final.
+            let mut late = PartChange::new(&message.id, 0, Status::Delivered, now + 3);
+            late.previous = Some(Status::Sent);
+            assert!(change_part(conn, &late, Some(2)).unwrap());
+            let mut failed = PartChange::new(&message.id, 1, Status::Undelivered, now + 4);
+            failed.previous = Some(Status::Sent);
+            assert!(change_part(conn, &failed, Some(2)).unwrap());
+            let stored = get_message_by_id(conn, &message.id).unwrap().unwrap();
+            assert!(stored.status.is_final());
+            assert_eq!(webhooks(conn, &message.id).len(), 3);
+        }
     }
 }

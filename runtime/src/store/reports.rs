@@ -163,10 +163,11 @@ pub fn prune_early_reports(conn: &Connection, now: i64) -> Result<usize> {
         .execute([now - EARLY_REPORT_TTL_MS])?;
     let excess = conn
         .prepare_cached(
-            "DELETE FROM early_reports WHERE rowid IN (SELECT rowid FROM early_reports \
-             ORDER BY received_at DESC LIMIT -1 OFFSET ?1)",
+            "DELETE FROM early_reports WHERE (carrier, carrier_message_id, received_at) IN \
+             (SELECT carrier, carrier_message_id, received_at FROM early_reports \
+              ORDER BY received_at DESC LIMIT ?2 OFFSET ?1)",
         )?
-        .execute([MAX_EARLY_REPORTS])?;
+        .execute([MAX_EARLY_REPORTS, i64::MAX])?;
     Ok(expired + excess)
 }
 
@@ -229,35 +230,36 @@ mod tests {
 
     #[test]
     fn early_reports_expire_and_are_bounded_in_number() {
-        let conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&conn).unwrap();
-        let now = 1_000_000_000;
-        for id in 0..3 {
-            let outcome = apply_report(&conn, &report_for_nobody(id), now).unwrap();
-            assert_eq!(outcome, ReportOutcome::Early);
-        }
-        assert_eq!(prune_early_reports(&conn, now + 1).unwrap(), 0);
-        assert_eq!(early_count(&conn), 3);
-        assert_eq!(
-            prune_early_reports(&conn, now + EARLY_REPORT_TTL_MS + 1).unwrap(),
-            3
-        );
-        assert_eq!(early_count(&conn), 0);
+        for db in crate::store::testing::both() {
+            let conn = &*db;
+            let now = 1_000_000_000;
+            for id in 0..3 {
+                let outcome = apply_report(conn, &report_for_nobody(id), now).unwrap();
+                assert_eq!(outcome, ReportOutcome::Early);
+            }
+            assert_eq!(prune_early_reports(conn, now + 1).unwrap(), 0);
+            assert_eq!(early_count(conn), 3);
+            assert_eq!(
+                prune_early_reports(conn, now + EARLY_REPORT_TTL_MS + 1).unwrap(),
+                3
+            );
+            assert_eq!(early_count(conn), 0);
 
-        let extra = 25;
-        for id in 0..MAX_EARLY_REPORTS as usize + extra {
-            apply_report(&conn, &report_for_nobody(id), now + id as i64).unwrap();
+            let extra = 25;
+            for id in 0..MAX_EARLY_REPORTS as usize + extra {
+                apply_report(conn, &report_for_nobody(id), now + id as i64).unwrap();
+            }
+            assert_eq!(prune_early_reports(conn, now).unwrap(), extra);
+            assert_eq!(early_count(conn), MAX_EARLY_REPORTS);
+            // The oldest went.
+            let oldest: String = conn
+                .query_row(
+                    "SELECT carrier_message_id FROM early_reports ORDER BY received_at LIMIT 1",
+                    [],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            assert_eq!(oldest, format!("nobody-{extra}"));
         }
-        assert_eq!(prune_early_reports(&conn, now).unwrap(), extra);
-        assert_eq!(early_count(&conn), MAX_EARLY_REPORTS);
-        // The oldest went.
-        let oldest: String = conn
-            .query_row(
-                "SELECT carrier_message_id FROM early_reports ORDER BY received_at LIMIT 1",
-                [],
-                |row| row.get(0),
-            )
-            .unwrap();
-        assert_eq!(oldest, format!("nobody-{extra}"));
     }
 }

@@ -7,7 +7,7 @@
 //! partial index of what is not redacted yet, so a sweep with nothing due
 //! is a few index probes.
 
-use super::db::{Connection, OptionalExtension, params};
+use super::db::{Connection, Engine, OptionalExtension, params};
 
 use super::inbound::InboundRecord;
 use super::messages::MessageRecord;
@@ -247,11 +247,20 @@ fn redact_inbound_row(conn: &Connection, id: &str, now: i64) -> Result<()> {
         "UPDATE inbound_messages SET body = '', redacted_at = ?2 WHERE id = ?1 AND redacted_at IS NULL",
     )?
     .execute(params![id, now])?;
-    conn.prepare_cached(
-        "UPDATE webhook_outbox SET payload = json_set(json_replace(payload, '$.body', NULL), \
-         '$.redacted_at', ?2) WHERE message_id = ?1",
-    )?
-    .execute(params![id, crate::time::to_rfc3339(now)])?;
+    let sql = match conn.engine() {
+        Engine::Sqlite => {
+            "UPDATE webhook_outbox SET payload = json_set(json_replace(payload, '$.body', NULL), \
+             '$.redacted_at', ?2) WHERE message_id = ?1"
+        }
+        // `body` only where there is one, as json_replace does.
+        Engine::Postgres => {
+            "UPDATE webhook_outbox SET payload = (CASE WHEN payload::jsonb -> 'body' IS NOT NULL \
+             THEN payload::jsonb || jsonb_build_object('body', NULL) ELSE payload::jsonb END \
+             || jsonb_build_object('redacted_at', CAST(?2 AS TEXT)))::text WHERE message_id = ?1"
+        }
+    };
+    conn.prepare_cached(sql)?
+        .execute(params![id, crate::time::to_rfc3339(now)])?;
     Ok(())
 }
 
@@ -323,44 +332,46 @@ mod tests {
     /// A sweep with nothing due must probe indexes, not read the tables.
     #[test]
     fn sweeps_use_their_indexes() {
-        let conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&conn).unwrap();
-        let messages = plan(
-            &conn,
-            &format!(
-                "SELECT id FROM messages WHERE account_id = 'a' AND type = 'otp' \
+        {
+            let db = crate::store::testing::sqlite();
+            let conn = &*db;
+            let messages = plan(
+                conn,
+                &format!(
+                    "SELECT id FROM messages WHERE account_id = 'a' AND type = 'otp' \
                  AND redacted_at IS NULL AND id < 'msg_0' AND status IN {DONE_STATES} \
                  AND updated_at < 5 LIMIT 9"
-            ),
-        );
-        assert!(messages.contains("messages_unredacted"), "{messages}");
-        let others = plan(
-            &conn,
-            &format!(
-                "SELECT id FROM messages WHERE account_id = 'a' \
+                ),
+            );
+            assert!(messages.contains("messages_unredacted"), "{messages}");
+            let others = plan(
+                conn,
+                &format!(
+                    "SELECT id FROM messages WHERE account_id = 'a' \
                  AND type IN ('transactional', 'marketing') AND redacted_at IS NULL \
                  AND id < 'msg_0' AND status IN {DONE_STATES} AND updated_at < 5 LIMIT 9"
-            ),
-        );
-        assert!(others.contains("messages_unredacted"), "{others}");
-        let inbound = plan(
-            &conn,
-            "SELECT id FROM inbound_messages WHERE account_id IS NULL \
+                ),
+            );
+            assert!(others.contains("messages_unredacted"), "{others}");
+            let inbound = plan(
+                conn,
+                "SELECT id FROM inbound_messages WHERE account_id IS NULL \
              AND redacted_at IS NULL AND received_at < 5 LIMIT 9",
-        );
-        assert!(inbound.contains("inbound_body_due"), "{inbound}");
-        let webhooks = plan(
-            &conn,
-            "SELECT id FROM webhook_outbox WHERE account_id = 'a' AND state != 'pending' \
+            );
+            assert!(inbound.contains("inbound_body_due"), "{inbound}");
+            let webhooks = plan(
+                conn,
+                "SELECT id FROM webhook_outbox WHERE account_id = 'a' AND state != 'pending' \
              AND finished_at < 5 LIMIT 9",
-        );
-        assert!(webhooks.contains("webhook_outbox_finished"), "{webhooks}");
-        let events = plan(
-            &conn,
-            "SELECT message_id, seq FROM events WHERE message_id < 'msg_0' \
+            );
+            assert!(webhooks.contains("webhook_outbox_finished"), "{webhooks}");
+            let events = plan(
+                conn,
+                "SELECT message_id, seq FROM events WHERE message_id < 'msg_0' \
              ORDER BY message_id, seq LIMIT 9",
-        );
-        assert!(events.contains("PRIMARY KEY"), "{events}");
+            );
+            assert!(events.contains("PRIMARY KEY"), "{events}");
+        }
     }
 
     #[test]

@@ -494,12 +494,6 @@ pub fn prune(conn: &Connection, parts_cutoff: i64, outbox_cutoff: i64) -> Result
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&conn).unwrap();
-        conn
-    }
-
     #[test]
     fn registered_delivery_picks_the_outcomes() {
         assert!(receipt_wanted(1, Status::Delivered) && receipt_wanted(1, Status::Expired));
@@ -510,88 +504,93 @@ mod tests {
 
     #[test]
     fn parts_join_in_order_and_a_repeat_keeps_its_id() {
-        let conn = db();
-        let part = |seq: u8, text: &str| SubmitPart {
-            group: "a|b|7|3".into(),
-            total: 3,
-            seq,
-            text: text.into(),
-        };
-        let PartOutcome::Waiting { part_id } = add_part(&conn, "smpp_1", &part(3, "c"), 1).unwrap()
-        else {
-            panic!("one of three");
-        };
-        let repeat = add_part(&conn, "smpp_1", &part(3, "x"), 2).unwrap();
-        assert_eq!(repeat, PartOutcome::Waiting { part_id });
-        // Another credential's parts are another message.
-        assert!(matches!(
-            add_part(&conn, "smpp_2", &part(1, "z"), 2).unwrap(),
-            PartOutcome::Waiting { .. }
-        ));
-        add_part(&conn, "smpp_1", &part(1, "a"), 3).unwrap();
-        let whole = add_part(&conn, "smpp_1", &part(2, "b"), 4).unwrap();
-        assert_eq!(
-            whole,
-            PartOutcome::Complete {
-                texts: vec!["a".into(), "b".into(), "c".into()]
-            }
-        );
-        forget_parts(&conn, "smpp_1", "a|b|7|3").unwrap();
-        assert_eq!(
-            prune(&conn, i64::MAX, 0).unwrap(),
-            1,
-            "smpp_2's part is left"
-        );
+        for db in crate::store::testing::both() {
+            let conn = &*db;
+            let part = |seq: u8, text: &str| SubmitPart {
+                group: "a|b|7|3".into(),
+                total: 3,
+                seq,
+                text: text.into(),
+            };
+            let PartOutcome::Waiting { part_id } =
+                add_part(conn, "smpp_1", &part(3, "c"), 1).unwrap()
+            else {
+                panic!("one of three");
+            };
+            let repeat = add_part(conn, "smpp_1", &part(3, "x"), 2).unwrap();
+            assert_eq!(repeat, PartOutcome::Waiting { part_id });
+            // Another credential's parts are another message.
+            assert!(matches!(
+                add_part(conn, "smpp_2", &part(1, "z"), 2).unwrap(),
+                PartOutcome::Waiting { .. }
+            ));
+            add_part(conn, "smpp_1", &part(1, "a"), 3).unwrap();
+            let whole = add_part(conn, "smpp_1", &part(2, "b"), 4).unwrap();
+            assert_eq!(
+                whole,
+                PartOutcome::Complete {
+                    texts: vec!["a".into(), "b".into(), "c".into()]
+                }
+            );
+            forget_parts(conn, "smpp_1", "a|b|7|3").unwrap();
+            assert_eq!(
+                prune(conn, i64::MAX, 0).unwrap(),
+                1,
+                "smpp_2's part is left"
+            );
+        }
     }
 
     #[test]
     fn outbox_rows_are_claimed_once_and_released_by_a_closing_bind() {
-        let conn = db();
-        conn.execute(
-            "INSERT INTO accounts (id, name, operator, created_at) VALUES ('acc_1', 'a', 0, 0)",
-            [],
-        )
-        .unwrap();
-        insert_credential(
-            &conn,
-            &CredentialRecord {
-                id: "smpp_1".into(),
-                account_id: "acc_1".into(),
-                system_id: "acme".into(),
-                password_hash: vec![1],
-                sandbox: false,
-                created_at: 0,
-                revoked_at: None,
-            },
-        )
-        .unwrap();
-        let mo = MoEvent {
-            account_id: "acc_1",
-            inbound_id: "in_1",
-            from: "+1",
-            to: "+2",
-            text: "hi",
-            received_at: 100,
-        };
-        enqueue_mo(&conn, &mo).unwrap();
-        assert!(has_due(&conn, "acc_1", "smpp_1", 100).unwrap());
-        let claimed = claim_outbox(&conn, "acc_1", "smpp_1", "bind_a", 10, 100, 1000).unwrap();
-        assert_eq!(claimed.len(), 1);
-        assert_eq!(claimed[0].payload["text"], "hi");
-        // Another bind finds nothing until the resend time, or a release.
-        assert!(
-            claim_outbox(&conn, "acc_1", "smpp_1", "bind_b", 10, 500, 1000)
-                .unwrap()
-                .is_empty()
-        );
-        release_claims(&conn, "bind_a", 600).unwrap();
-        let again = claim_outbox(&conn, "acc_1", "smpp_1", "bind_b", 10, 600, 1000).unwrap();
-        assert_eq!((again.len(), again[0].attempts), (1, 2));
-        outbox_delivered(&conn, &again[0].id).unwrap();
-        assert_eq!(outbox_len(&conn, "acc_1").unwrap(), 0);
-        // Revoked: no credentials, so nothing is queued.
-        assert!(revoke_credential(&conn, "smpp_1", 700).unwrap());
-        enqueue_mo(&conn, &mo).unwrap();
-        assert_eq!(outbox_len(&conn, "acc_1").unwrap(), 0);
+        for db in crate::store::testing::both() {
+            let conn = &*db;
+            conn.execute(
+                "INSERT INTO accounts (id, name, operator, created_at) VALUES ('acc_1', 'a', 0, 0)",
+                [],
+            )
+            .unwrap();
+            insert_credential(
+                conn,
+                &CredentialRecord {
+                    id: "smpp_1".into(),
+                    account_id: "acc_1".into(),
+                    system_id: "acme".into(),
+                    password_hash: vec![1],
+                    sandbox: false,
+                    created_at: 0,
+                    revoked_at: None,
+                },
+            )
+            .unwrap();
+            let mo = MoEvent {
+                account_id: "acc_1",
+                inbound_id: "in_1",
+                from: "+1",
+                to: "+2",
+                text: "hi",
+                received_at: 100,
+            };
+            enqueue_mo(conn, &mo).unwrap();
+            assert!(has_due(conn, "acc_1", "smpp_1", 100).unwrap());
+            let claimed = claim_outbox(conn, "acc_1", "smpp_1", "bind_a", 10, 100, 1000).unwrap();
+            assert_eq!(claimed.len(), 1);
+            assert_eq!(claimed[0].payload["text"], "hi");
+            // Another bind finds nothing until the resend time, or a release.
+            assert!(
+                claim_outbox(conn, "acc_1", "smpp_1", "bind_b", 10, 500, 1000)
+                    .unwrap()
+                    .is_empty()
+            );
+            release_claims(conn, "bind_a", 600).unwrap();
+            let again = claim_outbox(conn, "acc_1", "smpp_1", "bind_b", 10, 600, 1000).unwrap();
+            assert_eq!((again.len(), again[0].attempts), (1, 2));
+            outbox_delivered(conn, &again[0].id).unwrap();
+            assert_eq!(outbox_len(conn, "acc_1").unwrap(), 0);
+            // Revoked: no credentials, so nothing is queued.
+            assert!(revoke_credential(conn, "smpp_1", 700).unwrap());
+            enqueue_mo(conn, &mo).unwrap();
+            assert_eq!(outbox_len(conn, "acc_1").unwrap(), 0);
+        }
     }
 }

@@ -524,11 +524,12 @@ pub struct WebhookRecord {
 
 /// A message's deliveries, oldest first.
 pub fn list_for_message(conn: &Connection, message_id: &str) -> Result<Vec<WebhookRecord>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, json_extract(payload, '$.status'), url, state, attempts, last_error, \
-         created_at, next_attempt_at, json_extract(payload, '$.type') FROM webhook_outbox \
-         WHERE message_id = ?1 ORDER BY id",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, {}, url, state, attempts, last_error, created_at, next_attempt_at, {} \
+         FROM webhook_outbox WHERE message_id = ?1 ORDER BY id",
+        conn.json_field("payload", "status"),
+        conn.json_field("payload", "type"),
+    ))?;
     let rows = stmt.query_map([message_id], |row| {
         Ok((
             WebhookRecord {
@@ -577,23 +578,20 @@ pub fn list_for_account(
     filter: &AccountWebhookFilter,
 ) -> Result<Vec<AccountWebhook>> {
     // Two forms, so the (account_id, state, id) index serves each.
-    let sql = match filter.state {
-        Some(_) => {
-            "SELECT id, json_extract(payload, '$.status'), url, state, attempts, last_error, \
-             created_at, next_attempt_at, json_extract(payload, '$.type'), message_id \
-             FROM webhook_outbox WHERE account_id = ?1 AND state = ?2 AND id < ?3 \
-             ORDER BY id DESC LIMIT ?4"
-        }
-        None => {
-            "SELECT id, json_extract(payload, '$.status'), url, state, attempts, last_error, \
-             created_at, next_attempt_at, json_extract(payload, '$.type'), message_id \
-             FROM webhook_outbox WHERE account_id = ?1 AND ?2 IS NULL AND id < ?3 \
-             ORDER BY id DESC LIMIT ?4"
-        }
+    let state = match filter.state {
+        Some(_) => "state = ?2",
+        None => "CAST(?2 AS TEXT) IS NULL",
     };
+    let sql = format!(
+        "SELECT id, {}, url, state, attempts, last_error, created_at, next_attempt_at, {}, \
+         message_id FROM webhook_outbox WHERE account_id = ?1 AND {state} AND id < ?3 \
+         ORDER BY id DESC LIMIT ?4",
+        conn.json_field("payload", "status"),
+        conn.json_field("payload", "type"),
+    );
     // Every id sorts before this one.
     let before = filter.before_id.as_deref().unwrap_or("~");
-    let mut stmt = conn.prepare_cached(sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(
         params![
             account_id,
@@ -718,80 +716,85 @@ mod tests {
         assert_eq!(payload["error_code"], Value::Null);
     }
 
-    fn outbox_with(rows: &[(&str, &str, &str)]) -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&conn).unwrap();
-        for (id, account, state) in rows {
-            conn.execute(
-                "INSERT INTO webhook_outbox (id, account_id, message_id, url, payload, created_at, \
-                 attempts, next_attempt_at, last_error, state) \
-                 VALUES (?1, ?2, 'msg_1', 'https://example.com/', '{\"type\":\"message.status\"}', \
-                 0, 12, 99, 'HTTP 500', ?3)",
-                params![id, account, state],
-            )
-            .unwrap();
-        }
-        conn
+    /// The outbox with `rows`, on each engine.
+    fn outbox_with(rows: &[(&str, &str, &str)]) -> [crate::store::testing::TestDatabase; 2] {
+        crate::store::testing::both().map(|db| {
+            for (id, account, state) in rows {
+                db.execute(
+                    "INSERT INTO webhook_outbox (id, account_id, message_id, url, payload, created_at, \
+                     attempts, next_attempt_at, last_error, state) \
+                     VALUES (?1, ?2, 'msg_1', 'https://example.com/', '{\"type\":\"message.status\"}', \
+                     0, 12, 99, 'HTTP 500', ?3)",
+                    params![id, account, state],
+                )
+                .unwrap();
+            }
+            db
+        })
     }
 
     #[test]
     fn an_accounts_webhooks_are_listed_by_state_newest_first_in_pages() {
-        let conn = outbox_with(&[
+        for db in outbox_with(&[
             ("evt_1", "acc_a", "failed"),
             ("evt_2", "acc_a", "delivered"),
             ("evt_3", "acc_a", "failed"),
             ("evt_4", "acc_b", "failed"),
             ("evt_5", "acc_a", "failed"),
-        ]);
-        let ids = |filter: &AccountWebhookFilter| -> Vec<String> {
-            list_for_account(&conn, "acc_a", filter)
-                .unwrap()
-                .into_iter()
-                .map(|w| w.delivery.id)
-                .collect()
-        };
-        let mut filter = AccountWebhookFilter {
-            state: Some(DeliveryState::Failed),
-            before_id: None,
-            limit: 2,
-        };
-        assert_eq!(ids(&filter), ["evt_5", "evt_3"]);
-        filter.before_id = Some("evt_3".into());
-        assert_eq!(ids(&filter), ["evt_1"]);
-        let all = AccountWebhookFilter {
-            limit: 10,
-            ..AccountWebhookFilter::default()
-        };
-        assert_eq!(ids(&all), ["evt_5", "evt_3", "evt_2", "evt_1"]);
+        ]) {
+            let conn = &*db;
+            let ids = |filter: &AccountWebhookFilter| -> Vec<String> {
+                list_for_account(conn, "acc_a", filter)
+                    .unwrap()
+                    .into_iter()
+                    .map(|w| w.delivery.id)
+                    .collect()
+            };
+            let mut filter = AccountWebhookFilter {
+                state: Some(DeliveryState::Failed),
+                before_id: None,
+                limit: 2,
+            };
+            assert_eq!(ids(&filter), ["evt_5", "evt_3"]);
+            filter.before_id = Some("evt_3".into());
+            assert_eq!(ids(&filter), ["evt_1"]);
+            let all = AccountWebhookFilter {
+                limit: 10,
+                ..AccountWebhookFilter::default()
+            };
+            assert_eq!(ids(&all), ["evt_5", "evt_3", "evt_2", "evt_1"]);
+        }
     }
 
     #[test]
     fn redelivery_resets_attempts_and_refuses_pending_and_other_accounts() {
-        let conn = outbox_with(&[("evt_1", "acc_a", "failed"), ("evt_2", "acc_a", "pending")]);
-        assert_eq!(
-            redeliver(&conn, "acc_b", "evt_1", 50).unwrap(),
-            Redelivery::NotFound
-        );
-        assert_eq!(
-            redeliver(&conn, "acc_a", "evt_2", 50).unwrap(),
-            Redelivery::StillPending
-        );
-        assert_eq!(
-            redeliver(&conn, "acc_a", "evt_1", 50).unwrap(),
-            Redelivery::Queued
-        );
-        let (state, attempts, due): (String, i64, i64) = conn
+        for db in outbox_with(&[("evt_1", "acc_a", "failed"), ("evt_2", "acc_a", "pending")]) {
+            let conn = &*db;
+            assert_eq!(
+                redeliver(conn, "acc_b", "evt_1", 50).unwrap(),
+                Redelivery::NotFound
+            );
+            assert_eq!(
+                redeliver(conn, "acc_a", "evt_2", 50).unwrap(),
+                Redelivery::StillPending
+            );
+            assert_eq!(
+                redeliver(conn, "acc_a", "evt_1", 50).unwrap(),
+                Redelivery::Queued
+            );
+            let (state, attempts, due): (String, i64, i64) = conn
             .query_row(
                 "SELECT state, attempts, next_attempt_at FROM webhook_outbox WHERE id = 'evt_1'",
                 [],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .unwrap();
-        assert_eq!((state.as_str(), attempts, due), ("pending", 0, 50));
-        assert_eq!(
-            redeliver(&conn, "acc_a", "evt_1", 60).unwrap(),
-            Redelivery::StillPending
-        );
+            assert_eq!((state.as_str(), attempts, due), ("pending", 0, 50));
+            assert_eq!(
+                redeliver(conn, "acc_a", "evt_1", 60).unwrap(),
+                Redelivery::StillPending
+            );
+        }
     }
 
     #[test]

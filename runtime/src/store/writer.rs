@@ -148,12 +148,7 @@ fn writer_loop(
             .record(started.elapsed().as_secs_f64());
         ::metrics::histogram!("pigeon_store_batch_jobs").record(jobs as f64);
     }
-    if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
-        tracing::warn!(error = %err, "final checkpoint failed");
-    }
-    if let Err((_, err)) = conn.into_sqlite().close() {
-        tracing::warn!(error = %err, "closing the database failed");
-    }
+    conn.close();
     for reply in close_replies {
         let _ = reply.send(());
     }
@@ -166,17 +161,17 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, depth: &QueueD
     while !batch.is_empty() {
         rollups::discard();
         let outcome = (|| -> Result<Option<usize>> {
-            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            conn.begin()?;
             if let Some(failed) = batch.iter_mut().position(|job| !job.run(conn)) {
                 // Some errors (a full disk mid-statement) end the
                 // transaction themselves.
-                if !conn.as_sqlite().is_autocommit() {
-                    conn.prepare_cached("ROLLBACK")?.execute([])?;
+                if conn.in_transaction() {
+                    conn.end(false)?;
                 }
                 return Ok(Some(failed));
             }
             let moved_parts = rollups::flush(conn)?;
-            conn.prepare_cached("COMMIT")?.execute([])?;
+            conn.end(true)?;
             depth.apply(&moved_parts);
             Ok(None)
         })();
@@ -191,11 +186,10 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, depth: &QueueD
                 if let Some(suppressed) = COMMIT_FAILURE_LOG.allow() {
                     tracing::error!(error = %err, jobs = batch.len(), suppressed, "group commit failed");
                 }
-                if !conn.as_sqlite().is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
+                if conn.in_transaction() {
+                    let _ = conn.end(false);
                 }
-                let full = matches!(&err, StoreError::Sqlite(e)
-                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull));
+                let full = err.is_full();
                 let failed = CommitFailed {
                     message: err.to_string(),
                     full,
