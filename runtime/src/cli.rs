@@ -57,6 +57,10 @@ struct ServeArgs {
     /// Directory for the database [default: ./data].
     #[arg(long, env = "PIGEON_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL database to use instead of SQLite under the data
+    /// directory (`postgres://user:password@host:port/database`).
+    #[arg(long, env = "PIGEON_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Log filter, e.g. `info` or `pigeon=debug`.
     #[arg(long, env = "PIGEON_LOG", default_value = "info")]
     log: String,
@@ -73,7 +77,13 @@ pub fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_new(&args.log)
+                .unwrap_or_else(|_| EnvFilter::new("info"))
+                // The PostgreSQL driver logs each statement's parameters
+                // (message bodies, OTP codes, key hashes) at debug.
+                .add_directive("tokio_postgres=info".parse().expect("a valid directive")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -95,6 +105,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if let Some(data_dir) = args.data_dir {
         config.data_dir = data_dir;
+    }
+    if let Some(url) = args.database_url {
+        config.store.url = Some(url);
     }
     let admin_key = std::env::var("PIGEON_ADMIN_KEY")
         .ok()

@@ -102,6 +102,10 @@ pub enum Synchronous {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// A PostgreSQL database (`postgres://user:password@host:port/db`)
+    /// instead of SQLite under the data directory; also
+    /// `PIGEON_DATABASE_URL`.
+    pub url: Option<String>,
     pub synchronous: Synchronous,
     /// Most write operations grouped into one commit.
     pub max_batch: usize,
@@ -116,6 +120,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            url: None,
             synchronous: Synchronous::Full,
             max_batch: 1024,
             readers: 4,
@@ -492,6 +497,15 @@ impl Config {
             }
         };
         positive("server.max_connections", self.server.max_connections as u64)?;
+        if let Some(url) = &self.store.url
+            && let Err(err) = url.parse::<tokio_postgres::Config>()
+        {
+            // The URL itself is not repeated: it may hold a password.
+            return Err(ConfigError::Invalid {
+                key: "store.url",
+                message: format!("is not a PostgreSQL connection URL: {err}"),
+            });
+        }
         self.smpp
             .validate()
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;

@@ -74,6 +74,7 @@ impl Pigeon {
             _ => None,
         };
         let store = Store::open(&config.data_dir, &config.store)?;
+        store.lock_single_node().await?;
         let now = crate::time::now_ms();
         let requeued = store
             .write(move |c| queue::requeue_interrupted(c, now))

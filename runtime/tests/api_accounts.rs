@@ -8,7 +8,6 @@ use common::{
     sorted_keys,
 };
 use hyper::{Method, StatusCode};
-use rusqlite::types::ValueRef;
 use serde_json::{Value, json};
 
 const VN: &str = "+84912345678";
@@ -468,46 +467,47 @@ async fn keys_are_shown_once_and_stored_as_hashes() {
 
     // The store holds its hash keyed with the server's secret: neither the
     // key nor its plain SHA-256.
-    let db = server.data_dir.join("pigeon.db");
-    let conn =
-        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    let stored_hash: Vec<u8> = conn
-        .query_row(
-            "SELECT key_hash FROM api_keys WHERE id = ?1",
-            [&key_id],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let id = key_id.clone();
+    let (stored_hash, rows): (Vec<u8>, Vec<String>) =
+        common::read_db(&server.data_dir, move |conn| {
+            let stored_hash = conn.query_row(
+                "SELECT key_hash FROM api_keys WHERE id = ?1",
+                [&id],
+                |row| row.get(0),
+            )?;
+            // Every column that holds text or bytes, as text.
+            let rows = conn
+                .prepare("SELECT id, account_id, key_hash, role, allowed_ips FROM api_keys")?
+                .query_map([], |row| {
+                    let hash: Vec<u8> = row.get(2)?;
+                    let texts = [0, 1, 3, 4].map(|i| {
+                        row.get::<_, Option<String>>(i)
+                            .map(Option::unwrap_or_default)
+                    });
+                    let [id, account, role, ips] = texts;
+                    Ok([
+                        id?,
+                        account?,
+                        String::from_utf8_lossy(&hash).into_owned(),
+                        role?,
+                        ips?,
+                    ]
+                    .join("|"))
+                })?
+                .collect::<pigeon::store::Result<_>>()?;
+            Ok((stored_hash, rows))
+        })
+        .await;
     let hasher = pigeon::auth::KeyHasher::load_or_create(&server.data_dir).unwrap();
     assert_eq!(stored_hash, hasher.hash(&plain));
     use sha2::Digest;
     assert_ne!(stored_hash, sha2::Sha256::digest(plain.as_bytes()).to_vec());
-    let mut stmt = conn.prepare("SELECT * FROM api_keys").unwrap();
-    let columns = stmt.column_count();
-    let rows: Vec<String> = stmt
-        .query_map([], |row| {
-            let values: Vec<String> = (0..columns)
-                .map(|i| match row.get_ref(i).unwrap() {
-                    ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
-                        String::from_utf8_lossy(bytes).into_owned()
-                    }
-                    other => format!("{other:?}"),
-                })
-                .collect();
-            Ok(values.join("|"))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
     assert_eq!(rows.len(), 6, "the operator's key and five of Acme's");
     for row in &rows {
         assert!(!row.contains(&plain), "{row}");
         assert!(!row.contains(ADMIN_KEY), "{row}");
         assert!(!row.contains("pgn_"), "{row}");
     }
-    drop(stmt);
-    drop(conn);
     // Nor does any file in the data directory, write-ahead log included.
     for entry in std::fs::read_dir(&server.data_dir).unwrap() {
         let path = entry.unwrap().path();
@@ -694,35 +694,32 @@ async fn keys_stored_as_plain_sha256_are_rehashed_at_their_next_use() {
     let dir = tempfile::tempdir().unwrap();
     TestServer::start_in(dir.path(), |_| {}).await.stop().await;
     // A key as an earlier Pigeon stored it.
-    let db = dir.path().join("pigeon.db");
     let plain = "pgn_live_OLDKEYFROMBEFOREKEYEDHASHES00000000";
-    {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        let operator: String = conn
-            .query_row("SELECT id FROM accounts WHERE operator = 1", [], |r| {
+    common::write_db(dir.path(), move |conn| {
+        let operator: String =
+            conn.query_row("SELECT id FROM accounts WHERE operator = 1", [], |r| {
                 r.get(0)
-            })
-            .unwrap();
+            })?;
         conn.execute(
             "INSERT INTO api_keys (id, account_id, key_hash, role, sandbox, created_at, legacy_hash) \
              VALUES ('key_legacy', ?1, ?2, 'viewer', 0, 0, 1)",
-            rusqlite::params![operator, sha2::Sha256::digest(plain.as_bytes()).to_vec()],
+            pigeon::store::db::params![operator, sha2::Sha256::digest(plain.as_bytes()).to_vec()],
         )
-        .unwrap();
-    }
+    })
+    .await;
     let server = TestServer::start_in(dir.path(), |_| {}).await;
     let (status, me) = server.client(plain).get("/v1/account").await;
     assert_eq!(status, StatusCode::OK, "{me}");
     let hasher = pigeon::auth::KeyHasher::load_or_create(dir.path()).unwrap();
-    let conn = rusqlite::Connection::open(&db).unwrap();
     let stored = common::wait_until("the keyed hash to be stored", || async {
-        let (hash, legacy): (Vec<u8>, bool) = conn
-            .query_row(
+        let (hash, legacy): (Vec<u8>, bool) = common::read_db(dir.path(), |conn| {
+            conn.query_row(
                 "SELECT key_hash, legacy_hash FROM api_keys WHERE id = 'key_legacy'",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .unwrap();
+        })
+        .await;
         (!legacy).then_some(hash)
     })
     .await;

@@ -289,21 +289,18 @@ async fn redacting_on_request() {
     assert_eq!(redacted["from"], "+84912345623");
     let (_, list) = acme.viewer.get("/v1/inbound").await;
     assert!(list["data"][0]["body"].is_null(), "{list}");
-    let db = rusqlite::Connection::open_with_flags(
-        server.data_dir.join("pigeon.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let payloads: Vec<(Option<String>, Option<String>)> = db
-        .prepare(
-            "SELECT json_extract(payload, '$.body'), json_extract(payload, '$.redacted_at') \
-             FROM webhook_outbox WHERE message_id = ?1",
-        )
-        .unwrap()
-        .query_map([&inbound], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
+    let id = inbound.clone();
+    let payloads: Vec<(Option<String>, Option<String>)> =
+        common::read_db(&server.data_dir, move |db| {
+            db.prepare(&format!(
+                "SELECT {}, {} FROM webhook_outbox WHERE message_id = ?1",
+                db.json_field("payload", "body"),
+                db.json_field("payload", "redacted_at"),
+            ))?
+            .query_map([&id], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect()
+        })
+        .await;
     assert_eq!(payloads.len(), 1, "the message.inbound webhook");
     assert_eq!(payloads[0].0, None, "its payload's body");
     assert!(payloads[0].1.is_some());

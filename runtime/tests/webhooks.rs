@@ -91,18 +91,13 @@ fn statuses(requests: &[Received]) -> Vec<String> {
         .collect()
 }
 
-fn outbox_rows(data_dir: &Path) -> Vec<(String, String, i64)> {
-    let conn = rusqlite::Connection::open_with_flags(
-        data_dir.join(pigeon::store::DB_FILE),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    conn.prepare("SELECT message_id, state, attempts FROM webhook_outbox ORDER BY id")
-        .unwrap()
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap()
+async fn outbox_rows(data_dir: &Path) -> Vec<(String, String, i64)> {
+    common::read_db(data_dir, |conn| {
+        conn.prepare("SELECT message_id, state, attempts FROM webhook_outbox ORDER BY id")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+            .collect()
+    })
+    .await
 }
 
 // ---- Tests ----
@@ -355,7 +350,7 @@ async fn messages_without_a_callback_url_add_nothing_to_the_outbox() {
         .await;
     acme.developer.wait_for_status(&long, "delivered").await;
     assert!(deliveries(&acme.developer, &quiet).await.is_empty());
-    assert!(outbox_rows(&server.data_dir).is_empty());
+    assert!(outbox_rows(&server.data_dir).await.is_empty());
 
     // The table does fill for a message that has one.
     let hooked = acme
@@ -365,7 +360,7 @@ async fn messages_without_a_callback_url_add_nothing_to_the_outbox() {
         )
         .await;
     acme.developer.wait_for_status(&hooked, "delivered").await;
-    let rows = outbox_rows(&server.data_dir);
+    let rows = outbox_rows(&server.data_dir).await;
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows.iter().all(|(message, _, _)| *message == hooked));
     receiver.wait_for_requests(&hooked, 3).await;
@@ -536,7 +531,7 @@ async fn pending_webhooks_are_delivered_after_a_restart() {
     })
     .await;
     server.stop().await;
-    let rows = outbox_rows(dir.path());
+    let rows = outbox_rows(dir.path()).await;
     assert_eq!(rows.len(), 3);
     assert!(
         rows.iter().all(|(_, state, _)| state == "pending"),
@@ -586,7 +581,7 @@ async fn a_graceful_stop_finishes_and_records_requests_in_flight() {
     .await;
     server.stop().await;
     assert_eq!(
-        outbox_rows(dir.path()),
+        outbox_rows(dir.path()).await,
         [(id, "delivered".to_owned(), 1)],
         "the answer that came during the stop was recorded"
     );

@@ -316,7 +316,7 @@ pub fn set_account_limits(
 /// became of them, from the rollups.
 pub fn messages_stored_since(conn: &Connection, account_id: &str, since: i64) -> Result<i64> {
     conn.prepare_cached(
-        "SELECT COALESCE(SUM(messages), 0) FROM message_rollups \
+        "SELECT CAST(COALESCE(SUM(messages), 0) AS BIGINT) FROM message_rollups \
              WHERE account_id = ?1 AND hour >= ?2",
     )?
     .query_row(params![account_id, since / 3_600_000], |row| row.get(0))

@@ -55,6 +55,11 @@ pub enum StoreError {
     /// A query for one row found none ([`db::OptionalExtension`] makes it `None`).
     #[error("no row")]
     NoRow,
+    #[error(
+        "another Pigeon node is running on this PostgreSQL database; several nodes on one \
+         database are not supported yet (claims, caches and pacing are per process)"
+    )]
+    AnotherNode,
     #[error("the store is shut down")]
     Closed,
     #[error("stored data is corrupt: {0}")]
@@ -89,7 +94,7 @@ impl StoreError {
         }
         match self {
             Self::Sqlite(err) => failed(err.to_string()),
-            Self::Postgres(err) => failed(err.to_string()),
+            Self::Postgres(err) => failed(db::describe_postgres(&err)),
             other => other,
         }
     }
@@ -111,19 +116,48 @@ pub struct Store {
 }
 
 struct Inner {
-    path: PathBuf,
+    database: Database,
     writer: writer::WriterHandle,
     readers: Mutex<Vec<Connection>>,
     max_idle_readers: usize,
+    /// On PostgreSQL, the connection holding the node lock, if taken.
+    node_lock: Mutex<Option<Connection>>,
     queue_depth: Arc<rollups::QueueDepth>,
 }
 
 pub const DB_FILE: &str = "pigeon.db";
 
+/// The advisory lock key of [`Store::lock_single_node`], and how long a
+/// node waits for it.
+const NODE_LOCK: i64 = 7_466_000;
+const NODE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Where the database is, for opening more readers.
+enum Database {
+    Sqlite(PathBuf),
+    Postgres {
+        url: String,
+        runtime: Arc<db::PgRuntime>,
+    },
+}
+
+impl Database {
+    fn open_reader(&self) -> Result<Connection> {
+        match self {
+            Self::Sqlite(path) => open_reader(path),
+            Self::Postgres { url, runtime } => Connection::postgres(url, runtime.clone()),
+        }
+    }
+}
+
 impl Store {
-    /// Opens (creating if needed) `<data_dir>/pigeon.db`, migrates it and
-    /// starts the writer thread.
+    /// Opens the database (`store.url`'s PostgreSQL database, else
+    /// `<data_dir>/pigeon.db`, created if needed), migrates it and starts
+    /// the writer thread.
     pub fn open(data_dir: &Path, config: &StoreConfig) -> Result<Self> {
+        if let Some(url) = &config.url {
+            return Self::open_postgres(url, config);
+        }
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_owned(),
             source,
@@ -145,16 +179,88 @@ impl Store {
             readers.push(open_reader(&path)?);
         }
         let queue_depth = Arc::new(rollups::QueueDepth::load(&conn)?);
+        Ok(Self::start(
+            conn,
+            readers,
+            Database::Sqlite(path),
+            config,
+            queue_depth,
+        ))
+    }
+
+    fn open_postgres(url: &str, config: &StoreConfig) -> Result<Self> {
+        let database = Database::Postgres {
+            url: url.to_owned(),
+            runtime: db::PgRuntime::new()?,
+        };
+        // On a thread of its own: a caller's async thread may not wait.
+        let (conn, readers, queue_depth) = std::thread::scope(|scope| {
+            scope
+                .spawn(|| -> Result<_> {
+                    let conn = database.open_reader()?;
+                    schema::migrate(&conn)?;
+                    let readers = (0..config.readers)
+                        .map(|_| database.open_reader())
+                        .collect::<Result<Vec<_>>>()?;
+                    let queue_depth = Arc::new(rollups::QueueDepth::load(&conn)?);
+                    Ok((conn, readers, queue_depth))
+                })
+                .join()
+                .map_err(|_| StoreError::Closed)?
+        })?;
+        Ok(Self::start(conn, readers, database, config, queue_depth))
+    }
+
+    fn start(
+        conn: Connection,
+        readers: Vec<Connection>,
+        database: Database,
+        config: &StoreConfig,
+        queue_depth: Arc<rollups::QueueDepth>,
+    ) -> Self {
         let writer = writer::spawn(conn, config.max_batch, queue_depth.clone());
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
-                path,
+                database,
                 writer,
                 readers: Mutex::new(readers),
                 max_idle_readers: config.readers,
+                node_lock: Mutex::new(None),
                 queue_depth,
             }),
+        }
+    }
+
+    /// Makes this process the only node on its PostgreSQL database until
+    /// its store closes (or the process dies, which ends the session that
+    /// holds the lock), and refuses with [`StoreError::AnotherNode`] if
+    /// another holds it: until several nodes are built (a node requeues
+    /// the parts it finds mid-submit at start, and its claims, caches and
+    /// pacing are its own), a second one could send a part twice. SQLite
+    /// needs nothing: its database is one process's file.
+    pub async fn lock_single_node(&self) -> Result<()> {
+        if matches!(self.inner.database, Database::Sqlite(_)) {
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.database.open_reader()?;
+            // A node killed a moment ago may still hold it until the
+            // server notices its connection is gone.
+            let deadline = std::time::Instant::now() + NODE_LOCK_WAIT;
+            while !conn.query_row("SELECT pg_try_advisory_lock(?1)", [NODE_LOCK], |row| {
+                row.get::<_, bool>(0)
+            })? {
+                if std::time::Instant::now() > deadline {
+                    return Err(StoreError::AnotherNode);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            *inner.node_lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+            Ok(())
         })
+        .await
+        .map_err(|_| StoreError::Closed)?
     }
 
     /// Runs `job` inside the writer's current transaction; resolves once the
@@ -188,7 +294,7 @@ impl Store {
                 .pop();
             let conn = match pooled {
                 Some(conn) => conn,
-                None => open_reader(&inner.path)?,
+                None => inner.database.open_reader()?,
             };
             let result = query(&conn);
             let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
@@ -220,6 +326,23 @@ impl Store {
     /// Finishes queued writes, checkpoints the log and closes the database.
     pub async fn close(&self) {
         self.inner.writer.close().await;
+        let lock = self
+            .inner
+            .node_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(conn) = lock {
+            // Released before the connection goes, so a node started next
+            // finds it free; off the async threads, as it waits for the server.
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = conn.query_row("SELECT pg_advisory_unlock(?1)", [NODE_LOCK], |row| {
+                    row.get::<_, bool>(0)
+                });
+                conn.close();
+            })
+            .await;
+        }
     }
 }
 
@@ -338,6 +461,64 @@ mod fault_tests {
         assert_eq!(answer.status, hyper::StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(answer.code, "storage_full");
         store.close().await;
+    }
+
+    /// The store on PostgreSQL, from a single-threaded runtime as tests
+    /// have: writes commit, reads see them, a failed job fails alone, and
+    /// a second store (a second node) finds the schema in place.
+    #[tokio::test]
+    async fn a_store_on_postgres_writes_and_reads() {
+        let config = StoreConfig {
+            url: Some(testing::postgres_url()),
+            readers: 1,
+            ..StoreConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &config).unwrap();
+        store.check_writable().await.unwrap();
+        let set = |value: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |c| {
+                        accounts::set_meta_value(c, "test", value)?;
+                        Ok(())
+                    })
+                    .await
+            }
+        };
+        let failing = store.write(|c| {
+            c.execute_batch("SELECT no_such_column FROM meta")?;
+            Ok(())
+        });
+        let (ok, failed) = tokio::join!(set("one"), failing);
+        ok.unwrap();
+        assert!(
+            matches!(failed, Err(StoreError::WriteFailed(_))),
+            "{failed:?}"
+        );
+        let read = |store: Store| async move {
+            store
+                .read(|c| accounts::meta_value(c, "test"))
+                .await
+                .unwrap()
+        };
+        assert_eq!(read(store.clone()).await.as_deref(), Some("one"));
+        // One node at a time: a second is refused until the first closes.
+        let second = Store::open(dir.path(), &config).unwrap();
+        store.lock_single_node().await.unwrap();
+        let refused = second.lock_single_node().await;
+        assert!(
+            matches!(refused, Err(StoreError::AnotherNode)),
+            "{refused:?}"
+        );
+        set("two").await.unwrap();
+        // More reads at once than the pool keeps: new connections open.
+        let (a, b) = tokio::join!(read(second.clone()), read(second.clone()));
+        assert_eq!((a.as_deref(), b.as_deref()), (Some("two"), Some("two")));
+        store.close().await;
+        second.lock_single_node().await.unwrap();
+        second.close().await;
     }
 
     #[tokio::test]

@@ -56,8 +56,10 @@ pub fn list_numbers(conn: &Connection, filter: &NumberFilter) -> Result<Vec<Numb
     let owner = match (&filter.account_id, filter.available) {
         (Some(_), true) => "(account_id IS NULL OR account_id = ?1)",
         (Some(_), false) => "account_id = ?1",
-        (None, true) => "account_id IS NULL",
-        (None, false) => "(?1 IS NULL)",
+        // ?1 (NULL here) is named all the same: PostgreSQL types every
+        // parameter it is given.
+        (None, true) => "(account_id IS NULL AND CAST(?1 AS TEXT) IS NULL)",
+        (None, false) => "(CAST(?1 AS TEXT) IS NULL)",
     };
     let sql = format!(
         "{COLUMNS} WHERE {owner} AND (CAST(?2 AS TEXT) IS NULL OR country = ?2) AND (CAST(?3 AS TEXT) IS NULL OR kind = ?3) \

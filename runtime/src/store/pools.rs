@@ -86,7 +86,7 @@ pub fn set_sticky_sender(
         "INSERT INTO sticky_senders (pool_id, recipient, number_id, updated_at) \
          VALUES (?1, ?2, ?3, ?4) ON CONFLICT (pool_id, recipient) DO UPDATE SET \
          number_id = excluded.number_id, updated_at = excluded.updated_at \
-         WHERE number_id <> excluded.number_id",
+         WHERE sticky_senders.number_id <> excluded.number_id",
     )?
     .execute(params![pool_id, recipient, number_id, now])?;
     Ok(())

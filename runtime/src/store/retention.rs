@@ -183,7 +183,7 @@ fn apply(conn: &Connection, rule: &SweepRule, now: i64, limit: usize) -> Result<
         } => {
             let ids: Vec<String> = conn
                 .prepare_cached(
-                    "SELECT id FROM inbound_messages WHERE account_id IS ?1 \
+                    "SELECT id FROM inbound_messages WHERE account_id IS NOT DISTINCT FROM ?1 \
                      AND redacted_at IS NULL AND received_at < ?2 LIMIT ?3",
                 )?
                 .query_map(params![account, received_before, limit], |row| row.get(0))?

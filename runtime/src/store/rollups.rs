@@ -141,8 +141,9 @@ pub(super) fn flush(conn: &Connection) -> Result<[i64; Status::ALL.len()]> {
         let mut upsert = conn.prepare_cached(
             "INSERT INTO message_rollups (account_id, hour, carrier, country, type, sender, status, \
              messages, segments) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT DO UPDATE SET messages = messages + excluded.messages, \
-             segments = segments + excluded.segments",
+             ON CONFLICT (account_id, hour, carrier, country, type, sender, status) DO UPDATE \
+             SET messages = message_rollups.messages + excluded.messages, \
+             segments = message_rollups.segments + excluded.segments",
         )?;
         for ((d, status), (messages, segments)) in &pending.messages {
             if *messages == 0 && *segments == 0 {
@@ -165,7 +166,8 @@ pub(super) fn flush(conn: &Connection) -> Result<[i64; Status::ALL.len()]> {
         let mut upsert = conn.prepare_cached(
             "INSERT INTO dlr_latency_rollups (account_id, hour, carrier, country, type, sender, \
              bucket, reports) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-             ON CONFLICT DO UPDATE SET reports = reports + excluded.reports",
+             ON CONFLICT (account_id, hour, carrier, country, type, sender, bucket) DO UPDATE \
+             SET reports = dlr_latency_rollups.reports + excluded.reports",
         )?;
         for ((d, bucket), reports) in &pending.latency {
             upsert.execute(params![
@@ -282,12 +284,12 @@ fn query_sql(table: &str, query: &RollupQuery, select: &str, group: &str) -> Str
     let account = if query.account_id.is_some() {
         "account_id = ?4 AND"
     } else {
-        "?4 IS NULL AND"
+        "CAST(?4 AS TEXT) IS NULL AND"
     };
     format!(
-        "SELECT (hour / ?3) * ?3 * {MS_PER_HOUR} AS bucket, {column}, {select} FROM {table} \
-         WHERE {account} hour >= ?1 AND hour < ?2 GROUP BY bucket, {column}, {group} \
-         ORDER BY bucket, {column}",
+        "SELECT (hour / ?3) * ?3 * {MS_PER_HOUR} AS time_bucket, {column}, {select} FROM {table} \
+         WHERE {account} hour >= ?1 AND hour < ?2 GROUP BY time_bucket, {column}, {group} \
+         ORDER BY time_bucket, {column}",
         column = query.group_by.column()
     )
 }
@@ -304,7 +306,8 @@ pub fn status_counts(conn: &Connection, query: &RollupQuery) -> Result<Vec<Statu
     let sql = query_sql(
         "message_rollups",
         query,
-        "status, carrier, country, SUM(messages), SUM(segments)",
+        // PostgreSQL's SUM of a BIGINT is a NUMERIC: cast back.
+        "status, carrier, country, CAST(SUM(messages) AS BIGINT), CAST(SUM(segments) AS BIGINT)",
         "status, carrier, country HAVING SUM(messages) != 0",
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -348,7 +351,7 @@ pub fn latency_counts(conn: &Connection, query: &RollupQuery) -> Result<Vec<Late
     let sql = query_sql(
         "dlr_latency_rollups",
         query,
-        "bucket, SUM(reports)",
+        "bucket, CAST(SUM(reports) AS BIGINT)",
         "bucket",
     );
     let mut stmt = conn.prepare_cached(&sql)?;

@@ -6,11 +6,8 @@ use super::{Connection, schema};
 #[path = "../../tests/common/postgres.rs"]
 mod test_postgres;
 
-/// A connection and, for PostgreSQL, the runtime its I/O runs on (dropped
-/// after the connection).
 pub(crate) struct TestDatabase {
     conn: Connection,
-    _runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl std::ops::Deref for TestDatabase {
@@ -24,20 +21,18 @@ impl std::ops::Deref for TestDatabase {
 pub(crate) fn sqlite_empty() -> TestDatabase {
     TestDatabase {
         conn: Connection::open_in_memory().unwrap(),
-        _runtime: None,
     }
 }
 
+/// A new, empty database on this process's PostgreSQL server.
+pub(crate) fn postgres_url() -> String {
+    test_postgres::new_database()
+}
+
 pub(crate) fn postgres_empty() -> TestDatabase {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let url = test_postgres::new_database();
     TestDatabase {
-        conn: Connection::postgres(&url, runtime.handle().clone()).unwrap(),
-        _runtime: Some(runtime),
+        conn: Connection::postgres(&url, super::db::PgRuntime::new().unwrap()).unwrap(),
     }
 }
 

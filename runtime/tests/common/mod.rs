@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kannel;
+pub mod postgres;
 pub mod receiver;
 
 use std::future::Future;
@@ -27,6 +28,24 @@ use tokio::task::JoinHandle;
 
 pub const ADMIN_KEY: &str = "pgn_live_TESTADMINKEY0000000000000000000000";
 
+/// The PostgreSQL database of the node whose data directory is
+/// `data_dir` when the tests run on that engine (`PIGEON_TEST_STORE=postgres`),
+/// made on first use and kept with the directory, so that a restart on
+/// the same directory finds the same database; `None` on SQLite.
+pub fn test_database_url(data_dir: &Path) -> Option<String> {
+    if std::env::var("PIGEON_TEST_STORE").ok()? != "postgres" {
+        return None;
+    }
+    let kept = data_dir.join("test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&kept) {
+        return Some(url);
+    }
+    let url = postgres::new_database();
+    std::fs::create_dir_all(data_dir).unwrap();
+    std::fs::write(&kept, &url).unwrap();
+    Some(url)
+}
+
 /// Config for tests: fast retries and delivery reports.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config {
@@ -34,6 +53,7 @@ pub fn test_config(data_dir: &Path) -> Config {
         data_dir: data_dir.to_owned(),
         ..Config::default()
     };
+    config.store.url = test_database_url(data_dir);
     config.store.synchronous = Synchronous::Normal;
     config.dispatch.retry_base_ms = 20;
     config.dispatch.retry_max_ms = 200;
@@ -75,6 +95,13 @@ impl TestServer {
 
     /// Starts on an existing data directory (kept by the caller).
     pub async fn start_in(data_dir: &Path, adjust: impl FnOnce(&mut Config)) -> Self {
+        // `PIGEON_TEST_LOG=warn` (a tracing filter) shows the server's log.
+        if let Ok(filter) = std::env::var("PIGEON_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let mut config = test_config(data_dir);
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
@@ -358,7 +385,11 @@ impl BinaryServer {
 
     /// Started with `PIGEON_LOG=level`.
     pub async fn spawn_logging(data_dir: &Path, extra_args: &[&str], level: &str) -> Self {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pigeon"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pigeon"));
+        if let Some(url) = test_database_url(data_dir) {
+            command.env("PIGEON_DATABASE_URL", url);
+        }
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
@@ -498,9 +529,33 @@ pub fn assert_422(reply: &Reply, code: &str, field: Option<&str>) {
     assert_error(reply, StatusCode::UNPROCESSABLE_ENTITY, code, field);
 }
 
+/// Runs `query` on the database of the node at `data_dir`, whichever
+/// engine it is on, through a store of its own (as a second node would).
+pub async fn read_db<R: Send + 'static>(
+    data_dir: &Path,
+    query: impl FnOnce(&pigeon::store::Connection) -> pigeon::store::Result<R> + Send + 'static,
+) -> R {
+    let store = open_store(data_dir);
+    let result = store.read(query).await.unwrap();
+    store.close().await;
+    result
+}
+
+/// Runs `job` in a write on the database of the node at `data_dir`.
+pub async fn write_db<R: Send + 'static>(
+    data_dir: &Path,
+    job: impl Fn(&pigeon::store::Connection) -> pigeon::store::Result<R> + Send + 'static,
+) -> R {
+    let store = open_store(data_dir);
+    let result = store.write(job).await.unwrap();
+    store.close().await;
+    result
+}
+
 /// Opens a store on `dir` directly, as the runtime does.
 pub fn open_store(dir: &Path) -> pigeon::store::Store {
     let config = pigeon::config::StoreConfig {
+        url: test_database_url(dir),
         synchronous: Synchronous::Normal,
         ..Default::default()
     };

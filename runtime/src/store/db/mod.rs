@@ -11,6 +11,7 @@
 mod postgres;
 
 use super::{Result, StoreError};
+pub use postgres::PgRuntime;
 pub(super) use postgres::describe as describe_postgres;
 use postgres::{PgConnection, PgParam, PgValue};
 
@@ -97,14 +98,12 @@ impl Connection {
         }
     }
 
-    // Reached by `[store] url` once PostgreSQL's schema is written (issue 15).
-    #[cfg_attr(not(test), allow(dead_code))]
-    /// Connects to the PostgreSQL database at `url`; the connection's I/O
-    /// runs on `handle`'s runtime, and calls on this connection must not
-    /// be made from that runtime's async threads.
-    pub(super) fn postgres(url: &str, handle: tokio::runtime::Handle) -> Result<Self> {
+    /// Connects to the PostgreSQL database at `url`, its I/O on `runtime`.
+    /// Neither this nor the connection's calls are to be made from an
+    /// async task: they wait for the server.
+    pub(super) fn postgres(url: &str, runtime: std::sync::Arc<PgRuntime>) -> Result<Self> {
         Ok(Self {
-            engine: Backend::Postgres(PgConnection::connect(url, handle)?),
+            engine: Backend::Postgres(PgConnection::connect(url, runtime)?),
         })
     }
 

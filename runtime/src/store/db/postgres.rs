@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::error::Error;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
@@ -19,9 +20,52 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 
 use super::super::{Result, StoreError};
 
+/// The runtime the store's PostgreSQL connections do their I/O on: its
+/// own, so that the store works the same whatever runtime (if any) its
+/// caller runs on, and a caller blocked on the store never starves it.
+/// Each connection holds it; it stops when the last one is dropped.
+pub struct PgRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl PgRuntime {
+    pub fn new() -> Result<Arc<Self>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("pigeon-postgres")
+            .enable_all()
+            .build()
+            .map_err(|err| {
+                StoreError::WriteFailed(format!("cannot start PostgreSQL's I/O: {err}"))
+            })?;
+        Ok(Arc::new(Self {
+            runtime: Some(runtime),
+        }))
+    }
+
+    fn handle(&self) -> Handle {
+        self.runtime
+            .as_ref()
+            .expect("running until dropped")
+            .handle()
+            .clone()
+    }
+}
+
+impl Drop for PgRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its threads, which an async caller
+        // may not do.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 pub(super) struct PgConnection {
     client: tokio_postgres::Client,
     handle: Handle,
+    _runtime: Arc<PgRuntime>,
     /// Prepared statements by the SQL as the store wrote it.
     statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
     in_transaction: std::cell::Cell<bool>,
@@ -29,8 +73,10 @@ pub(super) struct PgConnection {
 
 impl PgConnection {
     /// Connects to `url` (`postgres://user:password@host:port/database`);
-    /// the connection's task runs on `handle`'s runtime.
-    pub(super) fn connect(url: &str, handle: Handle) -> Result<Self> {
+    /// the connection's task runs on `runtime`. Not to be called from an
+    /// async task (it waits for the answer).
+    pub(super) fn connect(url: &str, runtime: Arc<PgRuntime>) -> Result<Self> {
+        let handle = runtime.handle();
         let (client, connection) =
             handle.block_on(tokio_postgres::connect(url, tokio_postgres::NoTls))?;
         handle.spawn(async move {
@@ -41,6 +87,7 @@ impl PgConnection {
         Ok(Self {
             client,
             handle,
+            _runtime: runtime,
             statements: RefCell::default(),
             in_transaction: std::cell::Cell::new(false),
         })
