@@ -135,17 +135,14 @@ const NODE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Where the database is, for opening more readers.
 enum Database {
     Sqlite(PathBuf),
-    Postgres {
-        url: String,
-        runtime: Arc<db::PgRuntime>,
-    },
+    Postgres(String),
 }
 
 impl Database {
     fn open_reader(&self) -> Result<Connection> {
         match self {
             Self::Sqlite(path) => open_reader(path),
-            Self::Postgres { url, runtime } => Connection::postgres(url, runtime.clone()),
+            Self::Postgres(url) => Connection::postgres(url),
         }
     }
 }
@@ -189,10 +186,7 @@ impl Store {
     }
 
     fn open_postgres(url: &str, config: &StoreConfig) -> Result<Self> {
-        let database = Database::Postgres {
-            url: url.to_owned(),
-            runtime: db::PgRuntime::new()?,
-        };
+        let database = Database::Postgres(url.to_owned());
         // On a thread of its own: a caller's async thread may not wait.
         let (conn, readers, queue_depth) = std::thread::scope(|scope| {
             scope

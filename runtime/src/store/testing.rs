@@ -32,7 +32,7 @@ pub(crate) fn postgres_url() -> String {
 pub(crate) fn postgres_empty() -> TestDatabase {
     let url = test_postgres::new_database();
     TestDatabase {
-        conn: Connection::postgres(&url, super::db::PgRuntime::new().unwrap()).unwrap(),
+        conn: Connection::postgres(&url).unwrap(),
     }
 }
 

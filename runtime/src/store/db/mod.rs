@@ -11,7 +11,6 @@
 mod postgres;
 
 use super::{Result, StoreError};
-pub use postgres::PgRuntime;
 pub(super) use postgres::describe as describe_postgres;
 use postgres::{PgConnection, PgParam, PgValue};
 
@@ -98,12 +97,12 @@ impl Connection {
         }
     }
 
-    /// Connects to the PostgreSQL database at `url`, its I/O on `runtime`.
-    /// Neither this nor the connection's calls are to be made from an
-    /// async task: they wait for the server.
-    pub(super) fn postgres(url: &str, runtime: std::sync::Arc<PgRuntime>) -> Result<Self> {
+    /// Connects to the PostgreSQL database at `url`. Neither this nor the
+    /// connection's calls are to be made from an async task: they wait for
+    /// the server.
+    pub(super) fn postgres(url: &str) -> Result<Self> {
         Ok(Self {
-            engine: Backend::Postgres(PgConnection::connect(url, runtime)?),
+            engine: Backend::Postgres(PgConnection::connect(url)?),
         })
     }
 

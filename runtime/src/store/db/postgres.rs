@@ -1,9 +1,8 @@
 //! The PostgreSQL engine behind [`super::Connection`], on `tokio-postgres`.
 //!
 //! The store's functions are synchronous (they run on the writer thread or
-//! a reader's blocking thread), so each call here waits on the runtime's
-//! handle for the client's future; the connection itself is a task on that
-//! runtime. Values cross in SQLite's model (null, integer, real, text,
+//! a reader's blocking thread), so each connection has a current-thread
+//! runtime that the waiting thread runs for each call. Values cross in SQLite's model (null, integer, real, text,
 //! blob), converted to and from the column's PostgreSQL type, so the store
 //! binds a `bool` or an `i64` and reads an `i64` or a `String` the same way
 //! on both engines.
@@ -11,95 +10,73 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::error::Error;
-use std::sync::Arc;
 
 use bytes::BytesMut;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
-use tokio::runtime::Handle;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 
 use super::super::{Result, StoreError};
 
-/// The runtime the store's PostgreSQL connections do their I/O on: its
-/// own, so that the store works the same whatever runtime (if any) its
-/// caller runs on, and a caller blocked on the store never starves it.
-/// Each connection holds it; it stops when the last one is dropped.
-pub struct PgRuntime {
+/// A connection and the runtime its I/O runs on: a current-thread runtime
+/// of its own, which runs on the thread that waits for an answer (as the
+/// `postgres` crate does), so a statement costs no hand-off between
+/// threads, and the store works whatever runtime, if any, its caller runs.
+pub(super) struct PgConnection {
+    client: tokio_postgres::Client,
     runtime: Option<tokio::runtime::Runtime>,
+    /// Prepared statements by the SQL as the store wrote it.
+    statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
+    in_transaction: std::cell::Cell<bool>,
 }
 
-impl PgRuntime {
-    pub fn new() -> Result<Arc<Self>> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("pigeon-postgres")
-            .enable_all()
-            .build()
-            .map_err(|err| {
-                StoreError::WriteFailed(format!("cannot start PostgreSQL's I/O: {err}"))
-            })?;
-        Ok(Arc::new(Self {
-            runtime: Some(runtime),
-        }))
-    }
-
-    fn handle(&self) -> Handle {
-        self.runtime
-            .as_ref()
-            .expect("running until dropped")
-            .handle()
-            .clone()
-    }
-}
-
-impl Drop for PgRuntime {
+impl Drop for PgConnection {
     fn drop(&mut self) {
-        // Dropping a runtime waits for its threads, which an async caller
-        // may not do.
+        // Dropping a runtime waits for its tasks, which an async caller may
+        // not do; the connection's task goes with it.
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }
 }
 
-pub(super) struct PgConnection {
-    client: tokio_postgres::Client,
-    handle: Handle,
-    _runtime: Arc<PgRuntime>,
-    /// Prepared statements by the SQL as the store wrote it.
-    statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
-    in_transaction: std::cell::Cell<bool>,
-}
-
 impl PgConnection {
-    /// Connects to `url` (`postgres://user:password@host:port/database`);
-    /// the connection's task runs on `runtime`. Not to be called from an
-    /// async task (it waits for the answer).
-    pub(super) fn connect(url: &str, runtime: Arc<PgRuntime>) -> Result<Self> {
-        let handle = runtime.handle();
+    /// Connects to `url` (`postgres://user:password@host:port/database`).
+    /// Not to be called from an async task (it waits for the answer).
+    pub(super) fn connect(url: &str) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| {
+                StoreError::WriteFailed(format!("cannot start PostgreSQL's I/O: {err}"))
+            })?;
         let (client, connection) =
-            handle.block_on(tokio_postgres::connect(url, tokio_postgres::NoTls))?;
-        handle.spawn(async move {
+            runtime.block_on(tokio_postgres::connect(url, tokio_postgres::NoTls))?;
+        runtime.spawn(async move {
             if let Err(error) = connection.await {
                 tracing::warn!(%error, "a PostgreSQL connection ended");
             }
         });
         Ok(Self {
             client,
-            handle,
-            _runtime: runtime,
+            runtime: Some(runtime),
             statements: RefCell::default(),
             in_transaction: std::cell::Cell::new(false),
         })
+    }
+
+    /// Runs `future` (and the connection's I/O) on this thread.
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime
+            .as_ref()
+            .expect("a runtime until dropped")
+            .block_on(future)
     }
 
     pub(super) fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement> {
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self
-            .handle
-            .block_on(self.client.prepare(&placeholders(sql)))?;
+        let statement = self.block_on(self.client.prepare(&placeholders(sql)))?;
         self.statements
             .borrow_mut()
             .insert(sql.to_owned(), statement.clone());
@@ -112,9 +89,7 @@ impl PgConnection {
         params: &[PgParam<'_>],
     ) -> Result<usize> {
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-        let changed = self
-            .handle
-            .block_on(self.client.execute(statement, &params))?;
+        let changed = self.block_on(self.client.execute(statement, &params))?;
         Ok(changed as usize)
     }
 
@@ -124,13 +99,11 @@ impl PgConnection {
         params: &[PgParam<'_>],
     ) -> Result<Vec<tokio_postgres::Row>> {
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-        Ok(self
-            .handle
-            .block_on(self.client.query(statement, &params))?)
+        Ok(self.block_on(self.client.query(statement, &params))?)
     }
 
     pub(super) fn execute_batch(&self, sql: &str) -> Result<()> {
-        Ok(self.handle.block_on(self.client.batch_execute(sql))?)
+        Ok(self.block_on(self.client.batch_execute(sql))?)
     }
 
     pub(super) fn begin(&self) -> Result<()> {
