@@ -140,7 +140,7 @@ impl Connection {
         Ok(Statement {
             engine: match &self.engine {
                 Backend::Sqlite(conn) => SqlStatement::SqliteCached(conn.prepare_cached(sql)?),
-                Backend::Postgres(conn) => SqlStatement::Postgres(conn, conn.prepare(sql)?),
+                Backend::Postgres(conn) => SqlStatement::Postgres(conn, conn.prepare(sql, true)?),
             },
         })
     }
@@ -151,7 +151,7 @@ impl Connection {
         Ok(Statement {
             engine: match &self.engine {
                 Backend::Sqlite(conn) => SqlStatement::Sqlite(conn.prepare(sql)?),
-                Backend::Postgres(conn) => SqlStatement::Postgres(conn, conn.prepare(sql)?),
+                Backend::Postgres(conn) => SqlStatement::Postgres(conn, conn.prepare(sql, false)?),
             },
         })
     }

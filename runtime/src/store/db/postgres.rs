@@ -21,6 +21,9 @@ use super::super::{Result, StoreError};
 /// of its own, which runs on the thread that waits for an answer (as the
 /// `postgres` crate does), so a statement costs no hand-off between
 /// threads, and the store works whatever runtime, if any, its caller runs.
+/// Prepared statements kept per connection (the store has about 150).
+const MAX_STATEMENTS: usize = 512;
+
 pub(super) struct PgConnection {
     client: tokio_postgres::Client,
     runtime: Option<tokio::runtime::Runtime>,
@@ -72,14 +75,21 @@ impl PgConnection {
             .block_on(future)
     }
 
-    pub(super) fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement> {
+    /// A statement prepared on the server; kept for the next call if
+    /// `keep` (the cache is bounded: SQL built at run time varies).
+    pub(super) fn prepare(&self, sql: &str, keep: bool) -> Result<tokio_postgres::Statement> {
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
         let statement = self.block_on(self.client.prepare(&placeholders(sql)))?;
-        self.statements
-            .borrow_mut()
-            .insert(sql.to_owned(), statement.clone());
+        if keep {
+            let mut statements = self.statements.borrow_mut();
+            if statements.len() >= MAX_STATEMENTS {
+                // Dropping them closes them on the server.
+                statements.clear();
+            }
+            statements.insert(sql.to_owned(), statement.clone());
+        }
         Ok(statement)
     }
 
@@ -354,7 +364,20 @@ impl<'a> FromSql<'a> for PgValue<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::placeholders;
+    use super::*;
+
+    /// SQL built at run time (list filters) must not grow a connection's
+    /// prepared statements without end, on it or on the server.
+    #[test]
+    fn the_statement_cache_is_bounded() {
+        let conn = PgConnection::connect(&crate::store::testing::postgres_url()).unwrap();
+        for i in 0..MAX_STATEMENTS + 10 {
+            conn.prepare(&format!("SELECT {i}"), true).unwrap();
+        }
+        assert!(conn.statements.borrow().len() <= MAX_STATEMENTS);
+        conn.prepare("SELECT 'once'", false).unwrap();
+        assert!(!conn.statements.borrow().contains_key("SELECT 'once'"));
+    }
 
     #[test]
     fn placeholders_are_renumbered_outside_literals() {
