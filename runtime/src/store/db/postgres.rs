@@ -2,10 +2,10 @@
 //!
 //! The store's functions are synchronous (they run on the writer thread or
 //! a reader's blocking thread), so each connection has a current-thread
-//! runtime that the waiting thread runs for each call. Values cross in SQLite's model (null, integer, real, text,
-//! blob), converted to and from the column's PostgreSQL type, so the store
-//! binds a `bool` or an `i64` and reads an `i64` or a `String` the same way
-//! on both engines.
+//! runtime that the waiting thread runs for each call. Values cross in
+//! SQLite's model (null, integer, real, text, blob), converted to and from
+//! the column's PostgreSQL type, so the store binds a `bool` or an `i64`
+//! and reads an `i64` or a `String` the same way on both engines.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -17,13 +17,13 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 
 use super::super::{Result, StoreError};
 
+/// Prepared statements kept per connection (the store has about 150).
+const MAX_STATEMENTS: usize = 512;
+
 /// A connection and the runtime its I/O runs on: a current-thread runtime
 /// of its own, which runs on the thread that waits for an answer (as the
 /// `postgres` crate does), so a statement costs no hand-off between
 /// threads, and the store works whatever runtime, if any, its caller runs.
-/// Prepared statements kept per connection (the store has about 150).
-const MAX_STATEMENTS: usize = 512;
-
 pub(super) struct PgConnection {
     client: tokio_postgres::Client,
     runtime: Option<tokio::runtime::Runtime>,
