@@ -139,7 +139,10 @@ enum Database {
 }
 
 impl Database {
-    fn open_reader(&self) -> Result<Connection> {
+    /// A new connection: on SQLite a read-only one (the writer's own is
+    /// opened apart, with its pragmas); on PostgreSQL one that serves for
+    /// anything, the writer, a reader or the node lock.
+    fn connect(&self) -> Result<Connection> {
         match self {
             Self::Sqlite(path) => open_reader(path),
             Self::Postgres(url) => Connection::postgres(url),
@@ -191,10 +194,10 @@ impl Store {
         let (conn, readers, queue_depth) = std::thread::scope(|scope| {
             scope
                 .spawn(|| -> Result<_> {
-                    let conn = database.open_reader()?;
+                    let conn = database.connect()?;
                     schema::migrate(&conn)?;
                     let readers = (0..config.readers)
-                        .map(|_| database.open_reader())
+                        .map(|_| database.connect())
                         .collect::<Result<Vec<_>>>()?;
                     let queue_depth = Arc::new(rollups::QueueDepth::load(&conn)?);
                     Ok((conn, readers, queue_depth))
@@ -238,7 +241,7 @@ impl Store {
         }
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = inner.database.open_reader()?;
+            let conn = inner.database.connect()?;
             // A node killed a moment ago may still hold it until the
             // server notices its connection is gone.
             let deadline = std::time::Instant::now() + NODE_LOCK_WAIT;
@@ -288,7 +291,7 @@ impl Store {
                 .pop();
             let conn = match pooled {
                 Some(conn) => conn,
-                None => inner.database.open_reader()?,
+                None => inner.database.connect()?,
             };
             let result = query(&conn);
             let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
