@@ -274,24 +274,12 @@ async fn inbound_messages_reach_the_inbound_api() {
         .await;
     wait_delivered(&tenant.developer, &kannel, &id).await;
 
+    // Kannel's smsbox posts MOs to Pigeon concurrently, so two sent back to
+    // back may be filed in either order: the second goes once the first is in.
     kannel.send_mo_text(handset, "8088", "YES please");
+    wait_inbound(&tenant.developer, &kannel, 1).await;
     kannel.send_mo_ucs2(handset, "8088", "Đồng ý 👍");
-
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let inbound = loop {
-        let (status, page) = tenant.developer.get("/v1/inbound").await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        let data = page["data"].as_array().cloned().unwrap_or_default();
-        if data.len() >= 2 {
-            break data;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "inbound messages did not arrive: {page:#}\n{}",
-            kannel.diagnostics()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let inbound = wait_inbound(&tenant.developer, &kannel, 2).await;
     // Newest first.
     let texts: Vec<&str> = inbound
         .iter()
@@ -308,4 +296,23 @@ async fn inbound_messages_reach_the_inbound_api() {
         assert_eq!(m["carrier_message_id"].as_str().unwrap().len(), 36, "{m}");
     }
     server.stop().await;
+}
+
+/// Polls the inbound API until it lists at least `count` messages.
+async fn wait_inbound(client: &common::Client, kannel: &Kannel, count: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, page) = client.get("/v1/inbound").await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let data = page["data"].as_array().cloned().unwrap_or_default();
+        if data.len() >= count {
+            return data;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} inbound messages did not arrive: {page:#}\n{}",
+            kannel.diagnostics()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
