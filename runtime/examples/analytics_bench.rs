@@ -103,7 +103,7 @@ async fn main() {
                     let created_at = now - 30 * DAY_MS + (i as i64 * 30 * DAY_MS) / total as i64;
                     messages::insert_message(conn, &message(i, created_at, now), None)?;
                 }
-                let claimed = queue::claim_due(conn, now, count * 2, |_| false)?;
+                let claimed = queue::claim_due(conn, "node_bench", now, count * 2, |_| false)?;
                 let mut results = Vec::new();
                 for (k, claim) in claimed.iter().enumerate() {
                     for &index in &claim.parts {

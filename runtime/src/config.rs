@@ -115,7 +115,15 @@ pub struct StoreConfig {
     /// where the database should be is refused, as it is most likely a
     /// database lost to a truncation or a failed copy.
     pub initialize_empty_file: bool,
+    /// On PostgreSQL, how long a node may go unseen (it says it is alive
+    /// every second) before the other nodes take back the parts it was
+    /// sending and queue them again.
+    pub node_lease_ms: u64,
 }
+
+/// How often a node on PostgreSQL says it is alive (`store.node_lease_ms`
+/// is counted in these).
+pub const NODE_HEARTBEAT_MS: u64 = 1_000;
 
 impl Default for StoreConfig {
     fn default() -> Self {
@@ -125,6 +133,7 @@ impl Default for StoreConfig {
             max_batch: 1024,
             readers: 4,
             initialize_empty_file: false,
+            node_lease_ms: 10_000,
         }
     }
 }
@@ -560,6 +569,15 @@ impl Config {
         }
         positive("store.max_batch", self.store.max_batch as u64)?;
         positive("store.readers", self.store.readers as u64)?;
+        if self.store.node_lease_ms < 2 * NODE_HEARTBEAT_MS {
+            return Err(ConfigError::Invalid {
+                key: "store.node_lease_ms",
+                message: format!(
+                    "must be at least {} ms (two of a node's heartbeats)",
+                    2 * NODE_HEARTBEAT_MS
+                ),
+            });
+        }
         positive("dispatch.concurrency", self.dispatch.concurrency as u64)?;
         positive("dispatch.batch_size", self.dispatch.batch_size as u64)?;
         positive("dispatch.max_attempts", self.dispatch.max_attempts as u64)?;

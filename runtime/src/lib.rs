@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod carriers;
 pub mod cli;
+pub mod cluster;
 pub mod compliance;
 pub mod config;
 pub mod dashboard;

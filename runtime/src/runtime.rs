@@ -53,6 +53,8 @@ pub struct Pigeon {
     /// The SMPP server, when `[smpp] enabled`, and the address it listens on.
     smpp: Option<(JoinHandle<()>, std::net::SocketAddr)>,
     plugin_reloader: Option<JoinHandle<()>>,
+    /// On a shared database, keeps this node among the others (cluster.rs).
+    cluster: Option<JoinHandle<()>>,
     /// Reloads the policies when their files change; stops when dropped.
     _policy_watcher: Option<PolicyWatcher>,
     server: crate::server::ServerConfig,
@@ -74,11 +76,8 @@ impl Pigeon {
             _ => None,
         };
         let store = Store::open(&config.data_dir, &config.store)?;
-        store.lock_single_node().await?;
-        let now = crate::time::now_ms();
-        let requeued = store
-            .write(move |c| queue::requeue_interrupted(c, now))
-            .await?;
+        let lease_ms = config.store.node_lease_ms as i64;
+        let requeued = crate::cluster::join(&store, lease_ms).await?;
         if requeued > 0 {
             tracing::info!(requeued, "parts interrupted mid-submit are queued again");
         }
@@ -218,8 +217,18 @@ impl Pigeon {
                 Some((task, addr))
             }
         };
+        let cluster = crate::cluster::spawn(
+            store.clone(),
+            crate::cluster::Caches {
+                accounts: app.accounts.clone(),
+                compliance: app.compliance.clone(),
+                default_pools: app.default_pools.clone(),
+            },
+            lease_ms,
+        );
         let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx));
         Ok(Self {
+            cluster,
             app,
             store,
             shutdown,
@@ -262,6 +271,11 @@ impl Pigeon {
             let _ = smpp.await;
         }
         let _ = self.dispatcher.await;
+        // Its claims are all seen through now: the node may leave the list.
+        if let Some(cluster) = self.cluster {
+            cluster.abort();
+            crate::cluster::leave(&self.store).await;
+        }
         if let Some(reloader) = self.plugin_reloader {
             reloader.abort();
         }

@@ -870,7 +870,7 @@ async fn the_queue_expires_parts_whose_validity_passed_instead_of_claiming_them(
     insert_stored(&store, valid).await;
 
     let claimed = store
-        .write(move |c| claim_due(c, now, 10, |_| false))
+        .write(move |c| claim_due(c, "node_test", now, 10, |_| false))
         .await
         .unwrap();
     let claimed: Vec<&str> = claimed.iter().map(|c| c.message.id.as_str()).collect();
@@ -896,7 +896,7 @@ async fn the_queue_expires_parts_whose_validity_passed_instead_of_claiming_them(
     // Nothing more to claim.
     assert!(
         store
-            .write(move |c| claim_due(c, now, 10, |_| false))
+            .write(move |c| claim_due(c, "node_test", now, 10, |_| false))
             .await
             .unwrap()
             .is_empty()

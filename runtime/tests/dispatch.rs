@@ -155,7 +155,7 @@ async fn the_queue_hands_out_otp_then_transactional_then_marketing() {
     let mut claimed = Vec::new();
     for _ in 0..5 {
         let claims = store
-            .write(move |c| claim_due(c, now, 1, |_| false))
+            .write(move |c| claim_due(c, "node_test", now, 1, |_| false))
             .await
             .unwrap();
         assert!(claims.len() <= 1);
@@ -169,7 +169,7 @@ async fn the_queue_hands_out_otp_then_transactional_then_marketing() {
 
     let later = now + 60_000;
     let claims = store
-        .write(move |c| claim_due(c, later, 10, |_| false))
+        .write(move |c| claim_due(c, "node_test", later, 10, |_| false))
         .await
         .unwrap();
     assert_eq!(claims.len(), 1);
@@ -268,7 +268,7 @@ async fn a_canceled_message_never_leaves_canceled() {
     insert_stored(&store, message).await;
 
     let claims = store
-        .write(move |c| claim_due(c, now, 1, |_| false))
+        .write(move |c| claim_due(c, "node_test", now, 1, |_| false))
         .await
         .unwrap();
     assert_eq!(claims[0].parts, [0], "one part in flight");

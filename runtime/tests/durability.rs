@@ -91,14 +91,7 @@ fn check_sent_once_unless_interrupted(message: &Value) -> usize {
         let of_part: Vec<&Value> = events.iter().filter(|e| e["part"] == part).collect();
         let sent = of_part.iter().filter(|e| e["status"] == "sent").count();
         let sending = of_part.iter().filter(|e| e["status"] == "sending").count();
-        let requeued = of_part
-            .iter()
-            .filter(|e| {
-                e["detail"]
-                    .as_str()
-                    .is_some_and(|d| d.starts_with("requeued: interrupted"))
-            })
-            .count();
+        let requeued = of_part.iter().filter(|e| common::is_requeue(e)).count();
         assert_eq!(sent, 1, "part {part} sent {sent} times: {message}");
         assert_eq!(sending, 1 + requeued, "part {part}: {message}");
         resent += requeued;

@@ -13,6 +13,7 @@ mod api_accounts;
 mod api_messages;
 mod carrier_template;
 mod carriers;
+mod cluster;
 mod consent;
 mod dashboard;
 mod dispatch;

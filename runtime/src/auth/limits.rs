@@ -46,9 +46,23 @@ struct Usage {
     messages: u64,
 }
 
+impl Usage {
+    fn new(limits: AccountLimits, messages_today: u64, now: i64) -> Self {
+        Self {
+            limits,
+            tokens: f64::from(limits.requests_per_second.unwrap_or(0)),
+            refilled: Instant::now(),
+            day: now.div_euclid(MS_PER_DAY),
+            messages: messages_today,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Limits {
     accounts: RwLock<HashMap<String, Mutex<Usage>>>,
+    /// Limits set in place (see [`Limits::replace`]).
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl Limits {
@@ -56,18 +70,45 @@ impl Limits {
     /// has stored today (ms `now`).
     pub fn set(&self, account_id: &str, limits: AccountLimits, messages_today: u64, now: i64) {
         let mut accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if limits.is_empty() {
             accounts.remove(account_id);
             return;
         }
-        let usage = Usage {
-            limits,
-            tokens: f64::from(limits.requests_per_second.unwrap_or(0)),
-            refilled: Instant::now(),
-            day: now.div_euclid(MS_PER_DAY),
-            messages: messages_today,
-        };
-        accounts.insert(account_id.to_owned(), Mutex::new(usage));
+        accounts.insert(
+            account_id.to_owned(),
+            Mutex::new(Usage::new(limits, messages_today, now)),
+        );
+    }
+
+    /// How many times limits were set in place.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets every account's limits at once (accounts left out have none),
+    /// each with what it has stored today, unless some were set in place
+    /// since [`Limits::changes`] said `changes` (then returns false).
+    pub fn replace(
+        &self,
+        all: impl IntoIterator<Item = (String, AccountLimits, u64)>,
+        now: i64,
+        changes: u64,
+    ) -> bool {
+        let fresh = all
+            .into_iter()
+            .filter(|(_, limits, _)| !limits.is_empty())
+            .map(|(id, limits, messages_today)| {
+                (id, Mutex::new(Usage::new(limits, messages_today, now)))
+            })
+            .collect();
+        let mut accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());
+        if self.changes() != changes {
+            return false;
+        }
+        *accounts = fresh;
+        true
     }
 
     pub fn get(&self, account_id: &str) -> AccountLimits {

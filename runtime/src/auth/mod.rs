@@ -161,46 +161,13 @@ struct Hashes {
     keyed: HashMap<[u8; 32], Principal>,
     /// Keys stored before hashes were keyed, by plain SHA-256.
     legacy: HashMap<[u8; 32], Principal>,
+    /// Changes this node made in place: a reload read before one of them
+    /// is not applied over it.
+    changes: u64,
 }
 
-impl KeyRing {
-    pub async fn load(store: &Store, hasher: KeyHasher) -> Result<Self, AuthError> {
-        let keys = store.read(accounts::active_keys).await?;
-        let ring = Self {
-            hasher,
-            by_hash: RwLock::default(),
-        };
-        for (key, operator) in keys {
-            ring.insert(&key, operator)?;
-        }
-        Ok(ring)
-    }
-
-    /// The caller, and the keyed hash to store when the key was found by
-    /// its legacy hash.
-    fn authenticate(&self, presented: &str) -> Option<(Principal, Option<[u8; 32]>)> {
-        let hash = self.hasher.hash(presented);
-        if let Some(principal) = self.read().keyed.get(&hash) {
-            return Some((principal.clone(), None));
-        }
-        // Unknown keys (every failed request) take the read lock only.
-        let legacy = hasher::legacy_hash(presented);
-        if !self.read().legacy.contains_key(&legacy) {
-            return None;
-        }
-        let mut hashes = self.write();
-        let principal = hashes.legacy.remove(&legacy)?;
-        hashes.keyed.insert(hash, principal.clone());
-        Some((principal, Some(hash)))
-    }
-
-    fn insert(&self, key: &KeyRecord, operator: bool) -> Result<(), AuthError> {
-        let role = Role::parse(&key.role).ok_or_else(|| AuthError::UnknownRole(key.id.clone()))?;
-        self.insert_principal(key, role, operator);
-        Ok(())
-    }
-
-    fn insert_principal(&self, key: &KeyRecord, role: Role, operator: bool) {
+impl Hashes {
+    fn insert(&mut self, key: &KeyRecord, role: Role, operator: bool) {
         // The API checks networks when they are set; one that does not
         // parse here must not widen the key to "anywhere".
         if key
@@ -225,19 +192,77 @@ impl KeyRing {
             expires_at: key.expires_at,
             client_ip: None,
         };
-        let mut hashes = self.write();
         let map = if key.legacy_hash {
-            &mut hashes.legacy
+            &mut self.legacy
         } else {
-            &mut hashes.keyed
+            &mut self.keyed
         };
         map.insert(key.key_hash, principal);
+    }
+}
+
+impl KeyRing {
+    pub async fn load(store: &Store, hasher: KeyHasher) -> Result<Self, AuthError> {
+        let ring = Self {
+            hasher,
+            by_hash: RwLock::default(),
+        };
+        ring.reload(store).await?;
+        Ok(ring)
+    }
+
+    /// Replaces the ring with the store's active keys: how a node learns of
+    /// keys another node created, revoked or restricted.
+    /// False when this node changed the ring while the keys were read
+    /// (that change's own version bump brings the next reload).
+    async fn reload(&self, store: &Store) -> Result<bool, AuthError> {
+        let changes = self.read().changes;
+        let keys = store.read(accounts::active_keys).await?;
+        let mut fresh = Hashes::default();
+        for (key, operator) in keys {
+            let role =
+                Role::parse(&key.role).ok_or_else(|| AuthError::UnknownRole(key.id.clone()))?;
+            fresh.insert(&key, role, operator);
+        }
+        let mut hashes = self.write();
+        if hashes.changes != changes {
+            return Ok(false);
+        }
+        fresh.changes = changes;
+        *hashes = fresh;
+        Ok(true)
+    }
+
+    /// The caller, and the keyed hash to store when the key was found by
+    /// its legacy hash.
+    fn authenticate(&self, presented: &str) -> Option<(Principal, Option<[u8; 32]>)> {
+        let hash = self.hasher.hash(presented);
+        if let Some(principal) = self.read().keyed.get(&hash) {
+            return Some((principal.clone(), None));
+        }
+        // Unknown keys (every failed request) take the read lock only.
+        let legacy = hasher::legacy_hash(presented);
+        if !self.read().legacy.contains_key(&legacy) {
+            return None;
+        }
+        let mut hashes = self.write();
+        let principal = hashes.legacy.remove(&legacy)?;
+        hashes.keyed.insert(hash, principal.clone());
+        hashes.changes += 1;
+        Some((principal, Some(hash)))
+    }
+
+    fn insert_principal(&self, key: &KeyRecord, role: Role, operator: bool) {
+        let mut hashes = self.write();
+        hashes.insert(key, role, operator);
+        hashes.changes += 1;
     }
 
     fn remove(&self, key_id: &str) {
         let mut hashes = self.write();
         hashes.keyed.retain(|_, p| p.key_id != key_id);
         hashes.legacy.retain(|_, p| p.key_id != key_id);
+        hashes.changes += 1;
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Hashes> {
@@ -308,8 +333,28 @@ impl Accounts {
             return Err(AuthError::WrongSecret);
         }
         let ring = KeyRing::load(&store, hasher).await?;
+        let accounts = Self {
+            store,
+            ring,
+            limits: limits::Limits::default(),
+        };
+        accounts.load_limits().await?;
+        Ok(accounts)
+    }
+
+    /// Reads the keys and the accounts' limits again: changes another node
+    /// made (`cluster.rs` calls this when their cache version moves).
+    /// Returns false when this node changed them meanwhile: then try again.
+    pub async fn reload(&self) -> Result<bool, AuthError> {
+        Ok(self.ring.reload(&self.store).await? & self.load_limits().await?)
+    }
+
+    /// Each account's limits, with what it stored today so far.
+    async fn load_limits(&self) -> Result<bool, AuthError> {
+        let changes = self.limits.changes();
         let now = crate::time::now_ms();
-        let with_limits = store
+        let with_limits = self
+            .store
             .read(move |conn| {
                 let mut found = Vec::new();
                 for (id, rps, per_day) in accounts::account_limits(conn)? {
@@ -319,15 +364,13 @@ impl Accounts {
                 Ok(found)
             })
             .await?;
-        let limits = limits::Limits::default();
-        for (id, account_limits, today) in with_limits {
-            limits.set(&id, account_limits, today.max(0) as u64, now);
-        }
-        Ok(Self {
-            store,
-            ring,
-            limits,
-        })
+        Ok(self.limits.replace(
+            with_limits
+                .into_iter()
+                .map(|(id, account_limits, today)| (id, account_limits, today.max(0) as u64)),
+            now,
+            changes,
+        ))
     }
 
     /// The accounts' request rates and daily quotas.
@@ -552,10 +595,9 @@ impl Accounts {
             })
             .await?
             .ok_or(KeyError::NoKey)?;
+        let role = Role::parse(&record.role).ok_or(KeyError::NoKey)?;
         self.ring.remove(&record.id);
-        self.ring
-            .insert(&record, operator)
-            .map_err(|_| KeyError::NoKey)?;
+        self.ring.insert_principal(&record, role, operator);
         Ok(record)
     }
 

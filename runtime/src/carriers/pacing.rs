@@ -38,6 +38,11 @@ impl Rate {
         }
     }
 
+    /// Time `parts` parts take at the rate.
+    fn cost(&self, parts: usize) -> Duration {
+        self.interval.saturating_mul(parts as u32)
+    }
+
     /// Whether the bucket is full again at `now` (nothing booked ahead), so
     /// forgetting it changes nothing.
     fn idle(&self, now: Instant) -> bool {
@@ -48,7 +53,7 @@ impl Rate {
     pub fn reserve(&self, parts: usize, now: Instant) -> Duration {
         let mut booked = self.booked_until.lock().unwrap_or_else(|e| e.into_inner());
         let start = (*booked).max(now);
-        *booked = start + self.interval * parts as u32;
+        *booked = start + self.cost(parts);
         booked.saturating_duration_since(now + self.burst)
     }
 
@@ -67,9 +72,118 @@ impl Rate {
     /// Gives back a booking that will not be used.
     pub fn release(&self, parts: usize) {
         let mut booked = self.booked_until.lock().unwrap_or_else(|e| e.into_inner());
-        *booked = booked
-            .checked_sub(self.interval * parts as u32)
-            .unwrap_or(*booked);
+        *booked = booked.checked_sub(self.cost(parts)).unwrap_or(*booked);
+    }
+}
+
+/// A carrier's rate when several nodes share its database. The carrier's
+/// sending time is one timeline in the store (`carrier_timelines`): a node
+/// leases the next [`LEASE`] of it (or what one submission needs, if more)
+/// and sends within the time it holds, at the full rate. So the nodes
+/// together keep to the rate, and a busy node is not held to a fixed share
+/// while the others idle. Time nobody leased for a second is gone, as a
+/// token bucket's burst is capped.
+pub struct SharedRate {
+    store: crate::store::Store,
+    carrier: String,
+    rate: Rate,
+    /// This node's booking and the end of its lease, as [`Instant`]s.
+    held: tokio::sync::Mutex<Held>,
+}
+
+struct Held {
+    booked_until: Instant,
+    leased_until: Instant,
+    /// Parts put off while the carrier's time was leased out are spread
+    /// from there on at the rate, rather than all coming back at once.
+    put_off_until: Instant,
+}
+
+/// Sending time leased at once: a few leases a second per busy node.
+pub const LEASE: Duration = Duration::from_millis(250);
+
+impl SharedRate {
+    pub fn new(store: crate::store::Store, carrier: &str, parts_per_second: u32) -> Self {
+        let now = Instant::now();
+        Self {
+            store,
+            carrier: carrier.to_owned(),
+            rate: Rate::per_second(parts_per_second),
+            held: tokio::sync::Mutex::new(Held {
+                booked_until: now,
+                leased_until: now,
+                put_off_until: now,
+            }),
+        }
+    }
+
+    /// Books `parts` in this node's leased time, leasing more as needed,
+    /// and says how long to wait before sending them. A wait longer than
+    /// `patience` books nothing (the caller puts the parts off by it).
+    pub async fn reserve(
+        &self,
+        parts: usize,
+        patience: Duration,
+    ) -> Result<Duration, crate::store::StoreError> {
+        use crate::store::pacing::{CarrierLease, lease_carrier_time};
+        let need = self.rate.cost(parts);
+        let mut held = self.held.lock().await;
+        let mut start = held.booked_until.max(Instant::now());
+        while start + need > held.leased_until {
+            let length = LEASE.max(need);
+            let (carrier, length_ms) = (self.carrier.clone(), length.as_millis() as i64);
+            let (now, now_ms) = (Instant::now(), crate::time::now_ms());
+            let floor = now_ms - self.rate.burst.as_millis() as i64;
+            let horizon = now_ms + patience.as_millis() as i64;
+            let lease = self
+                .store
+                .write(move |c| lease_carrier_time(c, &carrier, floor, length_ms, horizon))
+                .await?;
+            let end_ms = match lease {
+                CarrierLease::Granted { end } => end,
+                CarrierLease::Busy { booked_until } => {
+                    let free_at = instant_at(now, now_ms, booked_until);
+                    held.put_off_until = held.put_off_until.max(free_at) + need;
+                    return Ok(held
+                        .put_off_until
+                        .saturating_duration_since(now)
+                        .max(patience + Duration::from_millis(1)));
+                }
+            };
+            let lease_start = instant_at(now, now_ms, end_ms - length_ms);
+            // Another node's lease came in between: this node's time
+            // resumes at its new lease.
+            if lease_start > held.leased_until {
+                start = start.max(lease_start);
+            }
+            held.leased_until = instant_at(now, now_ms, end_ms);
+        }
+        let wait = start.saturating_duration_since(Instant::now());
+        if wait <= patience {
+            held.booked_until = start + need;
+        }
+        Ok(wait)
+    }
+
+    /// Gives back a booking that will not be used (the time stays leased
+    /// to this node, for its next submissions).
+    pub async fn release(&self, parts: usize) {
+        let mut held = self.held.lock().await;
+        let cost = self.rate.cost(parts);
+        held.booked_until = held
+            .booked_until
+            .checked_sub(cost)
+            .unwrap_or(held.booked_until);
+    }
+}
+
+/// The [`Instant`] of Unix time `at_ms`, given that `now` is `now_ms`.
+fn instant_at(now: Instant, now_ms: i64, at_ms: i64) -> Instant {
+    let offset = Duration::from_millis((at_ms - now_ms).unsigned_abs());
+    if at_ms >= now_ms {
+        now + offset
+    } else {
+        now.checked_sub(offset).unwrap_or(now)
     }
 }
 

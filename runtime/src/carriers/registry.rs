@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::pacing::Rate;
+use super::pacing::{Rate, SharedRate};
 use super::sandbox::SandboxEndpoint;
 use super::stats::CarrierStats;
 use crate::config::{CarrierConfig, Config, SANDBOX_CARRIER};
@@ -76,6 +76,8 @@ pub struct CarrierHandle {
     pub callback_url: String,
     pub base_url: String,
     rate: Rate,
+    /// The rate as all nodes on a shared database keep it (instead of `rate`).
+    shared_rate: Option<SharedRate>,
     window: Arc<Semaphore>,
     pub counters: CarrierCounters,
     /// Delivery and error rates and report latency, by minute.
@@ -112,21 +114,44 @@ impl CarrierHandle {
     /// Waits for the carrier's rate and window to allow `parts` more parts,
     /// or says how long to put them back in the queue for.
     pub async fn admit(&self, parts: usize) -> Result<Admission, Duration> {
-        let wait = self.rate.reserve(parts, Instant::now());
+        let wait = match &self.shared_rate {
+            Some(shared) => {
+                let wait = shared
+                    .reserve(parts, MAX_PACING_WAIT)
+                    .await
+                    .map_err(|error| {
+                        tracing::warn!(carrier = %self.name(), %error, "leasing the carrier's sending time failed");
+                        MAX_PACING_WAIT
+                    })?;
+                // A longer wait booked nothing.
+                if wait > MAX_PACING_WAIT {
+                    return Err(wait);
+                }
+                wait
+            }
+            None => self.rate.reserve(parts, Instant::now()),
+        };
         if wait > MAX_PACING_WAIT {
-            self.rate.release(parts);
+            self.release(parts).await;
             return Err(wait);
         }
         let acquire = self.window.clone().acquire_owned();
         let permit = match tokio::time::timeout(MAX_PACING_WAIT, acquire).await {
             Ok(Ok(permit)) => permit,
             _ => {
-                self.rate.release(parts);
+                self.release(parts).await;
                 return Err(MAX_PACING_WAIT);
             }
         };
         tokio::time::sleep(wait).await;
         Ok(permit)
+    }
+
+    async fn release(&self, parts: usize) {
+        match &self.shared_rate {
+            Some(shared) => shared.release(parts).await,
+            None => self.rate.release(parts),
+        }
     }
 
     /// What routing and pacing policies see of this carrier for a message
@@ -297,6 +322,9 @@ impl CarrierSet {
             );
             carriers.push(Arc::new(CarrierHandle {
                 rate: Rate::per_second(carrier_config.tps),
+                shared_rate: store
+                    .is_shared()
+                    .then(|| SharedRate::new(store.clone(), &name, carrier_config.tps)),
                 window: Arc::new(Semaphore::new(carrier_config.window)),
                 config: carrier_config,
                 carrier,

@@ -164,6 +164,8 @@ pub struct Compliance {
     marketing: RwLock<ByAccount<i64>>,
     /// Accounts whose marketing messages need a consent.
     consent_required: RwLock<HashSet<String>>,
+    /// Changes made in place (see [`Compliance::replace`]).
+    changes: std::sync::atomic::AtomicU64,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -200,6 +202,42 @@ impl Compliance {
         this
     }
 
+    /// How many changes were made in place.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Takes `fresh`'s opt-outs, consents and requirements in place of
+    /// these (how a node learns of changes another node made), unless a
+    /// change was made in place since [`Compliance::changes`] said
+    /// `changes`: then returns false.
+    pub fn replace(&self, fresh: Compliance, changes: u64) -> bool {
+        let mut opt_outs = write(&self.opt_outs);
+        let mut marketing = write(&self.marketing);
+        let mut consent_required = write(&self.consent_required);
+        if self.changes() != changes {
+            return false;
+        }
+        *opt_outs = fresh
+            .opt_outs
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        *marketing = fresh
+            .marketing
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        *consent_required = fresh
+            .consent_required
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        true
+    }
+
     /// Whether `account` may not send to `number`, from `pool` if any.
     pub fn opted_out(&self, account: &str, number: &str, pool: Option<&str>) -> bool {
         let map = read(&self.opt_outs);
@@ -212,6 +250,7 @@ impl Compliance {
 
     pub fn add_opt_out(&self, account: &str, number: &str, scope: &str) {
         let mut map = write(&self.opt_outs);
+        self.changed();
         let scopes = map
             .entry(account.to_owned())
             .or_default()
@@ -226,6 +265,7 @@ impl Compliance {
     /// scope when `None`.
     pub fn remove_opt_out(&self, account: &str, number: &str, scope: Option<&str>) {
         let mut map = write(&self.opt_outs);
+        self.changed();
         let Some(numbers) = map.get_mut(account) else {
             return;
         };
@@ -239,6 +279,7 @@ impl Compliance {
 
     pub fn set_marketing_consent(&self, account: &str, number: &str, collected_at: Option<i64>) {
         let mut map = write(&self.marketing);
+        self.changed();
         match collected_at {
             Some(at) => {
                 map.entry(account.to_owned())
@@ -259,6 +300,7 @@ impl Compliance {
 
     pub fn set_consent_required(&self, account: &str, required: bool) {
         let mut set = write(&self.consent_required);
+        self.changed();
         if required {
             set.insert(account.to_owned());
         } else {
@@ -280,6 +322,24 @@ impl Compliance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reload read before a change made here does not undo it.
+    #[test]
+    fn a_reload_read_before_a_change_in_place_is_not_applied() {
+        let c = Compliance::default();
+        let before = c.changes();
+        c.add_opt_out("acc", "+1", WHOLE_ACCOUNT);
+        let stale = Compliance::new(Vec::new(), Vec::new(), Vec::new());
+        assert!(!c.replace(stale, before));
+        assert!(c.opted_out("acc", "+1", None));
+        let fresh = Compliance::new(
+            vec![("acc".into(), "+2".into(), WHOLE_ACCOUNT.into())],
+            Vec::new(),
+            Vec::new(),
+        );
+        assert!(c.replace(fresh, c.changes()));
+        assert!(c.opted_out("acc", "+2", None) && !c.opted_out("acc", "+1", None));
+    }
 
     #[test]
     fn an_account_wide_opt_out_covers_every_pool_and_a_pool_one_only_its_pool() {

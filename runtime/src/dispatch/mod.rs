@@ -72,8 +72,9 @@ impl Dispatcher {
         let claim = |limit| {
             let now = crate::time::now_ms();
             let compliance = in_claim.clone();
+            let node = store.node_id().to_owned();
             store.write(move |c| {
-                queue::claim_due(c, now, limit, |m| {
+                queue::claim_due(c, &node, now, limit, |m| {
                     let pool = m.sender.as_ref().and_then(|s| s.pool_id.as_deref());
                     compliance.opted_out(&m.account_id, &m.to, pool)
                 })

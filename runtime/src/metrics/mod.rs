@@ -116,6 +116,10 @@ fn describe() {
     );
     describe_histogram!("pigeon_store_batch_jobs", "Write jobs in one group commit");
     describe_counter!(
+        "pigeon_store_conflicts_total",
+        "Group commits run again after a deadlock or serialization conflict with another node (PostgreSQL)"
+    );
+    describe_counter!(
         "pigeon_plugin_calls_total",
         "Calls into carrier plugins, by plugin and outcome (ok, trap, deadline, memory)"
     );
@@ -135,6 +139,10 @@ fn describe() {
     describe_gauge!(
         "pigeon_webhook_outbox_depth",
         "Webhooks waiting to be delivered"
+    );
+    describe_gauge!(
+        "pigeon_cluster_nodes",
+        "Nodes alive on this node's PostgreSQL database, itself included"
     );
     describe_counter!(
         "pigeon_inbound_total",

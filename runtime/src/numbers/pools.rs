@@ -53,26 +53,55 @@ pub struct SenderPool {
 /// no sender asks for it, and most accounts have none, so the accept path
 /// need not read the store for them. The API updates it with the store.
 #[derive(Debug, Default)]
-pub struct DefaultPools(RwLock<HashMap<String, String>>);
+pub struct DefaultPools(RwLock<Pools>);
+
+#[derive(Debug, Default)]
+struct Pools {
+    by_account: HashMap<String, String>,
+    /// Changes made in place (see [`DefaultPools::replace`]).
+    changes: u64,
+}
 
 impl DefaultPools {
     pub fn new(pools: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self(RwLock::new(pools.into_iter().collect()))
+        Self(RwLock::new(Pools {
+            by_account: pools.into_iter().collect(),
+            changes: 0,
+        }))
+    }
+
+    /// How many changes were made in place.
+    pub fn changes(&self) -> u64 {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).changes
+    }
+
+    /// Takes the store's pools in place of these (another node changed
+    /// them), unless one was set in place since [`DefaultPools::changes`]
+    /// said `changes`: then returns false.
+    pub fn replace(&self, pools: impl IntoIterator<Item = (String, String)>, changes: u64) -> bool {
+        let mut held = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if held.changes != changes {
+            return false;
+        }
+        held.by_account = pools.into_iter().collect();
+        true
     }
 
     pub fn get(&self, account_id: &str) -> Option<String> {
         self.0
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .by_account
             .get(account_id)
             .cloned()
     }
 
     pub fn set(&self, account_id: &str, pool_id: Option<String>) {
         let mut pools = self.0.write().unwrap_or_else(|e| e.into_inner());
+        pools.changes += 1;
         match pool_id {
-            Some(pool_id) => pools.insert(account_id.to_owned(), pool_id),
-            None => pools.remove(account_id),
+            Some(pool_id) => pools.by_account.insert(account_id.to_owned(), pool_id),
+            None => pools.by_account.remove(account_id),
         };
     }
 }

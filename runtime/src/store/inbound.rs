@@ -223,8 +223,10 @@ pub fn waiting_parts(conn: &Connection, group: &PartGroup) -> Result<Vec<StoredP
     Ok(parts)
 }
 
-/// Marks the group's waiting parts filed (into one message).
-pub fn mark_parts_filed(conn: &Connection, group: &PartGroup) -> Result<()> {
+/// Marks the group's waiting parts filed (into one message). Returns how
+/// many it marked: none when another node filed them first (its update
+/// holds the rows until it commits; this one then finds them filed).
+pub fn mark_parts_filed(conn: &Connection, group: &PartGroup) -> Result<usize> {
     conn.prepare_cached(
         "UPDATE inbound_parts SET filed = 1 WHERE carrier = ?1 AND from_number = ?2 \
          AND to_number = ?3 AND reference = ?4 AND filed = 0",
@@ -234,8 +236,7 @@ pub fn mark_parts_filed(conn: &Connection, group: &PartGroup) -> Result<()> {
         group.from,
         group.to,
         group.reference
-    ])?;
-    Ok(())
+    ])
 }
 
 /// Groups waiting with a part that arrived at or before `cutoff`.

@@ -513,6 +513,8 @@ pub(super) struct PartChange<'a> {
     /// expects it to be): saves the point read. If the part turns out to be
     /// in another state, it is read and the change applied from there.
     pub previous: Option<Status>,
+    /// The node that claims the part with this change (to `sending`).
+    pub claimed_by: Option<&'a str>,
 }
 
 impl<'a> PartChange<'a> {
@@ -529,6 +531,7 @@ impl<'a> PartChange<'a> {
             detail: None,
             at,
             previous: None,
+            claimed_by: None,
         }
     }
 }
@@ -564,7 +567,8 @@ pub(super) fn change_part(
             "UPDATE parts SET status = ?3, carrier = COALESCE(?4, carrier), \
              carrier_message_id = COALESCE(?5, carrier_message_id), \
              error_code = COALESCE(?6, error_code), due_at = COALESCE(?7, due_at), \
-             attempts = attempts + ?8, sent_at = CASE WHEN ?3 = 'sent' THEN ?9 ELSE sent_at END \
+             attempts = attempts + ?8, sent_at = CASE WHEN ?3 = 'sent' THEN ?9 ELSE sent_at END, \
+             claimed_by = COALESCE(?11, claimed_by) \
              WHERE message_id = ?1 AND idx = ?2 AND status = ?10",
         )?
         .execute(params![
@@ -578,6 +582,7 @@ pub(super) fn change_part(
             change.attempts_delta,
             change.at,
             previous.as_str(),
+            change.claimed_by,
         ])?;
     if updated == 0 {
         // Not in the state the caller expected: start from what it is.

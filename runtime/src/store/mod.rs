@@ -9,6 +9,7 @@ pub mod compliance;
 pub mod db;
 pub mod inbound;
 pub mod messages;
+pub mod nodes;
 pub mod numbers;
 pub mod pacing;
 pub mod pools;
@@ -52,14 +53,14 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("node id file {path}: {source}")]
+    NodeId {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A query for one row found none ([`db::OptionalExtension`] makes it `None`).
     #[error("no row")]
     NoRow,
-    #[error(
-        "another Pigeon node is running on this PostgreSQL database; several nodes on one \
-         database are not supported yet (claims, caches and pacing are per process)"
-    )]
-    AnotherNode,
     #[error("the store is shut down")]
     Closed,
     #[error("stored data is corrupt: {0}")]
@@ -100,6 +101,19 @@ impl StoreError {
     }
 
     /// The engine said its disk is full (SQLITE_FULL; PostgreSQL's 53100).
+    /// PostgreSQL aborted the transaction for a deadlock or a
+    /// serialization conflict with another node's: it may simply run again.
+    fn is_conflict(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        match self {
+            Self::Postgres(err) => err.code().is_some_and(|code| {
+                *code == SqlState::T_R_DEADLOCK_DETECTED
+                    || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            }),
+            _ => false,
+        }
+    }
+
     fn is_full(&self) -> bool {
         match self {
             Self::Full => true,
@@ -120,17 +134,36 @@ struct Inner {
     writer: writer::WriterHandle,
     readers: Mutex<Vec<Connection>>,
     max_idle_readers: usize,
-    /// On PostgreSQL, the connection holding the node lock, if taken.
-    node_lock: Mutex<Option<Connection>>,
+    /// This process among the nodes sharing the database (`nodes.rs`).
+    node_id: String,
     queue_depth: Arc<rollups::QueueDepth>,
 }
 
 pub const DB_FILE: &str = "pigeon.db";
 
-/// The advisory lock key of [`Store::lock_single_node`], and how long a
-/// node waits for it.
-const NODE_LOCK: i64 = 7_466_000;
-const NODE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Holds this node's id, made at its first start.
+pub const NODE_ID_FILE: &str = "pigeon.node";
+
+/// The id in `<data_dir>/pigeon.node`, made if there is none: a node keeps
+/// its id across restarts, so a restart after a crash takes back its own
+/// claims at once rather than after the lease.
+fn node_id(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join(NODE_ID_FILE);
+    let io = |source| StoreError::NodeId {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        Ok(_) => Err(io(std::io::Error::other("the file is empty"))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let id = crate::ids::new_id("node");
+            std::fs::write(&path, format!("{id}\n")).map_err(io)?;
+            Ok(id)
+        }
+        Err(err) => Err(io(err)),
+    }
+}
 
 /// Where the database is, for opening more readers.
 enum Database {
@@ -141,7 +174,7 @@ enum Database {
 impl Database {
     /// A new connection: on SQLite a read-only one (the writer's own is
     /// opened apart, with its pragmas); on PostgreSQL one that serves for
-    /// anything, the writer, a reader or the node lock.
+    /// anything, the writer's or a reader's.
     fn connect(&self) -> Result<Connection> {
         match self {
             Self::Sqlite(path) => open_reader(path),
@@ -155,13 +188,14 @@ impl Store {
     /// `<data_dir>/pigeon.db`, created if needed), migrates it and starts
     /// the writer thread.
     pub fn open(data_dir: &Path, config: &StoreConfig) -> Result<Self> {
-        if let Some(url) = &config.url {
-            return Self::open_postgres(url, config);
-        }
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_owned(),
             source,
         })?;
+        let node_id = node_id(data_dir)?;
+        if let Some(url) = &config.url {
+            return Self::open_postgres(url, config, node_id);
+        }
         let path = data_dir.join(DB_FILE);
         // SQLite takes an empty file for a new database: a truncated one
         // would start over with no accounts and no keys.
@@ -185,10 +219,11 @@ impl Store {
             Database::Sqlite(path),
             config,
             queue_depth,
+            node_id,
         ))
     }
 
-    fn open_postgres(url: &str, config: &StoreConfig) -> Result<Self> {
+    fn open_postgres(url: &str, config: &StoreConfig, node_id: String) -> Result<Self> {
         let database = Database::Postgres(url.to_owned());
         // On a thread of its own: a caller's async thread may not wait.
         let (conn, readers, queue_depth) = std::thread::scope(|scope| {
@@ -205,7 +240,14 @@ impl Store {
                 .join()
                 .map_err(|_| StoreError::Closed)?
         })?;
-        Ok(Self::start(conn, readers, database, config, queue_depth))
+        Ok(Self::start(
+            conn,
+            readers,
+            database,
+            config,
+            queue_depth,
+            node_id,
+        ))
     }
 
     fn start(
@@ -214,6 +256,7 @@ impl Store {
         database: Database,
         config: &StoreConfig,
         queue_depth: Arc<rollups::QueueDepth>,
+        node_id: String,
     ) -> Self {
         let writer = writer::spawn(conn, config.max_batch, queue_depth.clone());
         Self {
@@ -222,42 +265,21 @@ impl Store {
                 writer,
                 readers: Mutex::new(readers),
                 max_idle_readers: config.readers,
-                node_lock: Mutex::new(None),
+                node_id,
                 queue_depth,
             }),
         }
     }
 
-    /// Makes this process the only node on its PostgreSQL database until
-    /// its store closes (or the process dies, which ends the session that
-    /// holds the lock), and refuses with [`StoreError::AnotherNode`] if
-    /// another holds it: until several nodes are built (a node requeues
-    /// the parts it finds mid-submit at start, and its claims, caches and
-    /// pacing are its own), a second one could send a part twice. SQLite
-    /// needs nothing: its database is one process's file.
-    pub async fn lock_single_node(&self) -> Result<()> {
-        if matches!(self.inner.database, Database::Sqlite(_)) {
-            return Ok(());
-        }
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = inner.database.connect()?;
-            // A node killed a moment ago may still hold it until the
-            // server notices its connection is gone.
-            let deadline = std::time::Instant::now() + NODE_LOCK_WAIT;
-            while !conn.query_row("SELECT pg_try_advisory_lock(?1)", [NODE_LOCK], |row| {
-                row.get::<_, bool>(0)
-            })? {
-                if std::time::Instant::now() > deadline {
-                    return Err(StoreError::AnotherNode);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            *inner.node_lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
-            Ok(())
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?
+    /// This process's id among the nodes on the database.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// Whether other nodes may share the database (PostgreSQL): then
+    /// claims are leased to the node, and caches follow other nodes' writes.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner.database, Database::Postgres(_))
     }
 
     /// Runs `job` inside the writer's current transaction; resolves once the
@@ -323,23 +345,6 @@ impl Store {
     /// Finishes queued writes, checkpoints the log and closes the database.
     pub async fn close(&self) {
         self.inner.writer.close().await;
-        let lock = self
-            .inner
-            .node_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(conn) = lock {
-            // Released before the connection goes, so a node started next
-            // finds it free; off the async threads, as it waits for the server.
-            let _ = tokio::task::spawn_blocking(move || {
-                let _ = conn.query_row("SELECT pg_advisory_unlock(?1)", [NODE_LOCK], |row| {
-                    row.get::<_, bool>(0)
-                });
-                conn.close();
-            })
-            .await;
-        }
     }
 }
 
@@ -501,20 +506,12 @@ mod fault_tests {
                 .unwrap()
         };
         assert_eq!(read(store.clone()).await.as_deref(), Some("one"));
-        // One node at a time: a second is refused until the first closes.
         let second = Store::open(dir.path(), &config).unwrap();
-        store.lock_single_node().await.unwrap();
-        let refused = second.lock_single_node().await;
-        assert!(
-            matches!(refused, Err(StoreError::AnotherNode)),
-            "{refused:?}"
-        );
         set("two").await.unwrap();
         // More reads at once than the pool keeps: new connections open.
         let (a, b) = tokio::join!(read(second.clone()), read(second.clone()));
         assert_eq!((a.as_deref(), b.as_deref()), (Some("two"), Some("two")));
         store.close().await;
-        second.lock_single_node().await.unwrap();
         second.close().await;
     }
 

@@ -8,7 +8,7 @@
 //! so a commit writes the few pages at the log's end rather than one page
 //! per recipient; the latest booking of a key is the one in force.
 
-use super::db::{Connection, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::Result;
 
@@ -65,9 +65,77 @@ pub fn saved_bookings(conn: &Connection, now: i64) -> Result<Vec<PacingBooking>>
     rows.collect::<Result<_>>()
 }
 
+/// What asking for a carrier's sending time came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CarrierLease {
+    /// The span up to this end (Unix ms) is the caller's.
+    Granted { end: i64 },
+    /// The carrier's time is leased out until then, past the caller's
+    /// horizon: nothing was leased.
+    Busy { booked_until: i64 },
+}
+
+/// Leases `length_ms` of `carrier`'s sending time: the span after all that
+/// is leased so far, or from `floor` if that is later (time nobody leased
+/// before `floor` is gone: the carrier's burst). Nothing is leased if that
+/// span would start after `horizon`: time leased far ahead would sit idle.
+/// The row's lock orders the nodes' leases, so no two spans overlap.
+pub fn lease_carrier_time(
+    conn: &Connection,
+    carrier: &str,
+    floor: i64,
+    length_ms: i64,
+    horizon: i64,
+) -> Result<CarrierLease> {
+    let end: Option<i64> = conn
+        .prepare_cached(
+            "INSERT INTO carrier_timelines (carrier, booked_until) \
+             VALUES (?1, CAST(?2 AS BIGINT) + CAST(?3 AS BIGINT)) \
+             ON CONFLICT (carrier) DO UPDATE SET booked_until = CASE \
+               WHEN carrier_timelines.booked_until > ?2 THEN carrier_timelines.booked_until \
+               ELSE ?2 END + ?3 \
+             WHERE carrier_timelines.booked_until <= ?4 \
+             RETURNING booked_until",
+        )?
+        .query_row(params![carrier, floor, length_ms, horizon], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    Ok(match end {
+        Some(end) => CarrierLease::Granted { end },
+        None => CarrierLease::Busy {
+            booked_until: conn
+                .prepare_cached("SELECT booked_until FROM carrier_timelines WHERE carrier = ?1")?
+                .query_row([carrier], |row| row.get(0))?,
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn carrier_time_is_leased_in_turn_and_not_too_far_ahead() {
+        for db in crate::store::testing::both() {
+            let conn = &*db;
+            let lease =
+                |floor, horizon| lease_carrier_time(conn, "c", floor, 250, horizon).unwrap();
+            assert_eq!(lease(1_000, 2_000), CarrierLease::Granted { end: 1_250 });
+            // The next lease follows the last, wherever the floor is.
+            assert_eq!(lease(900, 2_000), CarrierLease::Granted { end: 1_500 });
+            // Time nobody leased before the floor is gone.
+            assert_eq!(lease(5_000, 6_000), CarrierLease::Granted { end: 5_250 });
+            // Leased out past the horizon: nothing more.
+            assert_eq!(
+                lease(5_000, 5_100),
+                CarrierLease::Busy {
+                    booked_until: 5_250
+                }
+            );
+            assert_eq!(lease(5_000, 5_300), CarrierLease::Granted { end: 5_500 });
+        }
+    }
 
     fn booking(key: &str, booked_until: i64) -> PacingBooking {
         PacingBooking {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::db::{Connection, params};
+use super::db::{Connection, Engine, params};
 
 use super::Result;
 use super::messages::{MessageRecord, PartChange, change_part, get_message_by_id, parse_status};
@@ -46,18 +46,32 @@ pub struct SubmitResult {
     pub bookings: Vec<super::pacing::PacingBooking>,
 }
 
-/// Due parts of one priority, oldest first (served by the `parts_due` index).
-pub(super) const DUE_PARTS: &str = "SELECT message_id, idx, attempts, status FROM parts \
-     WHERE status IN ('queued', 'scheduled') AND priority = ?1 AND due_at <= ?2 ORDER BY due_at";
+macro_rules! due_parts {
+    () => {
+        "SELECT message_id, idx, attempts, status FROM parts \
+         WHERE status IN ('queued', 'scheduled') AND priority = ?1 AND due_at <= ?2 \
+         ORDER BY due_at LIMIT ?3"
+    };
+}
 
-/// Claims up to `limit` due parts, most urgent type first, oldest first
-/// within a type. Parts whose message's validity has passed become `expired`
-/// instead of being claimed.
+/// Due parts of one priority, oldest first (served by the `parts_due` index).
+pub(super) const DUE_PARTS: &str = due_parts!();
+
+/// On PostgreSQL, where nodes claim side by side, a part another node's
+/// claim holds is passed over rather than waited for (and then found
+/// claimed). The claim's UPDATE is guarded by the part's state, so no part
+/// is handed to two nodes either way.
+const DUE_PARTS_SKIP_LOCKED: &str = concat!(due_parts!(), " FOR UPDATE SKIP LOCKED");
+
+/// Claims up to `limit` due parts for `node`, most urgent type first,
+/// oldest first within a type. Parts whose message's validity has passed
+/// become `expired` instead of being claimed.
 /// `opted_out` says whether a message's recipient has opted out of its
 /// account (or pool) since it was accepted; such a message is rejected
 /// rather than claimed.
 pub fn claim_due(
     conn: &Connection,
+    node: &str,
     now: i64,
     limit: usize,
     opted_out: impl Fn(&MessageRecord) -> bool,
@@ -68,17 +82,23 @@ pub fn claim_due(
         if remaining == 0 {
             break;
         }
-        // Rows are read lazily, so stopping after `remaining` is as cheap as a LIMIT.
-        let mut stmt = conn.prepare_cached(DUE_PARTS)?;
-        let rows = stmt.query_map(params![message_type.priority(), now], |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get::<_, String>(3)?,
-            ))
-        })?;
-        for row in rows.take(remaining) {
+        let sql = match conn.engine() {
+            Engine::Sqlite => DUE_PARTS,
+            Engine::Postgres => DUE_PARTS_SKIP_LOCKED,
+        };
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(
+            params![message_type.priority(), now, remaining as i64],
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get::<_, String>(3)?,
+                ))
+            },
+        )?;
+        for row in rows {
             let (message_id, index, attempts, status) = row?;
             due.push((message_id, index, attempts, parse_status(&status)?));
         }
@@ -129,6 +149,7 @@ pub fn claim_due(
         }
         let mut change = PartChange::new(&message_id, index, Status::Sending, now);
         change.attempts_delta = 1;
+        change.claimed_by = Some(node);
         change.previous = Some(status);
         if change_part(conn, &change, segments)? {
             entry.attempt = entry.attempt.max(attempts + 1);
@@ -191,25 +212,6 @@ pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> 
     Ok(())
 }
 
-/// Parts left in `sending` by a previous run have no recorded carrier
-/// acknowledgement: they go back to the queue (the carrier may or may not
-/// have taken them). Parts already `sent` stay as they are, so nothing whose
-/// acknowledgement was recorded is sent twice.
-pub fn requeue_interrupted(conn: &Connection, now: i64) -> Result<usize> {
-    let interrupted: Vec<(String, i64)> = conn
-        .prepare("SELECT message_id, idx FROM parts WHERE status = 'sending'")?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<_>>()?;
-    for (message_id, index) in &interrupted {
-        let mut change = PartChange::new(message_id, *index, Status::Queued, now);
-        change.due_at = Some(now);
-        change.detail = Some("requeued: interrupted before the carrier acknowledged it");
-        change.previous = Some(Status::Sending);
-        change_part(conn, &change, None)?;
-    }
-    Ok(interrupted.len())
-}
-
 /// Carrier ids of the parts `carrier` acknowledged that still wait for a
 /// delivery report.
 pub fn awaiting_reports(conn: &Connection, carrier: &str) -> Result<Vec<String>> {
@@ -268,6 +270,43 @@ mod tests {
             .collect()
     }
 
+    /// A report kept early by one node while another recorded the carrier
+    /// id (each transaction blind to the other's) is applied by the sweep.
+    #[test]
+    fn an_early_report_missed_by_a_concurrent_recording_is_swept_up() {
+        use crate::store::reports::*;
+        for db in crate::store::testing::both() {
+            let conn = &*db;
+            let now = 1_000_000_000;
+            let mut message = two_part_message(now);
+            message.segments = 1;
+            message.body = "x".into();
+            insert_message(conn, &message, None).unwrap();
+            claim_due(conn, "node_a", now, 10, |_| false).unwrap();
+            let report = DeliveryReport {
+                carrier: "sim".into(),
+                carrier_message_id: "c-0".into(),
+                state: ReportState::Delivered,
+                error_code: None,
+                raw_status: None,
+                at: now + 5,
+            };
+            assert_eq!(
+                apply_report(conn, &report, now + 5).unwrap(),
+                ReportOutcome::Early
+            );
+            // Recorded as the other node would have, not seeing the report.
+            let mut sent = PartChange::new(&message.id, 0, Status::Sent, now + 6);
+            sent.carrier = Some("sim");
+            sent.carrier_message_id = Some("c-0");
+            assert!(change_part(conn, &sent, Some(1)).unwrap());
+            assert_eq!(apply_matched_early_reports(conn, now + 7).unwrap(), 1);
+            let stored = get_message_by_id(conn, &message.id).unwrap().unwrap();
+            assert_eq!(stored.status, Status::Delivered);
+            assert_eq!(apply_matched_early_reports(conn, now + 8).unwrap(), 0);
+        }
+    }
+
     #[test]
     fn a_change_from_a_stale_state_applies_from_the_real_one() {
         for db in crate::store::testing::both() {
@@ -275,7 +314,7 @@ mod tests {
             let now = 1_000_000_000;
             let message = two_part_message(now);
             insert_message(conn, &message, None).unwrap();
-            let claimed = claim_due(conn, now, 10, |_| false).unwrap();
+            let claimed = claim_due(conn, "node_test", now, 10, |_| false).unwrap();
             assert_eq!(claimed.len(), 1);
             assert_eq!(claimed[0].parts, [0, 1]);
 

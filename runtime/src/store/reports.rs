@@ -208,6 +208,26 @@ pub(super) fn apply_early_reports(
     Ok(())
 }
 
+/// Applies the early reports whose part has been recorded since. A node
+/// recording a carrier id looks for early reports in its transaction; a
+/// report that another node kept in a transaction running at the same time
+/// is not seen there, and is applied by this sweep instead (cluster.rs runs
+/// it every second on a shared database). Returns the ids it applied.
+pub fn apply_matched_early_reports(conn: &Connection, now: i64) -> Result<usize> {
+    let matched: Vec<(String, String)> = conn
+        .prepare_cached(
+            "SELECT DISTINCT e.carrier, e.carrier_message_id FROM early_reports e \
+             WHERE EXISTS (SELECT 1 FROM parts p WHERE p.carrier = e.carrier \
+                           AND p.carrier_message_id = e.carrier_message_id)",
+        )?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_>>()?;
+    for (carrier, carrier_message_id) in &matched {
+        apply_early_reports(conn, carrier, carrier_message_id, now)?;
+    }
+    Ok(matched.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

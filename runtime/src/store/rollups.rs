@@ -29,7 +29,7 @@ const MS_PER_HOUR: i64 = 3_600_000;
 pub const LATENCY_BUCKETS: usize = 25;
 
 /// What a message is counted under, bar its status.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct Dimensions {
     pub account_id: String,
     pub hour: i64,
@@ -145,7 +145,11 @@ pub(super) fn flush(conn: &Connection) -> Result<[i64; Status::ALL.len()]> {
              SET messages = message_rollups.messages + excluded.messages, \
              segments = message_rollups.segments + excluded.segments",
         )?;
-        for ((d, status), (messages, segments)) in &pending.messages {
+        // In one order on every node: two nodes' commits adding to the
+        // same rows then wait for each other rather than deadlock.
+        let mut rows: Vec<_> = pending.messages.iter().collect();
+        rows.sort_by(|((a, x), _), ((b, y), _)| (a, x.as_str()).cmp(&(b, y.as_str())));
+        for ((d, status), (messages, segments)) in rows {
             if *messages == 0 && *segments == 0 {
                 continue;
             }
@@ -169,7 +173,9 @@ pub(super) fn flush(conn: &Connection) -> Result<[i64; Status::ALL.len()]> {
              ON CONFLICT (account_id, hour, carrier, country, type, sender, bucket) DO UPDATE \
              SET reports = dlr_latency_rollups.reports + excluded.reports",
         )?;
-        for ((d, bucket), reports) in &pending.latency {
+        let mut rows: Vec<_> = pending.latency.iter().collect();
+        rows.sort_by_key(|(a, _)| *a);
+        for ((d, bucket), reports) in rows {
             upsert.execute(params![
                 d.account_id,
                 d.hour,

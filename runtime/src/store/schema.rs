@@ -494,7 +494,51 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX smpp_outbox_due ON smpp_outbox (account_id, next_attempt_at);
     CREATE INDEX smpp_outbox_claims ON smpp_outbox (claimed_by) WHERE claimed_by IS NOT NULL;
     "#,
+    // 18: several nodes on one database (cluster.rs): the nodes alive,
+    // which one claimed each part it is sending (so a dead node's claims
+    // go back to the queue), a version per cache that nodes poll to learn
+    // of changes made on another (bumped by triggers on PostgreSQL:
+    // CACHE_TRIGGERS), and how far each carrier's sending time is leased
+    // out to the nodes (carriers/pacing.rs).
+    r#"
+    CREATE TABLE nodes (
+        id         TEXT PRIMARY KEY,
+        started_at INTEGER NOT NULL,
+        seen_at    INTEGER NOT NULL
+    );
+    ALTER TABLE parts ADD COLUMN claimed_by TEXT;
+    CREATE TABLE cache_versions (
+        name    TEXT PRIMARY KEY,
+        version INTEGER NOT NULL
+    );
+    INSERT INTO cache_versions (name, version) VALUES ('keys', 0), ('compliance', 0), ('accounts', 0);
+    CREATE TABLE carrier_timelines (
+        carrier      TEXT PRIMARY KEY,
+        booked_until INTEGER NOT NULL
+    );
+    "#,
 ];
+
+/// The migration that adds `nodes` and `cache_versions`.
+const SEVERAL_NODES: i64 = 18;
+
+/// On PostgreSQL, where several nodes share the database, every statement
+/// that changes what a node caches bumps that cache's version in its own
+/// transaction: a trigger cannot be forgotten by a new write path. (One
+/// SQLite database has one node, which updates its caches as it writes.)
+const CACHE_TRIGGERS: &str = "CREATE FUNCTION pigeon_cache_changed() RETURNS trigger
+    LANGUAGE plpgsql AS $$ BEGIN
+        UPDATE cache_versions SET version = version + 1 WHERE name = TG_ARGV[0];
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER api_keys_changed AFTER INSERT OR UPDATE OR DELETE ON api_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION pigeon_cache_changed('keys');
+    CREATE TRIGGER suppressions_changed AFTER INSERT OR UPDATE OR DELETE ON suppressions
+    FOR EACH STATEMENT EXECUTE FUNCTION pigeon_cache_changed('compliance');
+    CREATE TRIGGER consents_changed AFTER INSERT OR UPDATE OR DELETE ON consents
+    FOR EACH STATEMENT EXECUTE FUNCTION pigeon_cache_changed('compliance');
+    CREATE TRIGGER accounts_changed AFTER INSERT OR UPDATE OR DELETE ON accounts
+    FOR EACH STATEMENT EXECUTE FUNCTION pigeon_cache_changed('accounts');";
 
 /// The migration that adds `accounts.webhook_secret`.
 const WEBHOOK_SECRETS: i64 = 2;
@@ -602,6 +646,9 @@ fn postgres_ddl(sql: &str) -> String {
 
 /// Data a migration needs that SQL alone cannot make, in its transaction.
 fn after_migration(conn: &Connection, version: i64) -> Result<()> {
+    if version == SEVERAL_NODES && conn.engine() == super::db::Engine::Postgres {
+        conn.execute_batch(CACHE_TRIGGERS)?;
+    }
     if version == WEBHOOK_SECRETS {
         let filled = super::webhooks::backfill_secrets(conn)?;
         if filled > 0 {

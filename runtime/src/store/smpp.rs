@@ -303,7 +303,8 @@ pub fn has_due(conn: &Connection, account_id: &str, credential_id: &str, now: i6
 
 /// Claims up to `limit` due rows for the bind `bind_id` of `credential_id`:
 /// each is due again `resend_after_ms` later, when its `deliver_sm_resp`
-/// has not removed it by then.
+/// has not removed it by then. The outer `next_attempt_at` test is the one
+/// PostgreSQL checks again on a row another node's claim just updated.
 pub fn claim_outbox(
     conn: &Connection,
     account_id: &str,
@@ -317,7 +318,7 @@ pub fn claim_outbox(
         "UPDATE smpp_outbox SET attempts = attempts + 1, next_attempt_at = ?5, claimed_by = ?6 \
          WHERE id IN (SELECT id FROM smpp_outbox WHERE account_id = ?1 \
          AND (credential_id IS NULL OR credential_id = ?2) AND next_attempt_at <= ?3 \
-         ORDER BY id LIMIT ?4) RETURNING id, kind, payload, attempts",
+         ORDER BY id LIMIT ?4) AND next_attempt_at <= ?3 RETURNING id, kind, payload, attempts",
     )?;
     let rows = stmt
         .query_map(

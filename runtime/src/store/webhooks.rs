@@ -438,12 +438,20 @@ pub fn claim_due(
         }
         cursor = account;
     }
+    // Guarded by the row still being due: of nodes claiming side by side
+    // (PostgreSQL), the second's update waits for the first's commit, finds
+    // the lease taken and claims nothing.
     let mut lease = conn.prepare_cached(
-        "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?2 WHERE id = ?1",
+        "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?2 \
+         WHERE id = ?1 AND state = 'pending' AND next_attempt_at <= ?3",
     )?;
-    for claim in &claimed {
-        lease.execute(params![claim.id, window.lease_until])?;
+    let mut taken = Vec::with_capacity(claimed.len());
+    for claim in claimed {
+        if lease.execute(params![claim.id, window.lease_until, window.now])? == 1 {
+            taken.push(claim);
+        }
     }
+    let claimed = taken;
     let mut defer =
         conn.prepare_cached("UPDATE webhook_outbox SET next_attempt_at = ?2 WHERE id = ?1")?;
     for id in &deferred {

@@ -13,10 +13,19 @@ use tokio::sync::{mpsc, oneshot};
 use super::rollups::{self, QueueDepth};
 use super::{Connection, Result, StoreError};
 
+/// How a job's run went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    Done,
+    Failed,
+    /// The database aborted the transaction for a conflict with another
+    /// node's (PostgreSQL): the whole batch runs again.
+    Conflict,
+}
+
 trait Job: Send {
-    /// Runs the job in the open transaction and keeps its result; returns
-    /// false if the job failed.
-    fn run(&mut self, conn: &Connection) -> bool;
+    /// Runs the job in the open transaction and keeps its result.
+    fn run(&mut self, conn: &Connection) -> Run;
     /// Answers the caller once the transaction's fate is known.
     fn finish(self: Box<Self>, commit: Result<(), CommitFailed>);
 }
@@ -32,11 +41,15 @@ where
     R: Send,
     F: Fn(&Connection) -> Result<R> + Send,
 {
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &Connection) -> Run {
         let result = (self.work)(conn);
-        let ok = result.is_ok();
+        let run = match &result {
+            Ok(_) => Run::Done,
+            Err(err) if err.is_conflict() => Run::Conflict,
+            Err(_) => Run::Failed,
+        };
         self.result = Some(result);
-        ok
+        run
     }
 
     fn finish(self: Box<Self>, commit: Result<(), CommitFailed>) {
@@ -154,15 +167,28 @@ fn writer_loop(
     }
 }
 
+/// Times a batch runs again after conflicts before its jobs fail.
+const CONFLICT_RETRIES: u32 = 20;
+
 /// Commits the batch as one transaction. Jobs run without savepoints (they
 /// cost a page copy per page touched); if one fails, the transaction is
-/// rolled back, that job gets its error, and the rest run again.
+/// rolled back, that job gets its error, and the rest run again. A
+/// conflict with another node's transaction (PostgreSQL's deadlock or
+/// serialization failure) runs the whole batch again, a few times.
 fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, depth: &QueueDepth) {
+    let mut conflicts = 0;
     while !batch.is_empty() {
         rollups::discard();
-        let outcome = (|| -> Result<Option<usize>> {
+        let outcome = (|| -> Result<Option<(usize, Run)>> {
             conn.begin()?;
-            if let Some(failed) = batch.iter_mut().position(|job| !job.run(conn)) {
+            let failed = batch
+                .iter_mut()
+                .enumerate()
+                .find_map(|(i, job)| match job.run(conn) {
+                    Run::Done => None,
+                    run => Some((i, run)),
+                });
+            if let Some(failed) = failed {
                 // Some errors (a full disk mid-statement) end the
                 // transaction themselves.
                 if conn.in_transaction() {
@@ -175,13 +201,28 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, depth: &QueueD
             depth.apply(&moved_parts);
             Ok(None)
         })();
+        let conflicted = match &outcome {
+            Ok(Some((_, Run::Conflict))) => true,
+            Err(err) => err.is_conflict(),
+            _ => false,
+        };
+        if conflicted && conflicts < CONFLICT_RETRIES {
+            conflicts += 1;
+            if conn.in_transaction() {
+                let _ = conn.end(false);
+            }
+            ::metrics::counter!("pigeon_store_conflicts_total").increment(1);
+            // A moment's pause, longer each time, lets the other commit go.
+            std::thread::sleep(std::time::Duration::from_millis(u64::from(conflicts)));
+            continue;
+        }
         match outcome {
             Ok(None) => {
                 for job in batch.drain(..) {
                     job.finish(Ok(()));
                 }
             }
-            Ok(Some(failed)) => batch.remove(failed).finish(Ok(())),
+            Ok(Some((failed, _))) => batch.remove(failed).finish(Ok(())),
             Err(err) => {
                 if let Some(suppressed) = COMMIT_FAILURE_LOG.allow() {
                     tracing::error!(error = %err, jobs = batch.len(), suppressed, "group commit failed");

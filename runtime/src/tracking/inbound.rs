@@ -101,10 +101,9 @@ fn add_part(
         return Ok(None);
     }
     let parts = inbound::waiting_parts(conn, group)?;
-    if parts.len() < usize::from(part.count) {
+    if parts.len() < usize::from(part.count) || inbound::mark_parts_filed(conn, group)? == 0 {
         return Ok(None);
     }
-    inbound::mark_parts_filed(conn, group)?;
     Ok(Some(join(parts)))
 }
 
@@ -133,8 +132,7 @@ pub(super) fn release_stale_parts(
     let mut lifted = Vec::new();
     for group in &groups {
         let parts = inbound::waiting_parts(conn, group)?;
-        inbound::mark_parts_filed(conn, group)?;
-        if parts.is_empty() {
+        if inbound::mark_parts_filed(conn, group)? == 0 || parts.is_empty() {
             continue;
         }
         let number = number_for(conn, &group.carrier, &group.to)?;

@@ -351,6 +351,14 @@ impl Client {
     }
 }
 
+/// Whether a message's event is a part's requeue after its node stopped
+/// before the carrier's answer was recorded.
+pub fn is_requeue(event: &Value) -> bool {
+    event["detail"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("requeued: interrupted"))
+}
+
 /// Polls `check` until it yields a value; panics after 10 seconds.
 pub async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
 where
@@ -385,8 +393,19 @@ impl BinaryServer {
 
     /// Started with `PIGEON_LOG=level`.
     pub async fn spawn_logging(data_dir: &Path, extra_args: &[&str], level: &str) -> Self {
+        let url = test_database_url(data_dir);
+        Self::spawn_on(data_dir, url.as_deref(), extra_args, level).await
+    }
+
+    /// Started on the PostgreSQL database `database_url` (SQLite when `None`).
+    pub async fn spawn_on(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        extra_args: &[&str],
+        level: &str,
+    ) -> Self {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pigeon"));
-        if let Some(url) = test_database_url(data_dir) {
+        if let Some(url) = database_url {
             command.env("PIGEON_DATABASE_URL", url);
         }
         let mut child = command
