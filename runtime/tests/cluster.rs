@@ -387,15 +387,15 @@ async fn three_nodes_share_the_work_the_rate_and_a_revocation_and_survive_a_kill
         steady.len()
     );
     // Never over the rate by more than 10%; and the nodes together use
-    // most of it (a fixed third each, with the work unevenly spread, or
-    // leases left idle, would not), though a shared 2-core machine has
-    // seconds that fall short.
+    // nearly all of it (a fixed third each, with the work unevenly spread,
+    // gave 77%), though on a 2-core machine running the whole suite beside
+    // this test some seconds fall short.
     assert!(
         rate <= f64::from(TPS) * 1.1,
         "the carrier saw {rate:.1} parts/s, over {TPS} by more than 10%"
     );
     assert!(
-        rate >= f64::from(TPS) * 0.75,
+        rate >= f64::from(TPS) * 0.85,
         "the carrier saw only {rate:.1} parts/s of {TPS}"
     );
 
