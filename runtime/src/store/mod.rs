@@ -298,7 +298,8 @@ impl Store {
             .map_err(|e| e.said_as(StoreError::WriteFailed))
     }
 
-    /// Runs `query` on a read-only connection, off the async threads.
+    /// Runs `query` on a read-only connection, off the async threads, on
+    /// one snapshot of the database.
     pub async fn read<R, F>(&self, query: F) -> Result<R>
     where
         R: Send + 'static,
@@ -315,9 +316,11 @@ impl Store {
                 Some(conn) => conn,
                 None => inner.database.connect()?,
             };
-            let result = query(&conn);
+            let result = conn.snapshot(query);
             let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() < inner.max_idle_readers {
+            // A connection left in a transaction (its rollback failed) is
+            // dropped rather than handed to the next reader.
+            if pool.len() < inner.max_idle_readers && !conn.in_transaction() {
                 pool.push(conn);
             }
             result

@@ -187,6 +187,23 @@ impl Connection {
         }
     }
 
+    /// Runs `query` on one snapshot of the database, so that its
+    /// statements see the same commits (a message's parts agree with its
+    /// events). The snapshot is read-only and rolled back after.
+    pub(super) fn snapshot<R>(&self, query: impl FnOnce(&Self) -> Result<R>) -> Result<R> {
+        match &self.engine {
+            Backend::Sqlite(conn) => {
+                conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
+            }
+            Backend::Postgres(conn) => conn.begin_snapshot()?,
+        }
+        let result = query(self);
+        let ended = self.end(false);
+        let value = result?;
+        ended?;
+        Ok(value)
+    }
+
     /// Commits (or rolls back) the open transaction.
     pub(super) fn end(&self, commit: bool) -> Result<()> {
         match &self.engine {

@@ -122,6 +122,13 @@ impl PgConnection {
         Ok(())
     }
 
+    /// A read-only transaction whose statements share one snapshot.
+    pub(super) fn begin_snapshot(&self) -> Result<()> {
+        self.execute_batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        self.in_transaction.set(true);
+        Ok(())
+    }
+
     pub(super) fn end(&self, commit: bool) -> Result<()> {
         // Whatever happens, the transaction is over: a failed COMMIT
         // rolls back.
