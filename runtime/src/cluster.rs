@@ -6,7 +6,9 @@
 //! what a node keeps in memory (keys, opt-outs and
 //! consents, accounts' pools and limits) is read again when another node
 //! changes it: every such change bumps a version (`cache_versions`, by
-//! trigger), which nodes poll four times a second.
+//! trigger), which nodes poll four times a second. Each heartbeat also
+//! adds what the node counted of each carrier to the store's minutes and
+//! reads back every node's, for routing (`carriers::stats`).
 //!
 //! On SQLite the database is one process's file: a start requeues every
 //! part left in `sending`, and nothing else here runs.
@@ -18,9 +20,11 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::auth::Accounts;
+use crate::carriers::CarrierSet;
 use crate::compliance::Compliance;
 use crate::config::NODE_HEARTBEAT_MS;
 use crate::numbers::pools::DefaultPools;
+use crate::store::carrier_stats::{self, CarrierMinute};
 use crate::store::{Store, StoreError, nodes};
 
 /// How often a node looks for caches another node changed.
@@ -98,11 +102,19 @@ impl Caches {
 /// Keeps this node in the cluster until the task is aborted (then call
 /// [`leave`]): its heartbeat, the sweep of dead nodes' claims and early
 /// reports, and the caches. Runs only on a shared database.
-pub fn spawn(store: Store, caches: Caches, lease_ms: i64) -> Option<JoinHandle<()>> {
+pub fn spawn(
+    store: Store,
+    caches: Caches,
+    carriers: Arc<CarrierSet>,
+    lease_ms: i64,
+) -> Option<JoinHandle<()>> {
     if !store.is_shared() {
         return None;
     }
     Some(tokio::spawn(async move {
+        // The last day's figures, as all nodes counted them; then each
+        // heartbeat reads the minutes that may have moved.
+        let mut stats_since = crate::time::now_ms().div_euclid(60_000) - STATS_MINUTES;
         let heartbeat = Duration::from_millis(NODE_HEARTBEAT_MS);
         let mut ticks = tokio::time::interval(CACHE_POLL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -115,6 +127,7 @@ pub fn spawn(store: Store, caches: Caches, lease_ms: i64) -> Option<JoinHandle<(
             if last_beat.elapsed() >= heartbeat {
                 last_beat = tokio::time::Instant::now();
                 beat(&store, lease_ms).await;
+                stats_since = share_carrier_stats(&store, &carriers, stats_since).await;
             }
             versions = follow_caches(&store, &caches, versions).await;
         }
@@ -129,8 +142,9 @@ pub async fn leave(store: &Store) {
     }
 }
 
-/// Says this node is alive, requeues dead nodes' claims and applies the
-/// delivery reports that raced another node's recording of their part.
+/// Says this node is alive, requeues dead nodes' claims, applies the
+/// delivery reports that raced another node's recording of their part and
+/// drops shared pacing buckets that are full again.
 async fn beat(store: &Store, lease_ms: i64) {
     let node = store.node_id().to_owned();
     let now = crate::time::now_ms();
@@ -139,6 +153,7 @@ async fn beat(store: &Store, lease_ms: i64) {
             let known = nodes::heartbeat(c, &node, now)?;
             let requeued = nodes::requeue_dead_claims(c, now - lease_ms, now, false)?;
             crate::store::reports::apply_matched_early_reports(c, now)?;
+            crate::store::pacing::prune_shared_buckets(c, now)?;
             let live = nodes::live_nodes(c, now - lease_ms)?;
             Ok((known, requeued, live))
         })
@@ -161,6 +176,54 @@ async fn beat(store: &Store, lease_ms: i64) {
         }
         Err(error) => tracing::warn!(%error, "node heartbeat failed"),
     }
+}
+
+/// Minutes of carrier statistics kept: the longest window routing reads.
+const STATS_MINUTES: i64 = 24 * 60;
+
+/// Adds what this node counted of each carrier to the store's minutes and
+/// takes every node's minutes from `since` on as its figures. Returns the
+/// minute to read from next time: the previous one (a node may still be
+/// adding to it) unless this read failed.
+async fn share_carrier_stats(store: &Store, carriers: &CarrierSet, since: i64) -> i64 {
+    let counted: Vec<(String, Vec<CarrierMinute>)> = carriers
+        .all()
+        .iter()
+        .map(|c| (c.name().to_owned(), c.stats.take_unsent()))
+        .filter(|(_, minutes)| !minutes.is_empty())
+        .collect();
+    let now_minute = crate::time::now_ms().div_euclid(60_000);
+    let sent = counted.clone();
+    let written = store
+        .write(move |c| {
+            for (carrier, minutes) in &sent {
+                carrier_stats::add_carrier_minutes(c, carrier, minutes)?;
+            }
+            carrier_stats::prune_carrier_minutes(c, now_minute - STATS_MINUTES)?;
+            carrier_stats::carrier_minutes_since(c, since)
+        })
+        .await;
+    let minutes = match written {
+        Ok(minutes) => minutes,
+        Err(error) => {
+            tracing::warn!(%error, "sharing carrier statistics failed");
+            for (name, minutes) in counted {
+                if let Some(carrier) = carriers.get(&name) {
+                    carrier.stats.put_back(minutes);
+                }
+            }
+            return since;
+        }
+    };
+    for carrier in carriers.all() {
+        let mine: Vec<CarrierMinute> = minutes
+            .iter()
+            .filter(|(name, _)| name == carrier.name())
+            .map(|(_, minute)| minute.clone())
+            .collect();
+        carrier.stats.replace_minutes(&mine);
+    }
+    now_minute - 1
 }
 
 /// Reloads each cache whose version moved since `seen` and returns the

@@ -224,6 +224,7 @@ impl Pigeon {
                 compliance: app.compliance.clone(),
                 default_pools: app.default_pools.clone(),
             },
+            app.carriers.clone(),
             lease_ms,
         );
         let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx));

@@ -8,18 +8,6 @@ use common::{Client, TestServer, new_tenant, wait_until};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn patch(client: &Client, path: &str, body: Value) -> (StatusCode, Value) {
-    let reply = client
-        .send(
-            Method::PATCH,
-            path,
-            Some(body.to_string().into_bytes()),
-            &[],
-        )
-        .await;
-    (reply.status, reply.body)
-}
-
 fn otp(to: &str) -> Value {
     json!({"to": to, "from": "Pigeon", "body": "Your code is 123456", "type": "otp"})
 }
@@ -41,12 +29,10 @@ async fn the_audit_trail_says_who_changed_what_from_where() {
     let plain = created["key"].as_str().unwrap().to_owned();
     let (status, _) = tenant.admin.delete(&format!("/v1/keys/{key_id}")).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = patch(
-        &tenant.admin,
-        "/v1/account",
-        json!({"opt_out_scope": "pool"}),
-    )
-    .await;
+    let (status, body) = tenant
+        .admin
+        .patch("/v1/account", json!({"opt_out_scope": "pool"}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // Sending is not audited; a refused change is not either.
     tenant.developer.send_message(otp("+84912345678")).await;
@@ -183,44 +169,36 @@ async fn keys_work_only_from_their_networks_and_until_they_expire() {
 
     // Allowed from here after a PATCH; a bad entry is a 422 naming it.
     let path = format!("/v1/keys/{key_id}");
-    let (status, body) = patch(
-        &tenant.admin,
-        &path,
-        json!({"allowed_ips": ["127.0.0.0/8", "nonsense"]}),
-    )
-    .await;
+    let (status, body) = tenant
+        .admin
+        .patch(&path, json!({"allowed_ips": ["127.0.0.0/8", "nonsense"]}))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["field"], "allowed_ips[1]");
-    let (status, body) = patch(
-        &tenant.admin,
-        &path,
-        json!({"allowed_ips": ["127.0.0.0/8"]}),
-    )
-    .await;
+    let (status, body) = tenant
+        .admin
+        .patch(&path, json!({"allowed_ips": ["127.0.0.0/8"]}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _) = office.get("/v1/messages").await;
     assert_eq!(status, StatusCode::OK);
     // Another account's key is not found.
     let other = new_tenant(&operator, "other").await;
-    let (status, _) = patch(&other.admin, &path, json!({"allowed_ips": []})).await;
+    let (status, _) = other.admin.patch(&path, json!({"allowed_ips": []})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Expiry: in the past is refused; soon, and then it is a 401.
-    let (status, body) = patch(
-        &tenant.admin,
-        &path,
-        json!({"expires_at": "2020-01-01T00:00:00Z"}),
-    )
-    .await;
+    let (status, body) = tenant
+        .admin
+        .patch(&path, json!({"expires_at": "2020-01-01T00:00:00Z"}))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["field"], "expires_at");
     let soon = chrono::Utc::now() + chrono::Duration::milliseconds(800);
-    let (status, body) = patch(
-        &tenant.admin,
-        &path,
-        json!({"expires_at": soon.to_rfc3339()}),
-    )
-    .await;
+    let (status, body) = tenant
+        .admin
+        .patch(&path, json!({"expires_at": soon.to_rfc3339()}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _) = office.get("/v1/messages").await;
     assert_eq!(status, StatusCode::OK);
@@ -299,27 +277,19 @@ async fn the_request_rate_and_the_daily_quota_hold_across_a_restart() {
     let account = format!("/v1/accounts/{}", tenant.account_id);
 
     // Only the operator sets limits; a zero is refused.
-    let (status, _) = patch(
-        &tenant.admin,
-        &account,
-        json!({"limits": {"messages_per_day": 3}}),
-    )
-    .await;
+    let (status, _) = tenant
+        .admin
+        .patch(&account, json!({"limits": {"messages_per_day": 3}}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = patch(
-        &operator,
-        &account,
-        json!({"limits": {"messages_per_day": 0}}),
-    )
-    .await;
+    let (status, body) = operator
+        .patch(&account, json!({"limits": {"messages_per_day": 0}}))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["field"], "limits.messages_per_day");
-    let (status, body) = patch(
-        &operator,
-        &account,
-        json!({"limits": {"messages_per_day": 3}}),
-    )
-    .await;
+    let (status, body) = operator
+        .patch(&account, json!({"limits": {"messages_per_day": 3}}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["limits"]["messages_per_day"], 3);
 
@@ -349,12 +319,9 @@ async fn the_request_rate_and_the_daily_quota_hold_across_a_restart() {
 
     // The request rate: a second's burst, then 429 with Retry-After.
     let operator = server.admin();
-    let (status, _) = patch(
-        &operator,
-        &account,
-        json!({"limits": {"requests_per_second": 2}}),
-    )
-    .await;
+    let (status, _) = operator
+        .patch(&account, json!({"limits": {"requests_per_second": 2}}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let mut limited = None;
     for _ in 0..10 {
@@ -368,12 +335,12 @@ async fn the_request_rate_and_the_daily_quota_hold_across_a_restart() {
     assert_eq!(limited.body["error"]["code"], "rate_limited");
     assert!(limited.headers.contains_key("retry-after"));
     // Lifting both limits lets it send again.
-    let (status, body) = patch(
-        &operator,
-        &account,
-        json!({"limits": {"requests_per_second": null, "messages_per_day": null}}),
-    )
-    .await;
+    let (status, body) = operator
+        .patch(
+            &account,
+            json!({"limits": {"requests_per_second": null, "messages_per_day": null}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     developer.send_message(otp("+84912345006")).await;
     server.stop().await;

@@ -1,5 +1,6 @@
 //! Three `pigeon serve` processes on one PostgreSQL database (always
-//! PostgreSQL, whatever `PIGEON_TEST_STORE` says), sending through one
+//! PostgreSQL, whatever `PIGEON_TEST_STORE` says), with the shipped
+//! policies, sending through one
 //! mock carrier that counts every submission and posts each delivery
 //! report to whichever node is next, as a carrier behind a load balancer
 //! would. Load goes to all three; one is killed with `kill -9` mid-load.
@@ -41,6 +42,8 @@ struct Carrier {
     submissions: Mutex<Vec<(Instant, String)>>,
     /// Submissions not answered yet, by node.
     in_flight: [AtomicUsize; NODES],
+    /// Submissions answered, by node.
+    answered: [AtomicUsize; NODES],
     /// Where delivery reports go, round robin: the nodes alive.
     nodes: Mutex<Vec<SocketAddr>>,
     next_node: AtomicUsize,
@@ -114,6 +117,7 @@ async fn start_carrier() -> (String, Arc<Carrier>) {
                         // submissions in flight when one is killed.
                         tokio::time::sleep(ANSWER_DELAY).await;
                         carrier.in_flight[node].fetch_sub(1, Ordering::SeqCst);
+                        carrier.answered[node].fetch_add(1, Ordering::SeqCst);
                         let webhook = body["webhook_url"].as_str().unwrap_or_default();
                         // The path only: the report goes to any node.
                         let path = webhook.splitn(4, '/').nth(3).unwrap_or_default();
@@ -137,10 +141,15 @@ async fn start_carrier() -> (String, Arc<Carrier>) {
 
 fn write_config(dir: &Path, carrier_url: &str) -> String {
     let path = dir.join("pigeon.toml");
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let policies = policies.display();
     let config = format!(
         r#"
 [store]
 node_lease_ms = {LEASE_MS}
+
+[policies]
+dir = "{policies}"
 
 [senders]
 require_owned = false
@@ -150,6 +159,7 @@ name = "mock"
 plugin = "http-json"
 base_url = "{carrier_url}"
 tps = {TPS}
+price = {{ default = 0.01 }}
 callback_secret = "{SECRET}"
 
 [carriers.settings]
@@ -302,6 +312,73 @@ async fn three_nodes_share_the_work_the_rate_and_a_revocation_and_survive_a_kill
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
+    // The shipped pacing policy's "5 codes an hour per number" holds for
+    // the three nodes together: 7 codes, sent to each node in turn.
+    let handset = "+84987650100";
+    let mut codes = Vec::new();
+    for n in 0..7 {
+        let developer = on(&servers[n % NODES], &tenant.developer);
+        let body = json!({"to": handset, "type": "otp", "body": format!("Code {n:06}")});
+        codes.push((developer.send_message(body).await, developer));
+    }
+    for (id, developer) in &codes {
+        common::wait_until(&format!("{id} to be sent or deferred"), || async {
+            let (_, message) = developer.get(&format!("/v1/messages/{id}")).await;
+            let deferred = message["events"].as_array().is_some_and(|e| {
+                e.iter()
+                    .any(|e| e["detail"] == "deferred by the pacing policy")
+            });
+            (deferred || message["status"] == "delivered").then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        carrier.submissions_to(handset),
+        5,
+        "the nodes together sent more than 5 codes an hour to one number"
+    );
+
+    // A daily quota counts every node's messages: 15 sent at once to the
+    // three nodes, 10 stored.
+    let quota = common::new_tenant(&servers[0].admin(), "quota").await;
+    let account = format!("/v1/accounts/{}", quota.account_id);
+    let (status, body) = servers[0]
+        .admin()
+        .patch(&account, json!({"limits": {"messages_per_day": 10}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for server in &servers {
+        common::wait_until("every node to know the quota", || async {
+            let (_, body) = server.admin().get(&account).await;
+            (body["limits"]["messages_per_day"] == 10).then_some(())
+        })
+        .await;
+    }
+    let mut sends = tokio::task::JoinSet::new();
+    for n in 0..15 {
+        let developer = on(&servers[n % NODES], &quota.developer);
+        let body = json!({"to": format!("+8498765{n:04}"), "body": "Your order shipped"});
+        sends.spawn(async move { developer.post("/v1/messages", body).await });
+    }
+    let replies = sends.join_all().await;
+    let stored = replies
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::ACCEPTED)
+        .count();
+    for (status, body) in &replies {
+        assert!(
+            *status == StatusCode::ACCEPTED
+                || (*status == StatusCode::TOO_MANY_REQUESTS
+                    && body["error"]["code"] == "quota_exceeded"),
+            "{status} {body}"
+        );
+    }
+    assert_eq!(
+        stored, 10,
+        "the nodes together stored {stored} of a quota of 10"
+    );
+    let before_load = carrier.submissions.lock().unwrap().len();
+
     // Load on all three nodes; node B dies under it.
     let accepted: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let alive: Arc<Vec<AtomicBool>> = Arc::new((0..NODES).map(|_| AtomicBool::new(true)).collect());
@@ -335,7 +412,7 @@ async fn three_nodes_share_the_work_the_rate_and_a_revocation_and_survive_a_kill
         }));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while carrier.submissions.lock().unwrap().len() < KILL_AT {
+    while carrier.submissions.lock().unwrap().len() < before_load + KILL_AT {
         assert!(
             Instant::now() < deadline,
             "the carrier never saw {KILL_AT} submissions"
@@ -363,7 +440,7 @@ async fn three_nodes_share_the_work_the_rate_and_a_revocation_and_survive_a_kill
 
     // The rate, from the carrier's clock: past the first second's burst
     // and up to the kill, all three nodes sending.
-    let submissions = carrier.submissions.lock().unwrap().clone();
+    let submissions = carrier.submissions.lock().unwrap()[before_load..].to_vec();
     let start = submissions[0].0 + Duration::from_millis(1_500);
     let steady: Vec<Instant> = submissions
         .iter()
@@ -443,6 +520,27 @@ async fn three_nodes_share_the_work_the_rate_and_a_revocation_and_survive_a_kill
     // The killed node held claims (at least the submissions the carrier had
     // not answered), and they came back.
     assert!(requeued_parts > 0, "the killed node held no claims");
+
+    // Routing on node A sees the carrier's statistics from every node: at
+    // least the submissions of the two nodes alive (and what the killed
+    // one shared before it died).
+    let answered = |node: usize| carrier.answered[node].load(Ordering::SeqCst) as u64;
+    let alive_sent = answered(0) + answered(2);
+    let total: u64 = (0..NODES).map(answered).sum();
+    common::wait_until("node A to see every node's submissions", || async {
+        let (_, carriers) = servers[0].admin().get("/v1/carriers").await;
+        let mock = carriers["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "mock");
+        let seen = mock.unwrap()["stats"]["last_15_minutes"]["submissions"]
+            .as_u64()
+            .unwrap();
+        assert!(seen <= total, "node A counts {seen} submissions of {total}");
+        (seen >= alive_sent).then_some(())
+    })
+    .await;
     for server in servers {
         let exit = server.terminate().await;
         assert!(exit.success(), "{exit}");

@@ -12,7 +12,7 @@ mod stats;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use pacing::Buckets;
+pub use pacing::{Buckets, Rate};
 pub use registry::{
     Admission, CarrierCounters, CarrierError, CarrierHandle, CarrierSet, MAX_PACING_WAIT,
 };

@@ -63,6 +63,12 @@ impl Rate {
         self.interval >= Duration::from_secs(1)
     }
 
+    /// Whether a bucket of `rate` parts a second is slow (see
+    /// [`Rate::slow`]): on a shared store such buckets are booked there.
+    pub fn refills_slowly(rate: f64) -> bool {
+        rate <= 1.0
+    }
+
     /// Until when it is booked, as Unix ms.
     fn booked_until_ms(&self, now: Instant, now_ms: i64) -> i64 {
         let booked = *self.booked_until.lock().unwrap_or_else(|e| e.into_inner());
@@ -269,6 +275,16 @@ impl Buckets {
             })
             .collect();
         Ok((wait, bookings))
+    }
+
+    /// Gives back bookings [`Buckets::reserve`] made that will not be used.
+    pub fn release(&self, keys: &[(String, f64, u32)], parts: usize) {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, _, _) in keys {
+            if let Some(rate) = map.get(key) {
+                rate.release(parts);
+            }
+        }
     }
 }
 

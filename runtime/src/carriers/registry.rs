@@ -332,7 +332,11 @@ impl CarrierSet {
                 callback_url,
                 base_url,
                 counters: CarrierCounters::default(),
-                stats: CarrierStats::default(),
+                stats: if store.is_shared() {
+                    CarrierStats::shared()
+                } else {
+                    CarrierStats::default()
+                },
                 stats_cache: std::sync::Mutex::default(),
                 misconfigured: AtomicBool::new(false),
             }));

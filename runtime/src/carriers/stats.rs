@@ -1,9 +1,16 @@
 //! How a carrier has been doing: delivery rate, error rate and median
 //! delivery-report latency over the last 15 minutes and 24 hours, counted
-//! per minute in memory as submissions and reports happen (so they start
-//! empty after a restart). Routing policies read them.
+//! per minute in memory as submissions and reports happen (so on SQLite
+//! they start empty after a restart). Routing policies read them.
+//!
+//! When several nodes share the database, what a node counts is also kept
+//! aside until its next heartbeat adds it to the store's minutes; the
+//! heartbeat then reads back the minutes every node added (`cluster.rs`).
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
+
+use crate::store::carrier_stats::CarrierMinute;
 
 /// Minutes kept: 24 hours.
 const MINUTES: usize = 24 * 60;
@@ -48,18 +55,31 @@ pub struct Window {
 
 pub struct CarrierStats {
     minutes: Mutex<Vec<Minute>>,
+    /// Counted since the last [`CarrierStats::take_unsent`], by minute:
+    /// only when the nodes share their counts.
+    unsent: Option<Mutex<BTreeMap<i64, Minute>>>,
 }
 
 impl Default for CarrierStats {
     fn default() -> Self {
         Self {
             minutes: Mutex::new(vec![Minute::EMPTY; MINUTES]),
+            unsent: None,
         }
     }
 }
 
 impl CarrierStats {
-    fn update(&self, now_ms: i64, f: impl FnOnce(&mut Minute)) {
+    /// Statistics whose counts are also kept for the store, to be added
+    /// to the other nodes'.
+    pub fn shared() -> Self {
+        Self {
+            unsent: Some(Mutex::default()),
+            ..Self::default()
+        }
+    }
+
+    fn update(&self, now_ms: i64, f: impl Fn(&mut Minute)) {
         let minute = now_ms.div_euclid(60_000);
         let mut minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
         let slot = &mut minutes[minute.rem_euclid(MINUTES as i64) as usize];
@@ -70,6 +90,70 @@ impl CarrierStats {
             };
         }
         f(slot);
+        if let Some(unsent) = &self.unsent {
+            let mut unsent = unsent.lock().unwrap_or_else(|e| e.into_inner());
+            f(unsent.entry(minute).or_insert(Minute {
+                minute,
+                ..Minute::EMPTY
+            }));
+        }
+    }
+
+    /// What this node counted since it last took it, for the store.
+    pub fn take_unsent(&self) -> Vec<CarrierMinute> {
+        let Some(unsent) = &self.unsent else {
+            return Vec::new();
+        };
+        let taken = std::mem::take(&mut *unsent.lock().unwrap_or_else(|e| e.into_inner()));
+        taken
+            .into_values()
+            .map(|m| CarrierMinute {
+                minute: m.minute,
+                accepted: m.accepted as i64,
+                errors: m.errors as i64,
+                delivered: m.delivered as i64,
+                not_delivered: m.not_delivered as i64,
+                latency: (m.latency.iter().enumerate())
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(bucket, n)| (bucket, i64::from(*n)))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Puts back what [`CarrierStats::take_unsent`] took and the store did
+    /// not keep, for the next try.
+    pub fn put_back(&self, minutes: Vec<CarrierMinute>) {
+        let Some(unsent) = &self.unsent else {
+            return;
+        };
+        let mut unsent = unsent.lock().unwrap_or_else(|e| e.into_inner());
+        for m in minutes {
+            let slot = unsent.entry(m.minute).or_insert(Minute {
+                minute: m.minute,
+                ..Minute::EMPTY
+            });
+            add(slot, &m);
+        }
+    }
+
+    /// Takes the minutes all nodes counted, as the store added them up,
+    /// as this node's figures (plus what it counted since it last sent).
+    pub fn replace_minutes(&self, minutes: &[CarrierMinute]) {
+        let unsent = self
+            .unsent
+            .as_ref()
+            .map(|u| u.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default();
+        let mut slots = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        for m in minutes {
+            let mut slot = unsent.get(&m.minute).copied().unwrap_or(Minute {
+                minute: m.minute,
+                ..Minute::EMPTY
+            });
+            add(&mut slot, m);
+            slots[m.minute.rem_euclid(MINUTES as i64) as usize] = slot;
+        }
     }
 
     /// A submission the carrier accepted, or one that failed.
@@ -128,6 +212,16 @@ impl CarrierStats {
             submissions,
             reports,
         }
+    }
+}
+
+fn add(slot: &mut Minute, m: &CarrierMinute) {
+    slot.accepted += m.accepted.max(0) as u64;
+    slot.errors += m.errors.max(0) as u64;
+    slot.delivered += m.delivered.max(0) as u64;
+    slot.not_delivered += m.not_delivered.max(0) as u64;
+    for &(bucket, n) in &m.latency {
+        slot.latency[bucket.min(LATENCY_BUCKETS - 1)] += n.clamp(0, i64::from(u32::MAX)) as u32;
     }
 }
 
@@ -196,6 +290,38 @@ mod tests {
         let w = stats.window(24 * 60 * MINUTE, 24 * 60);
         assert_eq!((w.submissions, w.error_rate), (1, Some(1.0)));
         assert_eq!(stats.window(0, 15).submissions, 0, "the old minute is gone");
+    }
+
+    #[test]
+    fn shared_counts_are_sent_once_and_the_stores_minutes_replace_the_nodes() {
+        let stats = CarrierStats::shared();
+        let now = 1_000 * MINUTE;
+        stats.record_submission(now, true);
+        stats.record_report(now, true, Some(100));
+        let sent = stats.take_unsent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!((sent[0].accepted, sent[0].delivered), (1, 1));
+        assert_eq!(sent[0].latency, [(6, 1)]);
+        assert!(stats.take_unsent().is_empty(), "sent once");
+        // Counted after sending, before the store's minutes come back.
+        stats.record_submission(now, false);
+        // The store: this node's first submission and two of another's.
+        let all = CarrierMinute {
+            minute: 1_000,
+            accepted: 3,
+            delivered: 1,
+            latency: vec![(6, 1)],
+            ..CarrierMinute::default()
+        };
+        stats.replace_minutes(&[all]);
+        let w = stats.window(now, 15);
+        assert_eq!((w.submissions, w.reports), (4, 1));
+        assert_eq!(w.error_rate, Some(0.25));
+        // A failed send goes back, to be sent with what comes next.
+        let unsent = stats.take_unsent();
+        stats.put_back(unsent);
+        stats.record_submission(now, false);
+        assert_eq!(stats.take_unsent()[0].errors, 2);
     }
 
     #[test]

@@ -15,8 +15,8 @@ use tracing::Instrument;
 pub use backoff::retry_delay;
 
 use crate::carriers::{
-    Buckets, Carrier, CarrierCounters, CarrierHandle, CarrierSet, MAX_PACING_WAIT, SubmitError,
-    SubmitRequest,
+    Buckets, Carrier, CarrierCounters, CarrierHandle, CarrierSet, MAX_PACING_WAIT, Rate,
+    SubmitError, SubmitRequest,
 };
 use crate::compliance::Compliance;
 use crate::config::DispatchConfig;
@@ -95,6 +95,8 @@ impl Dispatcher {
                 Vec::new()
             });
         let buckets = Arc::new(Buckets::restore(saved));
+        // Several nodes share the slow buckets: they are booked in the store.
+        let shared = self.store.is_shared().then(|| self.store.clone());
         let work = |claim: ClaimedPart| {
             // What the routing and pacing policies see, built once.
             let view = policies.as_ref().map(|_| {
@@ -104,6 +106,7 @@ impl Dispatcher {
             });
             let route = plan_route(&carriers, policies.as_deref(), view.as_ref(), &claim);
             let (policies, config, buckets) = (policies.clone(), config.clone(), buckets.clone());
+            let shared = shared.clone();
             let span = tracing::info_span!(
                 "submit",
                 message_id = %claim.message.id,
@@ -121,6 +124,7 @@ impl Dispatcher {
                         let pacing = Pacing {
                             policies: policies.as_deref().zip(view.as_ref()),
                             buckets: &buckets,
+                            shared: shared.as_ref(),
                         };
                         paced_submit(&carrier, route.sender, claim, &config, pacing).await
                     }
@@ -307,6 +311,8 @@ struct Pacing<'a> {
     /// The policies and what they see of the message.
     policies: Option<(&'a Policies, &'a MessageView)>,
     buckets: &'a Buckets,
+    /// The store, when several nodes share it and so its slow buckets.
+    shared: Option<&'a crate::store::Store>,
 }
 
 impl Pacing<'_> {
@@ -328,19 +334,61 @@ impl Pacing<'_> {
             PaceDecision::DeferUntil(_) => return Ok(Vec::new()),
             PaceDecision::Keys(keys) => keys,
         };
-        let keys: Vec<(String, f64, u32)> = keys
-            .into_iter()
-            .map(|k| (k.key, k.rate_per_sec, k.burst))
-            .collect();
-        match self
+        let keys = keys.into_iter().map(|k| (k.key, k.rate_per_sec, k.burst));
+        let (slow, fast): (Vec<_>, Vec<_>) = match self.shared {
+            Some(_) => keys.partition(|(_, rate, _)| Rate::refills_slowly(*rate)),
+            None => (Vec::new(), keys.collect()),
+        };
+        let parts = claim.parts.len();
+        let (mut wait, bookings) = self
             .buckets
-            .reserve(&keys, claim.parts.len(), MAX_PACING_WAIT)
-        {
-            Ok((wait, bookings)) => {
-                tokio::time::sleep(wait).await;
-                Ok(bookings)
+            .reserve(&fast, parts, MAX_PACING_WAIT)
+            .map_err(|wait| now + wait.as_millis() as i64)?;
+        if let Some(store) = self.shared.filter(|_| !slow.is_empty()) {
+            match book_shared(store, slow, parts).await {
+                Ok(shared_wait) => wait = wait.max(shared_wait),
+                Err(retry_at) => {
+                    self.buckets.release(&fast, parts);
+                    return Err(retry_at);
+                }
             }
-            Err(wait) => Err(now + wait.as_millis() as i64),
+        }
+        tokio::time::sleep(wait).await;
+        Ok(bookings)
+    }
+}
+
+/// Books `parts` on slow buckets the nodes share, in the store: how long
+/// to wait, or when to come back.
+async fn book_shared(
+    store: &crate::store::Store,
+    limits: Vec<(String, f64, u32)>,
+    parts: usize,
+) -> Result<Duration, i64> {
+    use crate::store::pacing::{SharedBooking, SharedLimit, book_shared_buckets};
+    let limits: Vec<SharedLimit> = limits
+        .into_iter()
+        .map(|(key, rate, burst)| {
+            let interval_ms = (1_000.0 / rate.max(1e-9)).round().min(1e15) as i64;
+            SharedLimit {
+                key,
+                interval_ms,
+                burst_ms: interval_ms.saturating_mul(i64::from(burst.max(1))),
+            }
+        })
+        .collect();
+    let now = crate::time::now_ms();
+    let patience = MAX_PACING_WAIT.as_millis() as i64;
+    let booked = store
+        .write(move |c| book_shared_buckets(c, &limits, parts, now, patience))
+        .await;
+    match booked {
+        Ok(SharedBooking::Booked { wait_ms }) => Ok(Duration::from_millis(wait_ms as u64)),
+        Ok(SharedBooking::Refused { retry_at }) => Err(retry_at),
+        Err(error) => {
+            // Unbooked, a part could pass its limit: it waits a moment.
+            tracing::warn!(%error, "shared pacing buckets could not be booked");
+            Err(now + 1_000)
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Accounts and API keys. Only a key's hash is stored.
 
-use super::db::{Connection, OptionalExtension, params};
+use super::db::{Connection, Engine, OptionalExtension, params};
 
 use super::{Result, StoreError};
 use crate::compliance::OptOutScope;
@@ -322,6 +322,37 @@ pub fn messages_stored_since(conn: &Connection, account_id: &str, since: i64) ->
     .query_row(params![account_id, since / 3_600_000], |row| row.get(0))
 }
 
+/// Whether `messages` more would pass the account's daily quota, counting
+/// what every node stored from `day_start` on (committed, and this
+/// transaction's own): `Some((quota, used))` if so. On PostgreSQL the
+/// account's row stays locked until the commit, so nodes' checks of one
+/// account take turns and each sees the others' messages.
+pub fn over_daily_quota(
+    conn: &Connection,
+    account_id: &str,
+    messages: u64,
+    day_start: i64,
+) -> Result<Option<(u64, u64)>> {
+    let lock = match conn.engine() {
+        Engine::Postgres => " FOR UPDATE",
+        Engine::Sqlite => "",
+    };
+    let quota: Option<i64> = conn
+        .prepare_cached(&format!(
+            "SELECT messages_per_day FROM accounts WHERE id = ?1{lock}"
+        ))?
+        .query_row([account_id], |row| row.get(0))
+        .optional()?
+        .flatten();
+    let Some(quota) = quota else {
+        return Ok(None);
+    };
+    let used = messages_stored_since(conn, account_id, day_start)?
+        + super::rollups::messages_added_since(account_id, day_start);
+    let (quota, used) = (quota.max(0) as u64, used.max(0) as u64);
+    Ok((used + messages > quota).then_some((quota, used)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +364,46 @@ mod tests {
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_daily_quota_counts_what_is_stored_and_what_this_transaction_adds() {
+        use crate::model::Status;
+        use crate::store::rollups::{self, Dimensions};
+        for db in crate::store::testing::both() {
+            let conn = &*db;
+            let account = AccountRecord {
+                id: "acc_q".into(),
+                name: "Q".into(),
+                operator: false,
+                created_at: 0,
+                webhook_secret: "whsec_q".into(),
+            };
+            insert_account(conn, &account).unwrap();
+            let day = 20_000 * 86_400_000;
+            assert_eq!(over_daily_quota(conn, "acc_q", 100, day).unwrap(), None);
+            set_account_limits(conn, "acc_q", None, Some(5)).unwrap();
+            // Two stored today (by any node), one yesterday.
+            conn.execute(
+                "INSERT INTO message_rollups (account_id, hour, carrier, country, type, sender, \
+                 status, messages, segments) VALUES ('acc_q', ?1, '', '', 'otp', '', 'queued', 2, 2), \
+                 ('acc_q', ?2, '', '', 'otp', '', 'queued', 1, 1)",
+                [day / 3_600_000 + 1, day / 3_600_000 - 1],
+            )
+            .unwrap();
+            // One more in this transaction, not yet flushed.
+            rollups::discard();
+            let dims = Dimensions::new("acc_q", day + 10, None, None, "otp", None);
+            rollups::message_added(dims, Status::Queued, 1);
+            conn.begin().unwrap();
+            assert_eq!(over_daily_quota(conn, "acc_q", 2, day).unwrap(), None);
+            assert_eq!(
+                over_daily_quota(conn, "acc_q", 3, day).unwrap(),
+                Some((5, 3))
+            );
+            conn.end(false).unwrap();
+            rollups::discard();
+        }
     }
 
     #[test]

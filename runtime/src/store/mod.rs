@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod carrier_stats;
 pub mod compliance;
 pub mod db;
 pub mod inbound;

@@ -65,6 +65,102 @@ pub fn saved_bookings(conn: &Connection, now: i64) -> Result<Vec<PacingBooking>>
     rows.collect::<Result<_>>()
 }
 
+/// A slow bucket booked in the store, as its pacing limit names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedLimit {
+    pub key: String,
+    /// Time one part takes at the bucket's rate.
+    pub interval_ms: i64,
+    /// How far ahead of now the bucket may be booked: its burst's worth.
+    pub burst_ms: i64,
+}
+
+/// What booking the store's buckets came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedBooking {
+    /// Booked on every bucket: the parts go after this wait (ms).
+    Booked { wait_ms: i64 },
+    /// A bucket is booked too far ahead; nothing was booked. The parts
+    /// can come back then (Unix ms).
+    Refused { retry_at: i64 },
+}
+
+/// Books `parts` on every bucket of `limits` (the same token bucket as the
+/// memory's, kept as the time it is booked until), all or none: when one
+/// would make the parts wait past `patience_ms`, those booked already are
+/// given back. Each bucket's row lock orders the nodes' bookings.
+pub fn book_shared_buckets(
+    conn: &Connection,
+    limits: &[SharedLimit],
+    parts: usize,
+    now: i64,
+    patience_ms: i64,
+) -> Result<SharedBooking> {
+    let mut limits: Vec<&SharedLimit> = limits.iter().collect();
+    // One order for every node's transaction: no deadlock between two.
+    limits.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut booked: Vec<(&SharedLimit, i64)> = Vec::new();
+    let mut wait_ms = 0;
+    let mut refused = None;
+    for limit in limits {
+        let cost = limit.interval_ms.saturating_mul(parts as i64);
+        let latest = now + limit.burst_ms + patience_ms;
+        let until: Option<i64> = if now + cost > latest {
+            None
+        } else {
+            conn.prepare_cached(
+                "INSERT INTO pacing_buckets (key, booked_until) \
+                 VALUES (?1, CAST(?2 AS BIGINT) + CAST(?3 AS BIGINT)) \
+                 ON CONFLICT (key) DO UPDATE SET booked_until = CASE \
+                   WHEN pacing_buckets.booked_until > ?2 THEN pacing_buckets.booked_until \
+                   ELSE ?2 END + ?3 \
+                 WHERE CASE WHEN pacing_buckets.booked_until > ?2 \
+                   THEN pacing_buckets.booked_until ELSE ?2 END + ?3 <= ?4 \
+                 RETURNING booked_until",
+            )?
+            .query_row(params![limit.key, now, cost, latest], |row| row.get(0))
+            .optional()?
+        };
+        match until {
+            Some(until) => {
+                wait_ms = wait_ms.max(until - limit.burst_ms - now);
+                booked.push((limit, cost));
+            }
+            None => {
+                let until: i64 = conn
+                    .prepare_cached("SELECT booked_until FROM pacing_buckets WHERE key = ?1")?
+                    .query_row([&limit.key], |row| row.get(0))
+                    .optional()?
+                    .unwrap_or(now);
+                refused = Some(until.max(now) + cost - limit.burst_ms);
+                break;
+            }
+        }
+    }
+    let Some(retry_at) = refused else {
+        return Ok(SharedBooking::Booked {
+            wait_ms: wait_ms.max(0),
+        });
+    };
+    let mut give_back = conn.prepare_cached(
+        "UPDATE pacing_buckets SET booked_until = booked_until - ?2 WHERE key = ?1",
+    )?;
+    for (limit, cost) in booked {
+        give_back.execute(params![limit.key, cost])?;
+    }
+    Ok(SharedBooking::Refused { retry_at })
+}
+
+/// Removes some buckets that are full again at `now` (a row booked in the
+/// past is the same as none), so the table holds the buckets in use.
+pub fn prune_shared_buckets(conn: &Connection, now: i64) -> Result<usize> {
+    conn.prepare_cached(
+        "DELETE FROM pacing_buckets WHERE key IN \
+         (SELECT key FROM pacing_buckets WHERE booked_until < ?1 LIMIT ?2)",
+    )?
+    .execute(params![now, PRUNE_BATCH])
+}
+
 /// What asking for a carrier's sending time came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CarrierLease {
@@ -134,6 +230,39 @@ mod tests {
                 }
             );
             assert_eq!(lease(5_000, 5_300), CarrierLease::Granted { end: 5_500 });
+        }
+    }
+
+    #[test]
+    fn shared_buckets_book_all_or_none_and_say_when_to_come_back() {
+        for db in crate::store::testing::both() {
+            let conn = &*db;
+            let hourly = |key: &str| SharedLimit {
+                key: key.into(),
+                interval_ms: 1_000,
+                burst_ms: 2_000,
+            };
+            let book = |limits: &[SharedLimit], now| {
+                book_shared_buckets(conn, limits, 1, now, 100).unwrap()
+            };
+            let both = [hourly("a"), hourly("b")];
+            assert_eq!(book(&both, 0), SharedBooking::Booked { wait_ms: 0 });
+            assert_eq!(book(&both[..1], 0), SharedBooking::Booked { wait_ms: 0 });
+            // "a" is empty: booking both gives "b" back.
+            assert_eq!(book(&both, 0), SharedBooking::Refused { retry_at: 1_000 });
+            let b: i64 = conn
+                .query_row(
+                    "SELECT booked_until FROM pacing_buckets WHERE key = 'b'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(b, 1_000, "the refused booking of b was given back");
+            // Within the patience: booked, with the wait.
+            assert_eq!(book(&both, 950), SharedBooking::Booked { wait_ms: 50 });
+            // Full again long after: the spent rows go.
+            assert_eq!(prune_shared_buckets(conn, 10_000).unwrap(), 2);
+            assert_eq!(book(&both, 10_000), SharedBooking::Booked { wait_ms: 0 });
         }
     }
 

@@ -105,6 +105,19 @@ pub(super) fn message_moved(
     });
 }
 
+/// Messages of `account_id` this transaction added from `since` (ms) on,
+/// not yet in the table.
+pub(super) fn messages_added_since(account_id: &str, since: i64) -> i64 {
+    let hour = since.div_euclid(MS_PER_HOUR);
+    PENDING.with_borrow(|p| {
+        p.messages
+            .iter()
+            .filter(|((d, _), _)| d.account_id == account_id && d.hour >= hour)
+            .map(|(_, (messages, _))| messages)
+            .sum()
+    })
+}
+
 /// `count` parts moved from `old` to `new`.
 pub(super) fn parts_moved(old: Status, new: Status, count: i64) {
     PENDING.with_borrow_mut(|p| {

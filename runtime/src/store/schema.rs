@@ -517,6 +517,34 @@ const MIGRATIONS: &[&str] = &[
         booked_until INTEGER NOT NULL
     );
     "#,
+    // 19: when several nodes share the database, the slow pacing buckets
+    // ("5 an hour per recipient"): one row per bucket, booked in the store
+    // so the nodes together keep to it (store/pacing.rs); and carriers'
+    // statistics by minute, added up from every node's counts
+    // (store/carrier_stats.rs).
+    r#"
+    CREATE TABLE pacing_buckets (
+        key          TEXT PRIMARY KEY,
+        booked_until INTEGER NOT NULL
+    );
+    CREATE INDEX pacing_buckets_spent ON pacing_buckets (booked_until);
+    CREATE TABLE carrier_minutes (
+        carrier       TEXT NOT NULL,
+        minute        INTEGER NOT NULL,
+        accepted      INTEGER NOT NULL,
+        errors        INTEGER NOT NULL,
+        delivered     INTEGER NOT NULL,
+        not_delivered INTEGER NOT NULL,
+        PRIMARY KEY (carrier, minute)
+    );
+    CREATE TABLE carrier_latency_minutes (
+        carrier TEXT NOT NULL,
+        minute  INTEGER NOT NULL,
+        bucket  INTEGER NOT NULL,
+        reports INTEGER NOT NULL,
+        PRIMARY KEY (carrier, minute, bucket)
+    );
+    "#,
 ];
 
 /// The migration that adds `nodes` and `cache_versions`.

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
+use crate::auth::limits::QuotaExceeded;
 use crate::auth::{Accounts, Principal};
 use crate::compliance::Compliance;
 use crate::model::{MessageType, Origin, Status};
@@ -183,21 +184,34 @@ impl Submitter {
         let senders = SenderBook::load(self, principal, &[&checked]).await?;
         let message = senders.assign(checked)?;
         let quota = Quota::reserve(self, principal, 1)?;
+        let shared_quota = quota.shared.clone();
         let message = match screen::screen(self, message) {
             Screened::Allowed(message) => message,
             Screened::Refused(message, error) => {
                 let (code, reason) = (error.code.to_string(), error.message.clone());
                 self.store
-                    .write(move |conn| stored::insert_rejected(conn, &message, &code, &reason))
-                    .await?;
+                    .write(move |conn| {
+                        if let Some(over) = SharedQuota::check(&shared_quota, conn, 1)? {
+                            return Ok(Err(over));
+                        }
+                        stored::insert_rejected(conn, &message, &code, &reason).map(Ok)
+                    })
+                    .await?
+                    .map_err(quota_exceeded)?;
                 quota.keep(1);
                 return Err(error.refused());
             }
         };
         let outcome = self
             .store
-            .write(move |conn| stored::insert_message(conn, &message, idempotency.as_ref()))
-            .await?;
+            .write(move |conn| {
+                if let Some(over) = SharedQuota::check(&shared_quota, conn, 1)? {
+                    return Ok(Err(over));
+                }
+                stored::insert_message(conn, &message, idempotency.as_ref()).map(Ok)
+            })
+            .await?
+            .map_err(quota_exceeded)?;
         match outcome {
             InsertOutcome::Created(message) => {
                 quota.keep(1);
@@ -253,9 +267,14 @@ impl Submitter {
             .collect();
         let quota = Quota::reserve(self, principal, (refused.len() + allowed.len()) as u64)?;
         let refused_count = refused.len() as u64;
+        let shared_quota = quota.shared.clone();
         let outcomes = self
             .store
             .write(move |conn| {
+                let stored = (refused.len() + allowed.len()) as u64;
+                if let Some(over) = SharedQuota::check(&shared_quota, conn, stored)? {
+                    return Ok(Err(over));
+                }
                 for (message, code, reason) in &refused {
                     stored::insert_rejected(conn, message, code, reason)?;
                 }
@@ -263,8 +282,10 @@ impl Submitter {
                     .iter()
                     .map(|(m, idempotency)| stored::insert_message(conn, m, idempotency.as_ref()))
                     .collect::<Result<Vec<_>, _>>()
+                    .map(Ok)
             })
-            .await?;
+            .await?
+            .map_err(quota_exceeded)?;
         let mut outcomes = outcomes.into_iter();
         let mut created = 0;
         let mut woken = false;
@@ -347,6 +368,9 @@ struct Quota<'a> {
     account_id: &'a str,
     reserved: u64,
     kept: std::cell::Cell<u64>,
+    /// On a shared store, the count the write checks again (this node's
+    /// count misses the other nodes' messages).
+    shared: Option<SharedQuota>,
 }
 
 impl<'a> Quota<'a> {
@@ -356,27 +380,22 @@ impl<'a> Quota<'a> {
         messages: u64,
     ) -> Result<Self, SubmitError> {
         let now = now_ms();
-        submitter
-            .accounts
-            .limits()
+        let limits = submitter.accounts.limits();
+        limits
             .reserve(&principal.account_id, messages, now)
-            .map_err(|over| SubmitError {
-                kind: ErrorKind::QuotaExceeded {
-                    retry_after: seconds_to_next_utc_day(now),
-                },
-                code: "quota_exceeded".into(),
-                message: format!(
-                    "this account may store {} messages a day (UTC) and has stored {}; \
-                     nothing was stored",
-                    over.messages_per_day, over.used
-                ),
-                field: None,
-            })?;
+            .map_err(quota_exceeded)?;
+        let shared = (submitter.store.is_shared()
+            && limits.get(&principal.account_id).messages_per_day.is_some())
+        .then(|| SharedQuota {
+            account_id: principal.account_id.clone(),
+            day_start: crate::auth::limits::day_start(now),
+        });
         Ok(Self {
             submitter,
             account_id: &principal.account_id,
             reserved: messages,
             kept: std::cell::Cell::new(0),
+            shared,
         })
     }
 
@@ -394,6 +413,51 @@ impl Drop for Quota<'_> {
                 .limits()
                 .release(self.account_id, unused);
         }
+    }
+}
+
+/// The daily quota as every node counts it: checked in the write that
+/// stores the messages (see `store::accounts::over_daily_quota`).
+#[derive(Clone)]
+struct SharedQuota {
+    account_id: String,
+    day_start: i64,
+}
+
+impl SharedQuota {
+    fn check(
+        quota: &Option<Self>,
+        conn: &crate::store::Connection,
+        messages: u64,
+    ) -> Result<Option<QuotaExceeded>, StoreError> {
+        let Some(quota) = quota else {
+            return Ok(None);
+        };
+        let over = crate::store::accounts::over_daily_quota(
+            conn,
+            &quota.account_id,
+            messages,
+            quota.day_start,
+        )?;
+        Ok(over.map(|(messages_per_day, used)| QuotaExceeded {
+            messages_per_day,
+            used,
+        }))
+    }
+}
+
+fn quota_exceeded(over: QuotaExceeded) -> SubmitError {
+    SubmitError {
+        kind: ErrorKind::QuotaExceeded {
+            retry_after: seconds_to_next_utc_day(now_ms()),
+        },
+        code: "quota_exceeded".into(),
+        message: format!(
+            "this account may store {} messages a day (UTC) and has stored {}; \
+             nothing was stored",
+            over.messages_per_day, over.used
+        ),
+        field: None,
     }
 }
 

@@ -328,6 +328,18 @@ impl Client {
         (reply.status, reply.body)
     }
 
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let reply = self
+            .send(
+                Method::PATCH,
+                path,
+                Some(body.to_string().into_bytes()),
+                &[],
+            )
+            .await;
+        (reply.status, reply.body)
+    }
+
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         let reply = self.send(Method::DELETE, path, None, &[]).await;
         (reply.status, reply.body)
