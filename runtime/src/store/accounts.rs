@@ -366,20 +366,23 @@ mod tests {
         .unwrap()
     }
 
+    fn account(id: &str, webhook_secret: &str) -> AccountRecord {
+        AccountRecord {
+            id: id.into(),
+            name: id.into(),
+            operator: false,
+            created_at: 0,
+            webhook_secret: webhook_secret.into(),
+        }
+    }
+
     #[test]
     fn the_daily_quota_counts_what_is_stored_and_what_this_transaction_adds() {
         use crate::model::Status;
         use crate::store::rollups::{self, Dimensions};
         for db in crate::store::testing::both() {
             let conn = &*db;
-            let account = AccountRecord {
-                id: "acc_q".into(),
-                name: "Q".into(),
-                operator: false,
-                created_at: 0,
-                webhook_secret: "whsec_q".into(),
-            };
-            insert_account(conn, &account).unwrap();
+            insert_account(conn, &account("acc_q", "whsec_q")).unwrap();
             let day = 20_000 * 86_400_000;
             assert_eq!(over_daily_quota(conn, "acc_q", 100, day).unwrap(), None);
             set_account_limits(conn, "acc_q", None, Some(5)).unwrap();
@@ -410,14 +413,7 @@ mod tests {
     fn a_rotation_keeps_only_the_replaced_secret_and_only_with_a_grace() {
         for db in crate::store::testing::both() {
             let conn = &*db;
-            let account = AccountRecord {
-                id: "acc_a".into(),
-                name: "A".into(),
-                operator: false,
-                created_at: 0,
-                webhook_secret: "whsec_one".into(),
-            };
-            insert_account(conn, &account).unwrap();
+            insert_account(conn, &account("acc_a", "whsec_one")).unwrap();
             assert!(rotate_webhook_secret(conn, "acc_a", "whsec_two", Some(5_000)).unwrap());
             assert_eq!(previous(conn), (Some("whsec_one".into()), Some(5_000)));
             assert!(rotate_webhook_secret(conn, "acc_a", "whsec_three", Some(9_000)).unwrap());
