@@ -250,9 +250,10 @@ async fn suppress(
     source: &'static str,
 ) -> Result<usize, ApiError> {
     let (account, key) = (principal.account_id.clone(), principal.key_id.clone());
+    // Before the commit, as for keywords.
+    let hold = app.compliance.hold();
     for (number, _) in &numbers {
-        // Before the commit, as for keywords.
-        app.compliance.add_opt_out(&account, number, WHOLE_ACCOUNT);
+        hold.handle().add(&account, number, WHOLE_ACCOUNT);
     }
     let added = app
         .store

@@ -5,9 +5,10 @@
 //!
 //! The store is the record; this module does not read it. Start-up loads
 //! the sets from it, and every change is made to the store and here: an
-//! opt-out is added here before its transaction commits, a removal after,
-//! so what is here always covers every committed opt-out (a failed commit
-//! leaves a conservative entry until the restart that reloads). That is why
+//! opt-out is added here before its transaction commits (held, so that a
+//! reload read before the commit keeps it: [`OptOutHold`]), a removal
+//! after, so what is here always covers every committed opt-out (a failed
+//! commit leaves a conservative entry until the next reload). That is why
 //! both the accept path and the dispatcher's claim check here, not the
 //! store. The retention sweep is the exception: a background job that
 //! works on the store (through `store::retention`) and nothing in memory.
@@ -17,7 +18,8 @@ pub mod keywords;
 pub mod retention;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// What a consent is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,7 +167,67 @@ pub struct Compliance {
     /// Accounts whose marketing messages need a consent.
     consent_required: RwLock<HashSet<String>>,
     /// Changes made in place (see [`Compliance::replace`]).
-    changes: std::sync::atomic::AtomicU64,
+    changes: AtomicU64,
+    /// Opt-outs added ahead of their commit, by hold. Entries come and go
+    /// under `opt_outs`' lock, so a reload sees each either here or
+    /// committed.
+    held: Mutex<HashMap<u64, Vec<HeldOptOut>>>,
+    next_hold: AtomicU64,
+}
+
+/// Account, number, scope.
+type HeldOptOut = (String, String, String);
+
+/// Opt-outs put in memory ahead of the transaction that stores them: a
+/// reload (which may have read the store before that commit) keeps them
+/// until the hold is dropped, after the commit.
+pub struct OptOutHold {
+    held: HeldOptOuts,
+}
+
+/// What a store job adds opt-outs through; it may outlive its
+/// [`OptOutHold`] (a caller that gave up), and then adds them unheld.
+#[derive(Clone)]
+pub struct HeldOptOuts {
+    compliance: Arc<Compliance>,
+    hold: u64,
+}
+
+impl OptOutHold {
+    pub fn handle(&self) -> HeldOptOuts {
+        self.held.clone()
+    }
+}
+
+impl Drop for OptOutHold {
+    fn drop(&mut self) {
+        let (compliance, hold) = (&self.held.compliance, self.held.hold);
+        {
+            // Nothing added: no reload to refuse (and no lock taken).
+            let mut held = lock(&compliance.held);
+            if held.get(&hold).is_some_and(Vec::is_empty) {
+                held.remove(&hold);
+                return;
+            }
+        }
+        let _opt_outs = write(&compliance.opt_outs);
+        lock(&compliance.held).remove(&hold);
+        // A reload that read the store before the commit now fails its
+        // check.
+        compliance.changed();
+    }
+}
+
+impl HeldOptOuts {
+    pub fn add(&self, account: &str, number: &str, scope: &str) {
+        let compliance = &self.compliance;
+        let mut map = write(&compliance.opt_outs);
+        if let Some(entries) = lock(&compliance.held).get_mut(&self.hold) {
+            entries.push((account.to_owned(), number.to_owned(), scope.to_owned()));
+        }
+        compliance.changed();
+        insert_opt_out(&mut map, account, number, scope);
+    }
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -174,6 +236,21 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn insert_opt_out(map: &mut ByAccount<Vec<String>>, account: &str, number: &str, scope: &str) {
+    let scopes = map
+        .entry(account.to_owned())
+        .or_default()
+        .entry(number.to_owned())
+        .or_default();
+    if !scopes.iter().any(|s| s == scope) {
+        scopes.push(scope.to_owned());
+    }
 }
 
 fn lookup<'a, T>(map: &'a ByAccount<T>, account: &str, number: &str) -> Option<&'a T> {
@@ -204,18 +281,29 @@ impl Compliance {
 
     /// How many changes were made in place.
     pub fn changes(&self) -> u64 {
-        self.changes.load(std::sync::atomic::Ordering::Relaxed)
+        self.changes.load(Ordering::SeqCst)
     }
 
     fn changed(&self) {
-        self.changes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Starts holding opt-outs added ahead of their commit.
+    pub fn hold(self: &Arc<Self>) -> OptOutHold {
+        let hold = self.next_hold.fetch_add(1, Ordering::Relaxed);
+        lock(&self.held).insert(hold, Vec::new());
+        OptOutHold {
+            held: HeldOptOuts {
+                compliance: self.clone(),
+                hold,
+            },
+        }
     }
 
     /// Takes `fresh`'s opt-outs, consents and requirements in place of
-    /// these (how a node learns of changes another node made), unless a
-    /// change was made in place since [`Compliance::changes`] said
-    /// `changes`: then returns false.
+    /// these (how a node learns of changes another node made), keeping the
+    /// held opt-outs, unless a change was made in place since
+    /// [`Compliance::changes`] said `changes`: then returns false.
     pub fn replace(&self, fresh: Compliance, changes: u64) -> bool {
         let mut opt_outs = write(&self.opt_outs);
         let mut marketing = write(&self.marketing);
@@ -227,6 +315,9 @@ impl Compliance {
             .opt_outs
             .into_inner()
             .unwrap_or_else(|e| e.into_inner());
+        for (account, number, scope) in lock(&self.held).values().flatten() {
+            insert_opt_out(&mut opt_outs, account, number, scope);
+        }
         *marketing = fresh
             .marketing
             .into_inner()
@@ -251,14 +342,7 @@ impl Compliance {
     pub fn add_opt_out(&self, account: &str, number: &str, scope: &str) {
         let mut map = write(&self.opt_outs);
         self.changed();
-        let scopes = map
-            .entry(account.to_owned())
-            .or_default()
-            .entry(number.to_owned())
-            .or_default();
-        if !scopes.iter().any(|s| s == scope) {
-            scopes.push(scope.to_owned());
-        }
+        insert_opt_out(&mut map, account, number, scope);
     }
 
     /// Removes the account's opt-outs of `number`: at `scope`, or at every
@@ -339,6 +423,29 @@ mod tests {
         );
         assert!(c.replace(fresh, c.changes()));
         assert!(c.opted_out("acc", "+2", None) && !c.opted_out("acc", "+1", None));
+    }
+
+    /// The race CI met: an opt-out added ahead of its commit, a reload that
+    /// read the store before that commit and checked the count after the
+    /// add.
+    #[test]
+    fn a_reload_keeps_opt_outs_held_for_their_commit() {
+        let c = Arc::new(Compliance::default());
+        let hold = c.hold();
+        hold.handle().add("acc", "+1", WHOLE_ACCOUNT);
+        let stale = || Compliance::new(Vec::new(), Vec::new(), Vec::new());
+        assert!(c.replace(stale(), c.changes()));
+        assert!(c.opted_out("acc", "+1", None));
+        // Read before the commit, checked after the hold ends: refused.
+        let before_commit = c.changes();
+        drop(hold);
+        assert!(!c.replace(stale(), before_commit));
+        assert!(c.opted_out("acc", "+1", None));
+        // A handle that outlives its hold adds without holding.
+        let late = c.hold().handle();
+        late.add("acc", "+2", WHOLE_ACCOUNT);
+        assert!(c.opted_out("acc", "+2", None));
+        assert!(lock(&c.held).is_empty());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use crate::store::Connection;
 
 use super::keywords::{self, Answered, Lifted};
-use crate::compliance::Compliance;
+use crate::compliance::HeldOptOuts;
 use crate::numbers::inventory::NumberRecord;
 use crate::plugins::{InboundMessage, InboundPart};
 use crate::store::inbound::{self, NewInbound, PartGroup, StoredPart};
@@ -34,7 +34,7 @@ pub(super) struct Filed {
 /// Files one message or part a carrier reported.
 pub(super) fn file(
     conn: &Connection,
-    compliance: &Compliance,
+    opt_outs: &HeldOptOuts,
     message: InboundMessage,
     now: i64,
 ) -> Result<Filed> {
@@ -65,7 +65,7 @@ pub(super) fn file(
     };
     store(
         conn,
-        compliance,
+        opt_outs,
         &message.carrier,
         number.as_ref(),
         from,
@@ -123,7 +123,7 @@ fn join(parts: Vec<StoredPart>) -> Whole {
 /// `cutoff`: each as one message of the parts there are. How many.
 pub(super) fn release_stale_parts(
     conn: &Connection,
-    compliance: &Compliance,
+    opt_outs: &HeldOptOuts,
     cutoff: i64,
     now: i64,
 ) -> Result<(usize, Vec<Lifted>)> {
@@ -139,7 +139,7 @@ pub(super) fn release_stale_parts(
         let whole = join(parts);
         let filed = store(
             conn,
-            compliance,
+            opt_outs,
             &group.carrier,
             number.as_ref(),
             group.from.clone(),
@@ -160,7 +160,7 @@ pub(super) fn filed_cutoff(now: i64) -> i64 {
 #[allow(clippy::too_many_arguments)]
 fn store(
     conn: &Connection,
-    compliance: &Compliance,
+    opt_outs: &HeldOptOuts,
     carrier: &str,
     number: Option<&NumberRecord>,
     from: String,
@@ -196,7 +196,7 @@ fn store(
             answered: None,
         });
     };
-    let answered = keywords::answer(conn, compliance, number, &record, &id, now)?;
+    let answered = keywords::answer(conn, opt_outs, number, &record, &id, now)?;
     let event = InboundEvent {
         account_id: account,
         inbound_id: &id,

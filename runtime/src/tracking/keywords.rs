@@ -6,7 +6,9 @@
 use crate::store::Connection;
 
 use crate::compliance::keywords::Keyword;
-use crate::compliance::{Compliance, ConsentEvent, OptOutScope, Suppression, WHOLE_ACCOUNT};
+use crate::compliance::{
+    Compliance, ConsentEvent, HeldOptOuts, OptOutScope, Suppression, WHOLE_ACCOUNT,
+};
 use crate::model::MessageType;
 use crate::numbers::inventory::{MessageSender, NumberRecord};
 use crate::store::inbound::NewInbound;
@@ -49,7 +51,7 @@ impl Lifted {
 /// Acts on `body` if it is one of the account's keywords.
 pub(super) fn answer(
     conn: &Connection,
-    compliance: &Compliance,
+    opt_outs: &HeldOptOuts,
     number: &NumberRecord,
     inbound: &NewInbound,
     inbound_id: &str,
@@ -80,7 +82,7 @@ pub(super) fn answer(
         Keyword::OptOut => {
             // In memory before the commit: never a moment when a committed
             // opt-out is not enforced.
-            compliance.add_opt_out(account_id, handset, &scope);
+            opt_outs.add(account_id, handset, &scope);
             store::insert_suppression(
                 conn,
                 &Suppression {

@@ -59,7 +59,9 @@ pub async fn apply(
     reports: Vec<DeliveryReport>,
     inbound: Vec<InboundMessage>,
 ) -> crate::store::Result<Applied> {
-    let in_job = compliance.clone();
+    // Opt-outs by keyword are held until the commit.
+    let hold = compliance.hold();
+    let in_job = hold.handle();
     let carrier = reports
         .first()
         .map(|r| r.carrier.clone())
@@ -99,6 +101,7 @@ pub async fn apply(
             Ok((applied, lifted))
         })
         .await?;
+    drop(hold);
     // Lifted opt-outs leave memory only once committed.
     let (applied, lifted) = applied;
     for lift in &lifted {
@@ -154,10 +157,12 @@ pub async fn release_stale_parts(
         if !matches!(waiting, Ok(true)) {
             continue;
         }
-        let in_job = compliance.clone();
+        let hold = compliance.hold();
+        let in_job = hold.handle();
         let released = store
             .write(move |c| inbound::release_stale_parts(c, &in_job, cutoff, crate::time::now_ms()))
             .await;
+        drop(hold);
         match released {
             Ok((0, _)) => {}
             Ok((groups, lifted)) => {
