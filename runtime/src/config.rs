@@ -102,7 +102,8 @@ pub enum Synchronous {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// A PostgreSQL database (`postgres://user:password@host:port/db`)
+    /// A PostgreSQL database (`postgres://user:password@host:port/db`,
+    /// TLS by libpq's `?sslmode=…&sslrootcert=…`)
     /// instead of SQLite under the data directory; also
     /// `PIGEON_DATABASE_URL`.
     pub url: Option<String>,

@@ -290,3 +290,35 @@ async fn a_slow_request_head_over_tls_gets_the_json_408() {
     assert!(answer.contains("request_timeout"), "{answer}");
     server.stop().await;
 }
+
+/// The connection to PostgreSQL (whichever store the suite runs on): the
+/// test server's certificate is checked as `sslmode` says, and a node that
+/// cannot trust it says so at start.
+#[tokio::test]
+async fn the_databases_certificate_is_checked_as_sslmode_says() {
+    let url = common::postgres::new_database();
+    let ca = common::postgres::server().ca_file();
+    // Mozilla's roots do not know the test server's CA.
+    let unverified = format!("{url}?sslmode=verify-full");
+    let err = start_error(|c| c.store.url = Some(unverified)).await;
+    assert!(err.contains("certificate"), "{err}");
+    let err = start_error(|c| c.store.url = Some(format!("{url}?sslmode=always"))).await;
+    assert!(
+        err.contains("store.url") && err.contains("sslmode \"always\""),
+        "{err}"
+    );
+    let verified = format!("{url}?sslmode=verify-full&sslrootcert={}", ca.display());
+    let server = TestServer::start_with(|config| config.store.url = Some(verified)).await;
+    let (status, accepted) = server
+        .admin()
+        .post(
+            "/v1/messages",
+            json!({"to": "+84987654321", "body": "over TLS to the database"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    server
+        .admin()
+        .wait_for_status(accepted["id"].as_str().unwrap(), "delivered")
+        .await;
+}

@@ -49,6 +49,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("database error: {}", db::describe_postgres(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    #[error("store.url (or PIGEON_DATABASE_URL): {0}")]
+    Url(String),
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -169,7 +171,7 @@ fn node_id(data_dir: &Path) -> Result<String> {
 /// Where the database is, for opening more readers.
 enum Database {
     Sqlite(PathBuf),
-    Postgres(String),
+    Postgres(Box<db::PgTarget>),
 }
 
 impl Database {
@@ -179,7 +181,7 @@ impl Database {
     fn connect(&self) -> Result<Connection> {
         match self {
             Self::Sqlite(path) => open_reader(path),
-            Self::Postgres(url) => Connection::postgres(url),
+            Self::Postgres(target) => Connection::postgres(target),
         }
     }
 }
@@ -225,7 +227,8 @@ impl Store {
     }
 
     fn open_postgres(url: &str, config: &StoreConfig, node_id: String) -> Result<Self> {
-        let database = Database::Postgres(url.to_owned());
+        let database =
+            Database::Postgres(Box::new(db::postgres_target(url).map_err(StoreError::Url)?));
         // On a thread of its own: a caller's async thread may not wait.
         let (conn, readers, queue_depth) = std::thread::scope(|scope| {
             scope

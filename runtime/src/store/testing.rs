@@ -29,10 +29,15 @@ pub(crate) fn postgres_url() -> String {
     test_postgres::new_database()
 }
 
+/// The CA that signed the PostgreSQL server's certificate (for 127.0.0.1).
+pub(crate) fn postgres_ca_file() -> std::path::PathBuf {
+    test_postgres::server().ca_file()
+}
+
 pub(crate) fn postgres_empty() -> TestDatabase {
     let url = test_postgres::new_database();
     TestDatabase {
-        conn: Connection::postgres(&url).unwrap(),
+        conn: Connection::postgres(&super::db::postgres_target(&url).unwrap()).unwrap(),
     }
 }
 

@@ -5,7 +5,10 @@
 //! started on first use; each caller gets a database of its own. The server
 //! is held by a shell that waits on a pipe from this process and stops it
 //! once that pipe closes, so it goes when the test process does, however
-//! that ends, and removes its directory.
+//! that ends, and removes its directory. The server takes TLS with a
+//! certificate for 127.0.0.1 from a CA of its own ([`PostgresServer::ca_file`]),
+//! so every test that connects as Pigeon does by default (`sslmode=prefer`)
+//! runs encrypted.
 //!
 //! Used by the store's unit tests (`#[path]`) and by the integration tests.
 #![allow(dead_code)]
@@ -81,6 +84,41 @@ fn running_as_root() -> bool {
     std::os::unix::fs::MetadataExt::uid(&probe.as_file().metadata().unwrap()) == 0
 }
 
+/// A CA and a server certificate it signed, for 127.0.0.1 only, in `dir`
+/// (the key readable by the server's user alone, as PostgreSQL requires):
+/// the server's arguments that use them.
+fn write_certificates(dir: &Path, root: bool) -> Vec<String> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "Pigeon test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let (cert_file, key_file) = (dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if root {
+        for file in [&cert_file, &key_file] {
+            std::os::unix::fs::chown(file, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).unwrap();
+        }
+    }
+    vec![
+        "-c".into(),
+        format!("ssl_cert_file={}", cert_file.display()),
+        "-c".into(),
+        format!("ssl_key_file={}", key_file.display()),
+    ]
+}
+
 impl PostgresServer {
     fn start() -> Self {
         let bin = bin_dir();
@@ -122,6 +160,7 @@ impl PostgresServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&initdb.stderr)
         );
+        let tls = write_certificates(dir.path(), root);
         let port = free_port();
         let server = as_user(&bin.join("postgres"));
         let mut server_line: Vec<String> = std::iter::once(server.get_program())
@@ -148,9 +187,12 @@ impl PostgresServer {
                 "full_page_writes=off",
                 "-c",
                 "max_connections=200",
+                "-c",
+                "ssl=on",
             ]
             .map(str::to_owned),
         );
+        server_line.extend(tls);
         let quoted: Vec<String> = server_line
             .iter()
             .map(|arg| format!("'{}'", arg.replace('\'', r"'\''")))
@@ -196,6 +238,11 @@ impl PostgresServer {
         // The holder is reaped by no one: it lives as long as this process.
         std::mem::forget(holder);
         server
+    }
+
+    /// The PEM certificate of the CA that signed the server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     pub fn url(&self, database: &str) -> String {

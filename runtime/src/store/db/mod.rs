@@ -9,10 +9,12 @@
 //! engines take.
 
 mod postgres;
+mod postgres_tls;
 
 use super::{Result, StoreError};
 pub(super) use postgres::describe as describe_postgres;
 use postgres::{PgConnection, PgParam, PgValue};
+pub(super) use postgres_tls::{PgTarget, target as postgres_target};
 
 /// A value that can be bound to a statement parameter.
 pub trait ToSql: rusqlite::ToSql {}
@@ -97,12 +99,12 @@ impl Connection {
         }
     }
 
-    /// Connects to the PostgreSQL database at `url`. Neither this nor the
-    /// connection's calls are to be made from an async task: they wait for
-    /// the server.
-    pub(super) fn postgres(url: &str) -> Result<Self> {
+    /// Connects to the PostgreSQL database `target` names. Neither this nor
+    /// the connection's calls are to be made from an async task: they wait
+    /// for the server.
+    pub(super) fn postgres(target: &PgTarget) -> Result<Self> {
         Ok(Self {
-            engine: Backend::Postgres(PgConnection::connect(url)?),
+            engine: Backend::Postgres(PgConnection::connect(target)?),
         })
     }
 

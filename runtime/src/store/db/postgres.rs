@@ -16,6 +16,7 @@ use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 
 use super::super::{Result, StoreError};
+use super::postgres_tls::PgTarget;
 
 /// Prepared statements kept per connection (the store has about 150).
 const MAX_STATEMENTS: usize = 512;
@@ -43,17 +44,16 @@ impl Drop for PgConnection {
 }
 
 impl PgConnection {
-    /// Connects to `url` (`postgres://user:password@host:port/database`).
-    /// Not to be called from an async task (it waits for the answer).
-    pub(super) fn connect(url: &str) -> Result<Self> {
+    /// Connects to `target`. Not to be called from an async task (it waits
+    /// for the answer).
+    pub(super) fn connect(target: &PgTarget) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|err| {
                 StoreError::WriteFailed(format!("cannot start PostgreSQL's I/O: {err}"))
             })?;
-        let (client, connection) =
-            runtime.block_on(tokio_postgres::connect(url, tokio_postgres::NoTls))?;
+        let (client, connection) = runtime.block_on(target.config.connect(target.tls.clone()))?;
         runtime.spawn(async move {
             if let Err(error) = connection.await {
                 tracing::warn!(%error, "a PostgreSQL connection ended");
@@ -377,7 +377,10 @@ mod tests {
     /// prepared statements without end, on it or on the server.
     #[test]
     fn the_statement_cache_is_bounded() {
-        let conn = PgConnection::connect(&crate::store::testing::postgres_url()).unwrap();
+        let conn = PgConnection::connect(
+            &super::super::postgres_tls::target(&crate::store::testing::postgres_url()).unwrap(),
+        )
+        .unwrap();
         for i in 0..MAX_STATEMENTS + 10 {
             conn.prepare(&format!("SELECT {i}"), true).unwrap();
         }
