@@ -7,8 +7,9 @@
 //! consents, accounts' pools and limits) is read again when another node
 //! changes it: every such change bumps a version (`cache_versions`, by
 //! trigger), which nodes poll four times a second. Each heartbeat also
-//! adds what the node counted of each carrier to the store's minutes and
-//! reads back every node's, for routing (`carriers::stats`).
+//! splits each carrier's `window` among the live nodes, and adds what the
+//! node counted of each carrier to the store's minutes and reads back
+//! every node's, for routing (`carriers::stats`).
 //!
 //! On SQLite the database is one process's file: a start requeues every
 //! part left in `sending`, and nothing else here runs.
@@ -101,8 +102,10 @@ impl Caches {
 
 /// Keeps this node in the cluster until the task is aborted (then call
 /// [`leave`]): its heartbeat, the sweep of dead nodes' claims and early
-/// reports, and the caches. Runs only on a shared database.
-pub fn spawn(
+/// reports, the carriers' windows and the caches. Runs only on a shared
+/// database. The first heartbeat is done before this returns, so the node
+/// sends with its share of each window from the start.
+pub async fn start(
     store: Store,
     caches: Caches,
     carriers: Arc<CarrierSet>,
@@ -111,6 +114,7 @@ pub fn spawn(
     if !store.is_shared() {
         return None;
     }
+    beat(&store, &carriers, lease_ms).await;
     Some(tokio::spawn(async move {
         // The last day's figures, as all nodes counted them; then each
         // heartbeat reads the minutes that may have moved.
@@ -118,7 +122,7 @@ pub fn spawn(
         let heartbeat = Duration::from_millis(NODE_HEARTBEAT_MS);
         let mut ticks = tokio::time::interval(CACHE_POLL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_beat = tokio::time::Instant::now() - heartbeat;
+        let mut last_beat = tokio::time::Instant::now();
         // Empty: every cache is read once more, so that a change made
         // between this node's start-up reads and its first poll is seen.
         let mut versions: HashMap<String, i64> = HashMap::new();
@@ -126,7 +130,7 @@ pub fn spawn(
             ticks.tick().await;
             if last_beat.elapsed() >= heartbeat {
                 last_beat = tokio::time::Instant::now();
-                beat(&store, lease_ms).await;
+                beat(&store, &carriers, lease_ms).await;
                 stats_since = share_carrier_stats(&store, &carriers, stats_since).await;
             }
             versions = follow_caches(&store, &caches, versions).await;
@@ -143,23 +147,29 @@ pub async fn leave(store: &Store) {
 }
 
 /// Says this node is alive, requeues dead nodes' claims, applies the
-/// delivery reports that raced another node's recording of their part and
-/// drops shared pacing buckets that are full again.
-async fn beat(store: &Store, lease_ms: i64) {
+/// delivery reports that raced another node's recording of their part,
+/// drops shared pacing buckets that are full again and takes this node's
+/// share of each carrier's window.
+async fn beat(store: &Store, carriers: &CarrierSet, lease_ms: i64) {
     let node = store.node_id().to_owned();
     let now = crate::time::now_ms();
     let beat = store
         .write(move |c| {
             let known = nodes::heartbeat(c, &node, now)?;
             let requeued = nodes::requeue_dead_claims(c, now - lease_ms, now, false)?;
-            crate::store::reports::apply_matched_early_reports(c, now)?;
+            let early = crate::store::reports::apply_matched_early_reports(c, now)?;
             crate::store::pacing::prune_shared_buckets(c, now)?;
             let live = nodes::live_nodes(c, now - lease_ms)?;
-            Ok((known, requeued, live))
+            let place = nodes::place_among_live(c, &node, now - lease_ms)?;
+            Ok((known, requeued, early, live, place))
         })
         .await;
     match beat {
-        Ok((known, requeued, live)) => {
+        Ok((known, requeued, early, live, place)) => {
+            carriers.record_early_reports(&early);
+            for carrier in carriers.all() {
+                carrier.share_window(place as usize, live as usize);
+            }
             if !known {
                 tracing::warn!(
                     "this node was not seen for longer than store.node_lease_ms: \

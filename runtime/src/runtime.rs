@@ -217,7 +217,7 @@ impl Pigeon {
                 Some((task, addr))
             }
         };
-        let cluster = crate::cluster::spawn(
+        let cluster = crate::cluster::start(
             store.clone(),
             crate::cluster::Caches {
                 accounts: app.accounts.clone(),
@@ -226,7 +226,8 @@ impl Pigeon {
             },
             app.carriers.clone(),
             lease_ms,
-        );
+        )
+        .await;
         let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx));
         Ok(Self {
             cluster,

@@ -23,32 +23,42 @@ pub struct Limits {
     pub poll: Duration,
 }
 
+/// How results are recorded: `write` in a store write job, then `after`
+/// with what it returned, once that is committed.
+pub struct Recorder<Write, After> {
+    pub write: Write,
+    pub after: After,
+}
+
 /// Runs until `shutdown` turns true, then lets the items in progress finish
 /// and records their results. `wake` cuts a poll wait short; it is also
 /// notified after each recorded batch (a result may make more work due).
-pub async fn run<T, R, Claim, ClaimFut, Work, WorkFut, Record>(
+pub async fn run<T, R, O, Claim, ClaimFut, Work, WorkFut, Write, After>(
     store: Store,
     limits: Limits,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
     claim: Claim,
     work: Work,
-    record: Record,
+    recorder: Recorder<Write, After>,
 ) where
     T: Send + 'static,
     R: Send + Sync + 'static,
+    O: Send + 'static,
     Claim: Fn(usize) -> ClaimFut,
     ClaimFut: Future<Output = store::Result<Vec<T>>>,
     Work: Fn(T) -> WorkFut,
     WorkFut: Future<Output = Vec<R>> + Send + 'static,
-    Record: Fn(&Connection, &[R]) -> store::Result<()> + Send + Sync + 'static,
+    Write: Fn(&Connection, &[R]) -> store::Result<O> + Send + Sync + 'static,
+    After: Fn(O) + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(limits.concurrency));
     let (results_tx, results_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_results(
         store,
         results_rx,
-        Arc::new(record),
+        Arc::new(recorder.write),
+        recorder.after,
         wake.clone(),
     ));
 
@@ -97,14 +107,17 @@ pub async fn run<T, R, Claim, ClaimFut, Work, WorkFut, Record>(
 
 /// Writes results in batches. A failed write is retried: losing a result
 /// (a carrier's acceptance, a delivered webhook) would repeat the work.
-async fn record_results<R, Record>(
+async fn record_results<R, O, Write, After>(
     store: Store,
     mut results: mpsc::UnboundedReceiver<R>,
-    record: Arc<Record>,
+    record: Arc<Write>,
+    after: After,
     recorded: Arc<Notify>,
 ) where
     R: Send + Sync + 'static,
-    Record: Fn(&Connection, &[R]) -> store::Result<()> + Send + Sync + 'static,
+    O: Send + 'static,
+    Write: Fn(&Connection, &[R]) -> store::Result<O> + Send + Sync + 'static,
+    After: Fn(O),
 {
     let mut batch = Vec::with_capacity(RESULT_BATCH);
     while results.recv_many(&mut batch, RESULT_BATCH).await > 0 {
@@ -113,7 +126,8 @@ async fn record_results<R, Record>(
         loop {
             let (job, record) = (pending.clone(), record.clone());
             match store.write(move |c| record(c, &job)).await {
-                Ok(()) => {
+                Ok(output) => {
+                    after(output);
                     recorded.notify_one();
                     break;
                 }

@@ -1,7 +1,7 @@
 //! Three `pigeon serve` processes on one PostgreSQL database (always
 //! PostgreSQL, whatever `PIGEON_TEST_STORE` says), with the shipped
 //! policies, sending through one
-//! mock carrier that counts every submission and posts each delivery
+//! mock carrier that counts every submission (and those in flight) and posts each delivery
 //! report to whichever node is next, as a carrier behind a load balancer
 //! would. Load goes to all three; one is killed with `kill -9` mid-load.
 
@@ -31,6 +31,10 @@ const MESSAGES: usize = 600;
 const KILL_AT: usize = 350;
 /// How long the carrier takes to answer a submission.
 const ANSWER_DELAY: Duration = Duration::from_millis(500);
+/// The carrier's window, for the nodes together: room for the 25 in
+/// flight its rate needs at `ANSWER_DELAY`, however unevenly the nodes
+/// claim the work.
+const WINDOW: usize = 60;
 /// A dead node's claims come back after this (`store.node_lease_ms`).
 const LEASE_MS: u64 = 3_000;
 
@@ -44,6 +48,9 @@ struct Carrier {
     in_flight: [AtomicUsize; NODES],
     /// Submissions answered, by node.
     answered: [AtomicUsize; NODES],
+    /// Submissions not answered yet, from all nodes: now and at most.
+    in_flight_total: AtomicUsize,
+    most_in_flight: AtomicUsize,
     /// Where delivery reports go, round robin: the nodes alive.
     nodes: Mutex<Vec<SocketAddr>>,
     next_node: AtomicUsize,
@@ -103,6 +110,11 @@ async fn start_carrier() -> (String, Arc<Carrier>) {
                             .and_then(|n| n.parse().ok())
                             .unwrap_or(0);
                         carrier.in_flight[node].fetch_add(1, Ordering::SeqCst);
+                        let now_in_flight =
+                            carrier.in_flight_total.fetch_add(1, Ordering::SeqCst) + 1;
+                        carrier
+                            .most_in_flight
+                            .fetch_max(now_in_flight, Ordering::SeqCst);
                         let body: hyper::body::Incoming = req.into_body();
                         let body = body.collect().await.unwrap().to_bytes();
                         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -117,6 +129,7 @@ async fn start_carrier() -> (String, Arc<Carrier>) {
                         // submissions in flight when one is killed.
                         tokio::time::sleep(ANSWER_DELAY).await;
                         carrier.in_flight[node].fetch_sub(1, Ordering::SeqCst);
+                        carrier.in_flight_total.fetch_sub(1, Ordering::SeqCst);
                         carrier.answered[node].fetch_add(1, Ordering::SeqCst);
                         let webhook = body["webhook_url"].as_str().unwrap_or_default();
                         // The path only: the report goes to any node.
@@ -159,6 +172,7 @@ name = "mock"
 plugin = "http-json"
 base_url = "{carrier_url}"
 tps = {TPS}
+window = {WINDOW}
 price = {{ default = 0.01 }}
 callback_secret = "{SECRET}"
 
@@ -171,6 +185,28 @@ dlr = {{ id_path = "id", status_path = "status", status_map = {{ delivered = "de
     );
     std::fs::write(&path, config).unwrap();
     path.display().to_string()
+}
+
+/// Waits until the `servers`' shares of the carrier's window add up to it,
+/// none more than one above another.
+async fn wait_for_window_shares(servers: &[BinaryServer]) {
+    common::wait_until("the nodes to split the carrier's window", || async {
+        let mut shares = Vec::new();
+        for server in servers {
+            let (_, carriers) = server.admin().get("/v1/carriers").await;
+            let mock = carriers["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "mock")
+                .unwrap()
+                .clone();
+            shares.push(mock["window_share"].as_u64().unwrap() as usize);
+        }
+        let even = shares.iter().max().unwrap() - shares.iter().min().unwrap() <= 1;
+        (shares.iter().sum::<usize>() == WINDOW && even).then_some(())
+    })
+    .await;
 }
 
 /// Polls `GET /metrics` until the node counts `nodes` nodes alive.
@@ -241,6 +277,7 @@ async fn three_nodes_share_the_work_the_rate_and_a_revocation_and_survive_a_kill
     for server in &servers {
         wait_for_nodes(server, NODES).await;
     }
+    wait_for_window_shares(&servers).await;
     let tenant = common::new_tenant(&servers[0].admin(), "cluster").await;
 
     // A key made and revoked on node A is refused on node C within a second.
@@ -475,6 +512,13 @@ async fn three_nodes_share_the_work_the_rate_and_a_revocation_and_survive_a_kill
         rate >= f64::from(TPS) * 0.85,
         "the carrier saw only {rate:.1} parts/s of {TPS}"
     );
+    // The window holds for the carrier too: the nodes split it.
+    let most_in_flight = carrier.most_in_flight.load(Ordering::SeqCst);
+    eprintln!("at most {most_in_flight} submissions in flight at the carrier (window {WINDOW})");
+    assert!(
+        most_in_flight <= WINDOW,
+        "the carrier had {most_in_flight} submissions in flight at once, window {WINDOW}"
+    );
 
     // Every message answered 202 is delivered, whichever node took it;
     // none recorded `sent` went to the carrier twice.
@@ -541,6 +585,9 @@ async fn three_nodes_share_the_work_the_rate_and_a_revocation_and_survive_a_kill
         (seen >= alive_sent).then_some(())
     })
     .await;
+    // The survivors split the window between them once the dead node's
+    // lease is over.
+    wait_for_window_shares(&servers).await;
     for server in servers {
         let exit = server.terminate().await;
         assert!(exit.success(), "{exit}");

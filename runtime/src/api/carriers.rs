@@ -56,6 +56,7 @@ fn carrier_json(carrier: &CarrierHandle) -> Value {
         "price": carrier.config.price,
         "tps": carrier.config.tps,
         "window": carrier.config.window,
+        "window_share": carrier.window_share(),
         "in_flight": carrier.in_flight(),
         "stats": {
             "last_15_minutes": window_json(carrier.stats.window(now, 15)),

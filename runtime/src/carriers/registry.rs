@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -17,6 +17,7 @@ use crate::config::{CarrierConfig, Config, SANDBOX_CARRIER};
 use crate::plugins::{
     CarrierSpec, HttpClient, Limits, LoadError, Plugin, PluginCarrier, PluginEngine,
 };
+use crate::store::reports::AppliedEarly;
 use crate::store::{MessageRecord, Store, StoreError, inbound};
 
 /// Longest a submission waits for its carrier's rate or window before it
@@ -79,6 +80,12 @@ pub struct CarrierHandle {
     /// The rate as all nodes on a shared database keep it (instead of `rate`).
     shared_rate: Option<SharedRate>,
     window: Arc<Semaphore>,
+    /// This node's part of the window: `config.window`, or on a shared
+    /// store its share ([`CarrierHandle::share_window`]).
+    window_share: AtomicUsize,
+    /// Permits `window` has, handed out or not: the share, or more while
+    /// the ones a smaller share gave up are still in use.
+    window_permits: std::sync::Mutex<usize>,
     pub counters: CarrierCounters,
     /// Delivery and error rates and report latency, by minute.
     pub stats: CarrierStats,
@@ -92,6 +99,24 @@ pub struct CarrierHandle {
     >,
     /// The last submission failed as misconfigured (cleared by a success).
     pub misconfigured: AtomicBool,
+}
+
+/// The `place`-th of `nodes` nodes' part of `window`: the parts add up to
+/// it.
+fn window_share(window: usize, place: usize, nodes: usize) -> usize {
+    let nodes = nodes.max(1);
+    window / nodes + usize::from(place < window % nodes)
+}
+
+/// Brings `semaphore`'s `permits` (handed out or not) to `target`, as far
+/// as the ones not in use allow.
+fn resize(semaphore: &Semaphore, permits: &mut usize, target: usize) {
+    if target > *permits {
+        semaphore.add_permits(target - *permits);
+        *permits = target;
+    } else {
+        *permits -= semaphore.forget_permits(*permits - target);
+    }
 }
 
 /// Permission to submit: a slot of the carrier's window.
@@ -108,12 +133,43 @@ impl CarrierHandle {
 
     /// Submissions in flight now.
     pub fn in_flight(&self) -> usize {
-        self.config.window - self.window.available_permits()
+        let permits = *self
+            .window_permits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        permits.saturating_sub(self.window.available_permits())
     }
 
-    /// Waits for the carrier's rate and window to allow `parts` more parts,
-    /// or says how long to put them back in the queue for.
+    /// This node's part of the carrier's window.
+    pub fn window_share(&self) -> usize {
+        self.window_share.load(Ordering::Relaxed)
+    }
+
+    /// Takes this node's share of the carrier's window, the `place`-th of
+    /// `nodes` live nodes: a split of `window` that adds up to it (a node
+    /// may get none when the window is smaller than the cluster). Permits in
+    /// use when the share shrinks are given up as they come back, by the
+    /// next call (each heartbeat).
+    pub fn share_window(&self, place: usize, nodes: usize) {
+        let share = window_share(self.config.window, place, nodes);
+        self.window_share.store(share, Ordering::Relaxed);
+        let mut permits = self
+            .window_permits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        resize(&self.window, &mut permits, share);
+    }
+
+    /// Waits for the carrier's window and rate to allow `parts` more parts,
+    /// or says how long to put them back in the queue for. The window
+    /// first: rate time booked by a part that then waits for a slot would
+    /// go unused (on a shared store, by every node).
     pub async fn admit(&self, parts: usize) -> Result<Admission, Duration> {
+        let acquire = self.window.clone().acquire_owned();
+        let permit = match tokio::time::timeout(MAX_PACING_WAIT, acquire).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(MAX_PACING_WAIT),
+        };
         let wait = match &self.shared_rate {
             Some(shared) => {
                 let wait = shared
@@ -135,14 +191,6 @@ impl CarrierHandle {
             self.release(parts).await;
             return Err(wait);
         }
-        let acquire = self.window.clone().acquire_owned();
-        let permit = match tokio::time::timeout(MAX_PACING_WAIT, acquire).await {
-            Ok(Ok(permit)) => permit,
-            _ => {
-                self.release(parts).await;
-                return Err(MAX_PACING_WAIT);
-            }
-        };
         tokio::time::sleep(wait).await;
         Ok(permit)
     }
@@ -326,6 +374,8 @@ impl CarrierSet {
                     .is_shared()
                     .then(|| SharedRate::new(store.clone(), &name, carrier_config.tps)),
                 window: Arc::new(Semaphore::new(carrier_config.window)),
+                window_share: AtomicUsize::new(carrier_config.window),
+                window_permits: std::sync::Mutex::new(carrier_config.window),
                 config: carrier_config,
                 carrier,
                 callback_secret: secret,
@@ -363,6 +413,20 @@ impl CarrierSet {
 
     pub fn all(&self) -> &[Arc<CarrierHandle>] {
         &self.carriers
+    }
+
+    /// Counts in the carriers' statistics the reports that waited for
+    /// their part and were applied with it (committed).
+    pub fn record_early_reports(&self, reports: &[AppliedEarly]) {
+        let now = crate::time::now_ms();
+        for report in reports {
+            if let Some(carrier) = self.get(&report.carrier) {
+                let delivered = report.status == crate::model::Status::Delivered;
+                carrier
+                    .stats
+                    .record_report(now, delivered, report.latency_ms);
+            }
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<CarrierHandle>> {
@@ -461,5 +525,42 @@ fn bundled_plugin(name: &str) -> Option<&'static str> {
         "kannel" => option_env!("PIGEON_PLUGIN_KANNEL"),
         "vonage" => option_env!("PIGEON_PLUGIN_VONAGE"),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nodes_shares_add_up_to_the_window() {
+        for (window, nodes) in [(512, 3), (10, 3), (2, 3), (1, 1), (7, 0)] {
+            let shares: Vec<usize> = (0..nodes.max(1))
+                .map(|place| window_share(window, place, nodes))
+                .collect();
+            assert_eq!(
+                shares.iter().sum::<usize>(),
+                window,
+                "{window} over {nodes}"
+            );
+            assert!(shares.iter().max().unwrap() - shares.iter().min().unwrap() <= 1);
+        }
+    }
+
+    #[test]
+    fn a_shrunk_window_gives_up_permits_in_use_as_they_come_back() {
+        let semaphore = Arc::new(Semaphore::new(4));
+        let mut permits = 4;
+        let in_use: Vec<_> = (0..3)
+            .map(|_| semaphore.clone().try_acquire_owned().unwrap())
+            .collect();
+        resize(&semaphore, &mut permits, 1);
+        // One was free: given up now; two more are owed.
+        assert_eq!((permits, semaphore.available_permits()), (3, 0));
+        drop(in_use);
+        resize(&semaphore, &mut permits, 1);
+        assert_eq!((permits, semaphore.available_permits()), (1, 1));
+        resize(&semaphore, &mut permits, 5);
+        assert_eq!((permits, semaphore.available_permits()), (5, 5));
     }
 }

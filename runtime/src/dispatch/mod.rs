@@ -25,6 +25,7 @@ use crate::policies::{CarrierView, MessageView, PaceDecision, Policies, RouteDec
 use crate::store::Store;
 use crate::store::pacing::PacingBooking;
 use crate::store::queue::{self, ClaimedPart, SubmitOutcome, SubmitResult};
+use crate::store::reports::AppliedEarly;
 use crate::workers::{self, Limits};
 
 pub struct Dispatcher {
@@ -82,6 +83,7 @@ impl Dispatcher {
         };
         let config = Arc::new(self.config);
         let carriers = self.carriers;
+        let recorded_carriers = carriers.clone();
         let policies = self.policies;
         let compliance = self.compliance;
         // The slow buckets as they were when the last process stopped.
@@ -134,10 +136,17 @@ impl Dispatcher {
             }
             .instrument(span)
         };
-        let record = |c: &crate::store::Connection, results: &[SubmitResult]| {
-            queue::record_results(c, results, crate::time::now_ms())
+        let recorder = workers::Recorder {
+            write: |c: &crate::store::Connection, results: &[SubmitResult]| {
+                queue::record_results(c, results, crate::time::now_ms())
+            },
+            // Reports that came before their part's carrier id.
+            after: move |early: Vec<AppliedEarly>| recorded_carriers.record_early_reports(&early),
         };
-        workers::run(self.store, limits, self.wake, shutdown, claim, work, record).await;
+        workers::run(
+            self.store, limits, self.wake, shutdown, claim, work, recorder,
+        )
+        .await;
     }
 }
 

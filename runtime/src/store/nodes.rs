@@ -34,6 +34,13 @@ pub fn live_nodes(conn: &Connection, since: i64) -> Result<i64> {
         .query_row([since], |row| row.get(0))
 }
 
+/// How many nodes seen since `since` have an id before `node`'s: its
+/// place among the live nodes, from 0.
+pub fn place_among_live(conn: &Connection, node: &str, since: i64) -> Result<i64> {
+    conn.prepare_cached("SELECT COUNT(*) FROM nodes WHERE seen_at >= ?1 AND id < ?2")?
+        .query_row(params![since, node], |row| row.get(0))
+}
+
 /// What joining found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Joined {
@@ -134,6 +141,8 @@ mod tests {
             assert!(!heartbeat(conn, "node_b", 1_000).unwrap());
             assert!(heartbeat(conn, "node_b", 20_000).unwrap());
             assert_eq!(live_nodes(conn, 10_000).unwrap(), 1);
+            assert_eq!(place_among_live(conn, "node_b", 0).unwrap(), 1);
+            assert_eq!(place_among_live(conn, "node_b", 10_000).unwrap(), 0);
             // Nothing claimed: the dead node is forgotten all the same.
             assert_eq!(requeue_dead_claims(conn, 10_000, 20_000, false).unwrap(), 0);
             assert_eq!(live_nodes(conn, 0).unwrap(), 1);

@@ -7,7 +7,7 @@ use super::db::{Connection, Engine, params};
 
 use super::Result;
 use super::messages::{MessageRecord, PartChange, change_part, get_message_by_id, parse_status};
-use super::reports::apply_early_reports;
+use super::reports::{AppliedEarly, apply_early_reports};
 use crate::model::{MessageType, Status};
 
 /// Parts of one message claimed for one carrier submission.
@@ -160,13 +160,18 @@ pub fn claim_due(
     Ok(claimed)
 }
 
-/// Records what the carrier said about each submitted part.
-pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> Result<()> {
+/// Records what the carrier said about each submitted part; returns the
+/// final reports that had come before it and are applied now.
+pub fn record_results(
+    conn: &Connection,
+    results: &[SubmitResult],
+    now: i64,
+) -> Result<Vec<AppliedEarly>> {
     // Early reports are rare: look for them per part only when there are any.
     let any_early: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM early_reports)")?
         .query_row([], |row| row.get(0))?;
-    let mut booked = false;
+    let (mut booked, mut early) = (false, Vec::new());
     for result in results {
         if !result.bookings.is_empty() {
             super::pacing::save_bookings(conn, &result.bookings)?;
@@ -181,7 +186,12 @@ pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> 
             SubmitOutcome::Accepted { carrier_message_id } => {
                 change.carrier_message_id = Some(carrier_message_id);
                 if change_part(conn, &change, segments)? && any_early {
-                    apply_early_reports(conn, &result.carrier, carrier_message_id, now)?;
+                    early.extend(apply_early_reports(
+                        conn,
+                        &result.carrier,
+                        carrier_message_id,
+                        now,
+                    )?);
                 }
             }
             SubmitOutcome::Retry { due_at, reason } => {
@@ -209,7 +219,7 @@ pub fn record_results(conn: &Connection, results: &[SubmitResult], now: i64) -> 
     if booked {
         super::pacing::prune_bookings(conn, now)?;
     }
-    Ok(())
+    Ok(early)
 }
 
 /// Carrier ids of the parts `carrier` acknowledged that still wait for a
@@ -300,10 +310,19 @@ mod tests {
             sent.carrier = Some("sim");
             sent.carrier_message_id = Some("c-0");
             assert!(change_part(conn, &sent, Some(1)).unwrap());
-            assert_eq!(apply_matched_early_reports(conn, now + 7).unwrap(), 1);
+            let applied = apply_matched_early_reports(conn, now + 7).unwrap();
+            assert_eq!(applied.len(), 1);
+            assert_eq!(
+                (applied[0].carrier.as_str(), applied[0].status),
+                ("sim", Status::Delivered)
+            );
             let stored = get_message_by_id(conn, &message.id).unwrap().unwrap();
             assert_eq!(stored.status, Status::Delivered);
-            assert_eq!(apply_matched_early_reports(conn, now + 8).unwrap(), 0);
+            assert!(
+                apply_matched_early_reports(conn, now + 8)
+                    .unwrap()
+                    .is_empty()
+            );
         }
     }
 

@@ -10,6 +10,15 @@ use super::messages::{PartChange, change_part, parse_status};
 use super::rollups::{self, Dimensions};
 use crate::model::Status;
 
+/// A final report applied to its part after it waited for the part's
+/// carrier id, for the carrier's statistics once committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedEarly {
+    pub carrier: String,
+    pub status: Status,
+    pub latency_ms: Option<i64>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportState {
     Enroute,
@@ -171,13 +180,14 @@ pub fn prune_early_reports(conn: &Connection, now: i64) -> Result<usize> {
     Ok(expired + excess)
 }
 
-/// Applies reports that arrived before `carrier_message_id` was recorded.
+/// Applies reports that arrived before `carrier_message_id` was recorded;
+/// returns the final ones.
 pub(super) fn apply_early_reports(
     conn: &Connection,
     carrier: &str,
     carrier_message_id: &str,
     now: i64,
-) -> Result<()> {
+) -> Result<Vec<AppliedEarly>> {
     let waiting: Vec<DeliveryReport> = conn
         .prepare_cached(
             "SELECT state, error_code, raw_status, at FROM early_reports \
@@ -196,24 +206,33 @@ pub(super) fn apply_early_reports(
         })?
         .collect::<Result<_>>()?;
     if waiting.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     conn.prepare_cached(
         "DELETE FROM early_reports WHERE carrier = ?1 AND carrier_message_id = ?2",
     )?
     .execute(params![carrier, carrier_message_id])?;
+    let mut applied = Vec::new();
     for report in &waiting {
-        apply_report(conn, report, now)?;
+        if let ReportOutcome::Applied { status, latency_ms } = apply_report(conn, report, now)?
+            && status.is_final()
+        {
+            applied.push(AppliedEarly {
+                carrier: carrier.to_owned(),
+                status,
+                latency_ms,
+            });
+        }
     }
-    Ok(())
+    Ok(applied)
 }
 
 /// Applies the early reports whose part has been recorded since. A node
 /// recording a carrier id looks for early reports in its transaction; a
 /// report that another node kept in a transaction running at the same time
 /// is not seen there, and is applied by this sweep instead (cluster.rs runs
-/// it every second on a shared database). Returns the ids it applied.
-pub fn apply_matched_early_reports(conn: &Connection, now: i64) -> Result<usize> {
+/// it every second on a shared database). Returns the final ones applied.
+pub fn apply_matched_early_reports(conn: &Connection, now: i64) -> Result<Vec<AppliedEarly>> {
     let matched: Vec<(String, String)> = conn
         .prepare_cached(
             "SELECT DISTINCT e.carrier, e.carrier_message_id FROM early_reports e \
@@ -222,10 +241,11 @@ pub fn apply_matched_early_reports(conn: &Connection, now: i64) -> Result<usize>
         )?
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_>>()?;
+    let mut applied = Vec::new();
     for (carrier, carrier_message_id) in &matched {
-        apply_early_reports(conn, carrier, carrier_message_id, now)?;
+        applied.extend(apply_early_reports(conn, carrier, carrier_message_id, now)?);
     }
-    Ok(matched.len())
+    Ok(applied)
 }
 
 #[cfg(test)]

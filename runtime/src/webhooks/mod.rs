@@ -175,7 +175,10 @@ impl Deliverer {
             shutdown,
             claim,
             work,
-            outbox::record_results,
+            workers::Recorder {
+                write: outbox::record_results,
+                after: |()| {},
+            },
         )
         .await;
     }
