@@ -301,7 +301,10 @@ async fn the_databases_certificate_is_checked_as_sslmode_says() {
     // Mozilla's roots do not know the test server's CA.
     let unverified = format!("{url}?sslmode=verify-full");
     let err = start_error(|c| c.store.url = Some(unverified)).await;
-    assert!(err.contains("certificate"), "{err}");
+    assert!(
+        err.contains("invalid peer certificate") && err.contains("sslrootcert"),
+        "{err}"
+    );
     let err = start_error(|c| c.store.url = Some(format!("{url}?sslmode=always"))).await;
     assert!(
         err.contains("store.url") && err.contains("sslmode \"always\""),

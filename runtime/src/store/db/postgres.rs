@@ -270,10 +270,18 @@ pub(in crate::store) fn describe(err: &tokio_postgres::Error) -> String {
         }
         return text;
     }
-    match err.source() {
+    let text = match err.source() {
         Some(source) => format!("{err}: {source}"),
         None => err.to_string(),
+    };
+    if text.contains("invalid peer certificate") {
+        return format!(
+            "{text} (store.url's sslmode and sslrootcert: the server's certificate must be \
+             signed by the CA in sslrootcert, or one Mozilla trusts, and for verify-full be \
+             issued for the URL's host)"
+        );
     }
+    text
 }
 
 impl ToSql for PgParam<'_> {
