@@ -14,7 +14,6 @@ use super::json::read_body;
 use super::{ApiError, App, Response, json_response};
 use crate::auth::Principal;
 use crate::carriers::{CarrierCounters, CarrierHandle};
-use crate::model::Status;
 use crate::plugins::{CallbackError, CallbackRequest};
 
 /// `GET /v1/carriers`: operator admins only.
@@ -189,12 +188,9 @@ pub async fn callback(
         app.submit.dispatch_waker.notify_one();
     }
     CarrierCounters::add(&counters.dlrs, reports as u64);
-    let now = crate::time::now_ms();
     for (status, latency_ms) in &applied.applied {
         if status.is_final() {
-            carrier
-                .stats
-                .record_report(now, *status == Status::Delivered, *latency_ms);
+            carrier.count_final_report(*status, *latency_ms);
         }
     }
     CarrierCounters::add(&counters.inbound, applied.inbound as u64);

@@ -140,6 +140,21 @@ impl CarrierHandle {
         permits.saturating_sub(self.window.available_permits())
     }
 
+    /// A final delivery report applied to its part (committed): in the
+    /// carrier's statistics and metrics.
+    pub fn count_final_report(&self, status: crate::model::Status, latency_ms: Option<i64>) {
+        let delivered = status == crate::model::Status::Delivered;
+        self.stats
+            .record_report(crate::time::now_ms(), delivered, latency_ms);
+        ::metrics::counter!("pigeon_parts_final_total",
+            "carrier" => self.name().to_owned(), "status" => status.as_str())
+        .increment(1);
+        if let Some(ms) = latency_ms {
+            ::metrics::histogram!("pigeon_dlr_latency_seconds", "carrier" => self.name().to_owned())
+                .record(ms as f64 / 1000.0);
+        }
+    }
+
     /// This node's part of the carrier's window.
     pub fn window_share(&self) -> usize {
         self.window_share.load(Ordering::Relaxed)
@@ -415,16 +430,12 @@ impl CarrierSet {
         &self.carriers
     }
 
-    /// Counts in the carriers' statistics the reports that waited for
-    /// their part and were applied with it (committed).
+    /// Counts the reports that waited for their part and were applied
+    /// with it (committed).
     pub fn record_early_reports(&self, reports: &[AppliedEarly]) {
-        let now = crate::time::now_ms();
         for report in reports {
             if let Some(carrier) = self.get(&report.carrier) {
-                let delivered = report.status == crate::model::Status::Delivered;
-                carrier
-                    .stats
-                    .record_report(now, delivered, report.latency_ms);
+                carrier.count_final_report(report.status, report.latency_ms);
             }
         }
     }

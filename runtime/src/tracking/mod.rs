@@ -62,10 +62,6 @@ pub async fn apply(
     // Opt-outs by keyword are held until the commit.
     let hold = compliance.hold();
     let in_job = hold.handle();
-    let carrier = reports
-        .first()
-        .map(|r| r.carrier.clone())
-        .unwrap_or_default();
     // Decided outside the job, which may run more than once.
     let prune_due = crate::time::now_ms() - LAST_PRUNE_MS.load(Ordering::Relaxed) >= PRUNE_EVERY_MS;
     let applied = store
@@ -110,24 +106,13 @@ pub async fn apply(
     if applied.early > 0 && prune_due {
         LAST_PRUNE_MS.store(crate::time::now_ms(), Ordering::Relaxed);
     }
-    count(&carrier, &applied);
+    count(&applied);
     Ok(applied)
 }
 
-/// The metrics of what a committed callback changed.
-fn count(carrier: &str, applied: &Applied) {
-    for (status, latency_ms) in &applied.applied {
-        if !status.is_final() {
-            continue;
-        }
-        ::metrics::counter!("pigeon_parts_final_total",
-            "carrier" => carrier.to_owned(), "status" => status.as_str())
-        .increment(1);
-        if let Some(ms) = latency_ms {
-            ::metrics::histogram!("pigeon_dlr_latency_seconds", "carrier" => carrier.to_owned())
-                .record(*ms as f64 / 1000.0);
-        }
-    }
+/// The metrics of what a committed callback changed (its final reports
+/// are counted by the carrier: `CarrierHandle::count_final_report`).
+fn count(applied: &Applied) {
     for keyword in &applied.keywords {
         ::metrics::counter!("pigeon_inbound_total", "keyword" => *keyword).increment(1);
     }
