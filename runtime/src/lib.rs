@@ -29,6 +29,7 @@ pub mod smpp;
 pub mod store;
 pub mod submit;
 pub mod time;
+pub mod tls_verify;
 pub mod tracking;
 pub mod twilio;
 pub mod webhooks;

@@ -29,13 +29,18 @@ impl Rate {
     /// `rate` parts per second (may be below 1: 3 a day is 3/86400), up to
     /// `burst` at once.
     pub fn new(rate: f64, burst: u32) -> Self {
-        let interval = Duration::try_from_secs_f64(1.0 / rate.max(1e-9))
-            .unwrap_or(Duration::from_secs(86_400 * 365));
+        let interval = Self::interval(rate);
         Self {
             interval,
             burst: interval.saturating_mul(burst.max(1)),
             booked_until: Mutex::new(Instant::now()),
         }
+    }
+
+    /// Time one part takes at `rate` parts a second.
+    pub fn interval(rate: f64) -> Duration {
+        Duration::try_from_secs_f64(1.0 / rate.max(1e-9))
+            .unwrap_or(Duration::from_secs(86_400 * 365))
     }
 
     /// Time `parts` parts take at the rate.
@@ -60,13 +65,13 @@ impl Rate {
     /// Whether it refills slower than once a second: a bucket worth
     /// keeping across a restart.
     fn slow(&self) -> bool {
-        self.interval >= Duration::from_secs(1)
+        Self::refills_slowly(self.interval)
     }
 
-    /// Whether a bucket of `rate` parts a second is slow (see
+    /// Whether a bucket whose part takes `interval` is slow (see
     /// [`Rate::slow`]): on a shared store such buckets are booked there.
-    pub fn refills_slowly(rate: f64) -> bool {
-        rate <= 1.0
+    pub fn refills_slowly(interval: Duration) -> bool {
+        interval >= Duration::from_secs(1)
     }
 
     /// Until when it is booked, as Unix ms.

@@ -345,7 +345,7 @@ impl Pacing<'_> {
         };
         let keys = keys.into_iter().map(|k| (k.key, k.rate_per_sec, k.burst));
         let (slow, fast): (Vec<_>, Vec<_>) = match self.shared {
-            Some(_) => keys.partition(|(_, rate, _)| Rate::refills_slowly(*rate)),
+            Some(_) => keys.partition(|(_, rate, _)| Rate::refills_slowly(Rate::interval(*rate))),
             None => (Vec::new(), keys.collect()),
         };
         let parts = claim.parts.len();
@@ -378,7 +378,7 @@ async fn book_shared(
     let limits: Vec<SharedLimit> = limits
         .into_iter()
         .map(|(key, rate, burst)| {
-            let interval_ms = (1_000.0 / rate.max(1e-9)).round().min(1e15) as i64;
+            let interval_ms = (Rate::interval(rate).as_secs_f64() * 1_000.0).round() as i64;
             SharedLimit {
                 key,
                 interval_ms,

@@ -25,6 +25,8 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::tls_verify::CertificateCheck;
+
 /// Where to connect and how.
 #[derive(Clone)]
 pub(crate) struct PgTarget {
@@ -98,9 +100,10 @@ pub(crate) fn target(url: &str) -> Result<PgTarget, String> {
         Some(path) => Some(read_roots(path)?),
     };
     let verifier: Arc<dyn ServerCertVerifier> = match (mode, roots) {
-        (Mode::Disable | Mode::Prefer | Mode::Require, None) => Arc::new(EncryptOnly {
-            provider: provider.clone(),
-        }),
+        // As libpq does them: encrypted, the certificate not checked.
+        (Mode::Disable | Mode::Prefer | Mode::Require, None) => {
+            Arc::new(CertificateCheck::any(provider.clone()))
+        }
         (Mode::VerifyFull, roots) => webpki(roots, &provider)?,
         (_, roots) => Arc::new(AnyName(webpki(roots, &provider)?)),
     };
@@ -145,61 +148,6 @@ fn webpki(
     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| e.to_string())
-}
-
-/// `prefer` and `require` with no root certificate, as libpq does them:
-/// the connection is encrypted, the server's certificate is not checked
-/// (its handshake signature is).
-#[derive(Debug)]
-struct EncryptOnly {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 /// `verify-ca`: the chain is checked, the name the certificate was issued
