@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::Instrument;
 use wasmtime::Store;
 
@@ -141,10 +142,9 @@ pub enum CallbackError {
 /// other carriers.
 ///
 /// Submissions to a plugin that takes batches (`max-batch` above 1) queue
-/// up while [`BATCHES_IN_FLIGHT`] batches are out and go together in the
-/// next one, as a group commit does: a light load is one message per
-/// request, a heavy one fills the batches. Other plugins' submissions run
-/// in the caller's task.
+/// up and go together ([`send_in_batches`]): a light load is one message
+/// per request, a heavy one fills the batches. Other plugins' submissions
+/// run in the caller's task.
 pub struct PluginCarrier {
     shared: Arc<Shared>,
     queue: mpsc::UnboundedSender<Queued>,
@@ -173,9 +173,14 @@ struct Queued {
 /// parts, or why not.
 pub type Submitted = Result<Vec<String>, SubmitError>;
 
-/// Most batches of one carrier in flight at once; while they are out, new
-/// submissions wait for the next.
+/// Most batches of one carrier in flight at once (a carrier far away needs
+/// several to keep up).
 const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Longest a batch that is not full waits for the one out to come back:
+/// about the time a carrier near by takes to answer one, and short enough
+/// that a carrier slow to answer one request holds the others up no more.
+const BATCH_HOLD: Duration = Duration::from_millis(20);
 
 /// Sends the requests a plugin asks for: to the carrier's base URL, or (for
 /// benchmarks) to a function that answers in its place.
@@ -262,7 +267,12 @@ impl PluginCarrier {
             }
         }
         let (queue, queued) = mpsc::unbounded_channel();
-        tokio::spawn(run_batches(shared.clone(), queued));
+        let (plugin, driver) = (shared.plugin.clone(), shared.clone());
+        tokio::spawn(send_in_batches(
+            move || plugin.max_batch(),
+            queued,
+            move |batch| run_batch(driver.clone(), batch),
+        ));
         Ok(Self { shared, queue })
     }
 
@@ -306,41 +316,86 @@ impl PluginCarrier {
     }
 }
 
-/// Takes queued submissions in batches of up to the plugin's `max-batch`,
-/// at most [`BATCHES_IN_FLIGHT`] at once; ends with the carrier.
-async fn run_batches(shared: Arc<Shared>, mut queued: mpsc::UnboundedReceiver<Queued>) {
+/// Sends what is queued in batches of up to `max_batch()`, as Nagle's
+/// algorithm sends TCP segments: a batch goes at once when no batch is out
+/// or when it is full, and otherwise once the one out is back or after
+/// [`BATCH_HOLD`], at most [`BATCHES_IN_FLIGHT`] out at once. Each request
+/// costs a plugin call and an exchange with the carrier, so under load
+/// fewer, fuller batches go further. Ends when the queue does.
+async fn send_in_batches<T, F, Fut>(
+    max_batch: impl Fn() -> usize,
+    mut queued: mpsc::UnboundedReceiver<T>,
+    send: F,
+) where
+    T: Send + 'static,
+    F: Fn(Vec<T>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    let returned = Arc::new(Notify::new());
+    let mut batch: Vec<T> = Vec::new();
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let mut batch = Vec::new();
-        if queued
-            .recv_many(&mut batch, shared.plugin.max_batch())
-            .await
-            == 0
-        {
-            return;
-        }
-        let shared = shared.clone();
-        let span = tracing::info_span!(
-            "carrier_batch",
-            carrier = &*shared.name,
-            messages = batch.len()
-        );
-        tokio::spawn(
-            async move {
-                let (messages, replies): (Vec<_>, Vec<_>) =
-                    batch.into_iter().map(|q| (q.message, q.reply)).unzip();
-                let outcomes = shared.drive(messages, &*shared).await;
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
-                drop(slot);
+        let mut hold_until = None;
+        loop {
+            let max_batch = max_batch().max(1);
+            // All the other slots are back: no batch is out.
+            let idle = slots.available_permits() == BATCHES_IN_FLIGHT - 1;
+            let held = hold_until.is_some_and(|until| Instant::now() >= until);
+            if batch.len() >= max_batch || (!batch.is_empty() && (idle || held)) {
+                break;
             }
-            .instrument(span),
-        );
+            let wanted = max_batch - batch.len();
+            let received = if batch.is_empty() {
+                queued.recv_many(&mut batch, wanted).await
+            } else {
+                // Something waits while a batch is out.
+                let until = hold_until.unwrap_or_else(Instant::now);
+                tokio::select! {
+                    received = queued.recv_many(&mut batch, wanted) => received,
+                    // A batch came back, or the hold is over: look again.
+                    () = returned.notified() => continue,
+                    () = tokio::time::sleep_until(until) => continue,
+                }
+            };
+            if received == 0 {
+                // The queue is closed: send what is left, then end.
+                if batch.is_empty() {
+                    return;
+                }
+                break;
+            }
+            hold_until.get_or_insert_with(|| Instant::now() + BATCH_HOLD);
+        }
+        let sent = send(std::mem::take(&mut batch));
+        let returned = returned.clone();
+        tokio::spawn(async move {
+            sent.await;
+            drop(slot);
+            returned.notify_one();
+        });
     }
+}
+
+/// Submits one batch and answers each of its submissions.
+async fn run_batch(shared: Arc<Shared>, batch: Vec<Queued>) {
+    let span = tracing::info_span!(
+        "carrier_batch",
+        carrier = &*shared.name,
+        messages = batch.len()
+    );
+    async move {
+        let (messages, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|q| (q.message, q.reply)).unzip();
+        let outcomes = shared.drive(messages, &*shared).await;
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(outcome);
+        }
+    }
+    .instrument(span)
+    .await
 }
 
 impl Shared {
@@ -688,5 +743,105 @@ fn report_state(state: types::ReportState) -> ReportState {
         types::ReportState::Undeliverable => ReportState::Undeliverable,
         types::ReportState::Rejected => ReportState::Rejected,
         types::ReportState::Unknown => ReportState::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Batches as `send_in_batches` sends them, each with the sender that
+    /// brings it back.
+    type Sent = mpsc::UnboundedReceiver<(Vec<u32>, oneshot::Sender<()>)>;
+
+    /// Starts `send_in_batches` with `max_batch`; returns its queue and the
+    /// batches it sends, each out until its sender is used or dropped.
+    fn batching(max_batch: usize) -> (mpsc::UnboundedSender<u32>, Sent) {
+        let (queue, queued) = mpsc::unbounded_channel();
+        let (sent_tx, sent) = mpsc::unbounded_channel();
+        tokio::spawn(send_in_batches(
+            move || max_batch,
+            queued,
+            move |batch| {
+                let (back, out) = oneshot::channel();
+                let _ = sent_tx.send((batch, back));
+                async move {
+                    let _ = out.await;
+                }
+            },
+        ));
+        (queue, sent)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_wait_for_the_batch_out_and_go_together_when_it_is_back() {
+        let start = Instant::now();
+        let (queue, mut sent) = batching(100);
+        queue.send(1).unwrap();
+        let (first, back) = sent.recv().await.unwrap();
+        assert_eq!(first, [1], "a lone submission goes at once");
+        for n in [2, 3] {
+            queue.send(n).unwrap();
+            tokio::task::yield_now().await;
+        }
+        back.send(()).unwrap();
+        let (next, _back) = sent.recv().await.unwrap();
+        assert_eq!(next, [2, 3]);
+        assert!(start.elapsed() < BATCH_HOLD, "{:?}", start.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_out_too_long_holds_the_next_for_the_hold_only() {
+        let (queue, mut sent) = batching(100);
+        queue.send(1).unwrap();
+        let (_, _stuck) = sent.recv().await.unwrap();
+        let waiting = Instant::now();
+        queue.send(2).unwrap();
+        let (next, _back) = sent.recv().await.unwrap();
+        assert_eq!(next, [2]);
+        assert_eq!(waiting.elapsed(), BATCH_HOLD);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_goes_while_another_is_out() {
+        let start = Instant::now();
+        let (queue, mut sent) = batching(3);
+        queue.send(1).unwrap();
+        let (_, _stuck) = sent.recv().await.unwrap();
+        for n in 2..=5 {
+            queue.send(n).unwrap();
+        }
+        let (full, _back) = sent.recv().await.unwrap();
+        assert_eq!(full, [2, 3, 4]);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_more_batches_are_out_than_the_limit() {
+        let (queue, mut sent) = batching(100);
+        let mut out = Vec::new();
+        for n in 0..BATCHES_IN_FLIGHT as u32 {
+            queue.send(n).unwrap();
+            let (batch, back) = sent.recv().await.unwrap();
+            assert_eq!(batch, [n]);
+            out.push(back);
+        }
+        queue.send(99).unwrap();
+        let late = tokio::time::timeout(Duration::from_secs(60), sent.recv()).await;
+        assert!(late.is_err(), "a batch went with {BATCHES_IN_FLIGHT} out");
+        out.remove(0).send(()).unwrap();
+        let (last, _back) = sent.recv().await.unwrap();
+        assert_eq!(last, [99]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_is_queued_when_the_queue_closes_still_goes() {
+        let (queue, mut sent) = batching(100);
+        queue.send(1).unwrap();
+        let (_, _stuck) = sent.recv().await.unwrap();
+        queue.send(2).unwrap();
+        drop(queue);
+        let (rest, _back) = sent.recv().await.unwrap();
+        assert_eq!(rest, [2]);
     }
 }
