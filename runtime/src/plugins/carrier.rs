@@ -338,7 +338,9 @@ async fn send_in_batches<T, F, Fut>(
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let mut hold_until = None;
+        // What is left from the last batch (had `max_batch` shrunk) has
+        // waited already.
+        let mut hold_until = (!batch.is_empty()).then(Instant::now);
         loop {
             let max_batch = max_batch().max(1);
             // All the other slots are back: no batch is out.
@@ -352,7 +354,7 @@ async fn send_in_batches<T, F, Fut>(
                 queued.recv_many(&mut batch, wanted).await
             } else {
                 // Something waits while a batch is out.
-                let until = hold_until.unwrap_or_else(Instant::now);
+                let until = hold_until.unwrap_or_else(|| Instant::now() + BATCH_HOLD);
                 tokio::select! {
                     received = queued.recv_many(&mut batch, wanted) => received,
                     // A batch came back, or the hold is over: look again.
@@ -369,7 +371,9 @@ async fn send_in_batches<T, F, Fut>(
             }
             hold_until.get_or_insert_with(|| Instant::now() + BATCH_HOLD);
         }
-        let sent = send(std::mem::take(&mut batch));
+        // A plugin reloaded meanwhile may take fewer.
+        let rest = batch.split_off(batch.len().min(max_batch().max(1)));
+        let sent = send(std::mem::replace(&mut batch, rest));
         let returned = returned.clone();
         tokio::spawn(async move {
             sent.await;
@@ -757,19 +761,21 @@ mod tests {
     /// Starts `send_in_batches` with `max_batch`; returns its queue and the
     /// batches it sends, each out until its sender is used or dropped.
     fn batching(max_batch: usize) -> (mpsc::UnboundedSender<u32>, Sent) {
+        batching_up_to(move || max_batch)
+    }
+
+    fn batching_up_to(
+        max_batch: impl Fn() -> usize + Send + 'static,
+    ) -> (mpsc::UnboundedSender<u32>, Sent) {
         let (queue, queued) = mpsc::unbounded_channel();
         let (sent_tx, sent) = mpsc::unbounded_channel();
-        tokio::spawn(send_in_batches(
-            move || max_batch,
-            queued,
-            move |batch| {
-                let (back, out) = oneshot::channel();
-                let _ = sent_tx.send((batch, back));
-                async move {
-                    let _ = out.await;
-                }
-            },
-        ));
+        tokio::spawn(send_in_batches(max_batch, queued, move |batch| {
+            let (back, out) = oneshot::channel();
+            let _ = sent_tx.send((batch, back));
+            async move {
+                let _ = out.await;
+            }
+        }));
         (queue, sent)
     }
 
@@ -832,6 +838,27 @@ mod tests {
         out.remove(0).send(()).unwrap();
         let (last, _back) = sent.recv().await.unwrap();
         assert_eq!(last, [99]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_plugin_taking_fewer_meanwhile_gets_no_more_than_it_takes() {
+        let max = Arc::new(AtomicU64::new(100));
+        let (queue, mut sent) = batching_up_to({
+            let max = max.clone();
+            move || max.load(Ordering::Relaxed) as usize
+        });
+        queue.send(1).unwrap();
+        let (_, back) = sent.recv().await.unwrap();
+        for n in 2..=4 {
+            queue.send(n).unwrap();
+            tokio::task::yield_now().await;
+        }
+        max.store(2, Ordering::Relaxed);
+        back.send(()).unwrap();
+        let (next, _back) = sent.recv().await.unwrap();
+        assert_eq!(next, [2, 3]);
+        let (rest, _back) = sent.recv().await.unwrap();
+        assert_eq!(rest, [4]);
     }
 
     #[tokio::test(start_paused = true)]
